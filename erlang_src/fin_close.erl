@@ -1,0 +1,395 @@
+%% @doc Close TCP sockets with FIN, never RST, without waiting for the peer;
+%% and see a socket's kernel queues.
+%%
+%% On Linux, closing a TCP socket whose receive queue still holds unread
+%% bytes sends RST instead of FIN, and the peer's kernel then throws away the
+%% part of our reply it had not received yet. {@link close/1} hands the
+%% socket to one native reactor thread that sends FIN after all our data,
+%% discards what the peer still sends until its FIN arrives (bounded in time
+%% and bytes), and only then closes. {@link inq/1} and {@link outq/1} show
+%% the kernel's receive and send queues.
+%%
+%% Every function takes any TCP socket an Erlang program can hold: a
+%% `gen_tcp' socket of the default (port) backend or of
+%% `{inet_backend, socket}', or a `socket:socket()'; IPv4 or IPv6. A term
+%% that is no socket raises `badarg'. A socket that is closed, listening,
+%% not TCP, or a port that is no socket gives `{error, Reason}' and is left
+%% as it was:
+%% <ul>
+%% <li>`closed': the socket is closed (also: it was closed by another
+%%     process while the call ran).</li>
+%% <li>`enotconn': a TCP socket without a peer (listening, connecting).</li>
+%% <li>`eprototype': a socket that is not TCP (UDP, SCTP, a Unix domain
+%%     socket).</li>
+%% <li>`enotsock': a port that is no socket (a file, a spawned program).</li>
+%% <li>any other POSIX name a system call returned, such as `emfile' when
+%%     no descriptor is left for the duplicate {@link close/2} needs.</li>
+%% </ul>
+-module(fin_close).
+
+-export([inq/1]).
+-export([outq/1]).
+-export([close/1]).
+-export([close/2]).
+-export([abort/1]).
+-export([stats/0]).
+
+-type socket() :: gen_tcp:socket() | socket:socket().
+%% Any TCP socket: `gen_tcp' (either backend) or the `socket' module's.
+
+-type opts() :: #{linger_timeout => non_neg_integer(),
+                  max_drain => non_neg_integer(),
+                  notify => pid()}.
+%% Options of {@link close/2}.
+
+-type outcome() :: clean | timeout | drain_limit | reset | error.
+%% How a lingering socket ended; see {@link close/2}.
+
+-type result() :: #{outcome := outcome(),
+                    drained := non_neg_integer(),
+                    lingered_ms := non_neg_integer(),
+                    reason => atom()}.
+%% What a `notify' process is sent: `{fin_close, Ref, result()}'.
+
+-type stats() :: #{lingering := non_neg_integer(),
+                   clean := non_neg_integer(),
+                   timeout := non_neg_integer(),
+                   drain_limit := non_neg_integer(),
+                   reset := non_neg_integer(),
+                   error := non_neg_integer(),
+                   drained := non_neg_integer()}.
+%% Counters since the native library was loaded; see {@link stats/0}.
+
+-export_type([socket/0, opts/0, outcome/0, result/0, stats/0]).
+
+%% 30 s in all, as nginx's lingering_time and Apache's lingering close: long
+%% enough for the kernel to deliver a large reply to a slow reader. All a
+%% lingering socket holds meanwhile is one descriptor and about 200 bytes.
+-define(LINGER_TIMEOUT, 30000).
+%% More than any request a client pipelines or still has in flight when it
+%% gets an early reply. A peer that sends more after our FIN is not reading
+%% us, and cutting it off does not destroy what it already received.
+-define(MAX_DRAIN, 1048576).
+
+-define(MAX_TIMEOUT, 16#FFFFFFFF).
+-define(MAX_DRAIN_LIMIT, 16#FFFFFFFFFFFFFFFF).
+
+%% What a socket term is made of.
+-type handle() :: {port, port()}
+                | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}
+                | {socket, socket:socket()}.
+
+%% @doc Bytes waiting in the kernel's receive queue of `Socket' (SIOCINQ).
+%%
+%% Counts only what the kernel holds: an active-mode socket may already have
+%% moved data into the owner's mailbox, and such data never causes an RST.
+%% A listening socket gives `{error, einval}', as the kernel says.
+-spec inq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
+inq(Socket) ->
+    queue(Socket, fun fin_close_nif:inq/1).
+
+%% @doc Bytes in the kernel's send queue of `Socket' that the peer has not
+%% acknowledged yet (SIOCOUTQ). Bytes still queued inside a port (see
+%% `inet:getstat(S, [send_pend])') are not counted.
+-spec outq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
+outq(Socket) ->
+    queue(Socket, fun fin_close_nif:outq/1).
+
+%% @doc Closes `Socket' with FIN: a drop-in for `gen_tcp:close/1' (and
+%% `socket:close/1'). Same as `close(Socket, #{})'.
+%%
+%% Returns `ok' at once; the connection lingers in the native reactor. See
+%% {@link close/2} for what happens and for the errors.
+-spec close(socket()) -> ok | {error, atom()}.
+close(Socket) ->
+    case close(Socket, #{}) of
+        {error, _} = Error -> Error;
+        ok -> ok
+    end.
+
+%% @doc Closes `Socket' with FIN after every byte already sent, and lingers
+%% in the native reactor until the peer's FIN, discarding what it still
+%% sends. Returns as soon as the socket is handed over; it never waits on the
+%% peer, and no Erlang process or scheduler is held while the socket
+%% lingers.
+%%
+%% Options (a map; unknown keys and bad values raise `badarg', and the
+%% socket is left untouched):
+%% <ul>
+%% <li>`linger_timeout' (milliseconds, default 30000): how long the socket
+%%     may linger in all, from this call. When it runs out before the peer's
+%%     FIN, the socket is reset (outcome `timeout'). This includes the time
+%%     the kernel needs to deliver what is still queued to a slow reader.
+%%     The default is nginx's and Apache's; Cowboy uses 1000 because it
+%%     holds a process meanwhile, which fin_close does not.</li>
+%% <li>`max_drain' (bytes, default 1048576): how much the peer may still
+%%     send; one byte more and the socket is reset (outcome
+%%     `drain_limit').</li>
+%% <li>`notify' (a local pid, default none): the call then returns
+%%     `{ok, Ref}', and the pid gets `{fin_close, Ref, Result}' when the
+%%     socket is closed for good, where `Result' is a {@type result()}:
+%%     `outcome' is `clean' (our FIN went after all our data, the peer's FIN
+%%     came, nothing was reset), `timeout', `drain_limit', `reset' (the peer
+%%     reset the connection) or `error' (with `reason', a POSIX name or
+%%     `port_exited'); `drained' is the bytes discarded, `lingered_ms' the
+%%     time it took.</li>
+%% </ul>
+%%
+%% What happens, in order: the socket's descriptor is duplicated and the
+%% duplicate checked to be the same connection (same local and peer
+%% address, the socket still open); the socket's own handle is closed as
+%% `gen_tcp:close/1' would; the duplicate goes to the reactor, which clears
+%% SO_LINGER, sends FIN, discards until the peer's FIN and closes.
+%%
+%% Special cases:
+%% <ul>
+%% <li>Output still queued inside the port (the default backend queues
+%%     what the kernel cannot take yet, megabytes for a slow reader): the
+%%     port is given to the `fin_close' application's keeper process, which
+%%     closes it once the queue is written; FIN follows then. If the
+%%     application is not running it is started. The keeper becomes the
+%%     port's owner; when the caller is not the owner, the owner stays
+%%     linked to the port, and a crash of the owner before the queue is
+%%     written loses it (outcome `error', reason `port_exited').</li>
+%% <li>`{linger, {true, 0}}' on the socket is overridden: this function
+%%     closes gracefully. Use {@link abort/1} to reset.</li>
+%% <li>Active mode: data the port or socket process already read is
+%%     delivered to the owner's mailbox as before and not counted.</li>
+%% <li>Any process may call it, not only the owner. The call must come
+%%     after the last `send' has returned: a send still running in another
+%%     process is cut off, as with `gen_tcp:close/1'.</li>
+%% <li>Unlike `gen_tcp:close/1', an already closed socket gives
+%%     `{error, closed}'.</li>
+%% </ul>
+-spec close(socket(), opts()) -> ok | {ok, reference()} | {error, atom()}.
+close(Socket, Opts) ->
+    Args = [Socket, Opts],
+    Limits = options(Opts, Args),
+    case resolve(Socket, Args) of
+        {error, _} = Error -> Error;
+        Handle -> hand_over(Handle, Limits)
+    end.
+
+%% @doc Closes `Socket' with RST on purpose (SO_LINGER 0), discarding what
+%% is queued in both directions: for dropping a peer, not for ending a
+%% reply. Returns once the socket is closed.
+-spec abort(socket()) -> ok | {error, atom()}.
+abort(Socket) ->
+    case resolve(Socket, [Socket]) of
+        {error, _} = Error ->
+            Error;
+        Handle ->
+            case connected(Handle) of
+                ok -> reset(Handle);
+                {error, _} = Error -> Error
+            end
+    end.
+
+%% @doc Counters since the native library was loaded: sockets `lingering'
+%% now, sockets ended per outcome (`clean', `timeout', `drain_limit',
+%% `reset', `error') and bytes `drained' in all. A flat map of integers,
+%% ready for a metrics poller.
+-spec stats() -> stats().
+stats() ->
+    fin_close_nif:stats().
+
+%% Internal.
+
+-spec options(term(), [term()]) -> #{linger_timeout := non_neg_integer(),
+                                      max_drain := non_neg_integer(),
+                                      notify := pid() | undefined}.
+options(Opts, Args) when is_map(Opts) ->
+    Defaults = #{linger_timeout => ?LINGER_TIMEOUT, max_drain => ?MAX_DRAIN, notify => undefined},
+    maps:fold(fun(Key, Value, Acc) ->
+                      case valid_option(Key, Value) of
+                          true -> Acc#{Key => Value};
+                          false -> erlang:error(badarg, Args)
+                      end
+              end, Defaults, Opts);
+options(_, Args) ->
+    erlang:error(badarg, Args).
+
+-spec valid_option(term(), term()) -> boolean().
+valid_option(linger_timeout, T) -> is_integer(T) andalso T >= 0 andalso T =< ?MAX_TIMEOUT;
+valid_option(max_drain, M) -> is_integer(M) andalso M >= 0 andalso M =< ?MAX_DRAIN_LIMIT;
+valid_option(notify, Pid) -> is_pid(Pid) andalso node(Pid) =:= node();
+valid_option(_, _) -> false.
+
+-spec resolve(term(), [term()]) -> handle() | {error, atom()}.
+resolve(Port, _) when is_port(Port) ->
+    case erlang:port_info(Port, name) of
+        {name, "tcp_inet"} -> {port, Port};
+        {name, "udp_inet"} -> {error, eprototype};
+        {name, "sctp_inet"} -> {error, eprototype};
+        {name, _} -> {error, enotsock};
+        undefined -> {error, closed}
+    end;
+resolve({'$inet', gen_tcp_socket, {Server, {'$socket', Ref} = ESock}} = Socket, _)
+  when is_pid(Server), is_reference(Ref) ->
+    {gen_tcp_socket, Socket, ESock};
+resolve({'$socket', Ref} = ESock, _) when is_reference(Ref) ->
+    {socket, ESock};
+resolve(_, Args) ->
+    erlang:error(badarg, Args).
+
+-spec fd(handle()) -> {ok, non_neg_integer()} | {error, closed}.
+fd(Handle) ->
+    Result = case Handle of
+                 {port, Port} -> inet:getfd(Port);
+                 {gen_tcp_socket, _, ESock} -> socket:getopt(ESock, {otp, fd});
+                 {socket, ESock} -> socket:getopt(ESock, {otp, fd})
+             end,
+    case Result of
+        {ok, Fd} when is_integer(Fd), Fd >= 0 -> {ok, Fd};
+        _ -> {error, closed}
+    end.
+
+%% Runs an ioctl on the socket's descriptor. The socket can be closed, and
+%% its number taken by a new socket, while the NIF runs: the answer counts
+%% only if the socket still has the same descriptor afterwards (sockets
+%% never change descriptor while open).
+-spec queue(term(), fun((non_neg_integer()) -> {ok, non_neg_integer()} | {error, atom()})) ->
+    {ok, non_neg_integer()} | {error, atom()}.
+queue(Socket, Ioctl) ->
+    case resolve(Socket, [Socket]) of
+        {error, _} = Error ->
+            Error;
+        Handle ->
+            case fd(Handle) of
+                {ok, Fd} ->
+                    Result = case tcp_checked(Handle, Fd) of
+                                 ok -> Ioctl(Fd);
+                                 {error, _} = Error -> Error
+                             end,
+                    case fd(Handle) of
+                        {ok, Fd} -> Result;
+                        _ -> {error, closed}
+                    end;
+                {error, _} = Error ->
+                    Error
+            end
+    end.
+
+%% Ports and gen_tcp sockets are TCP by construction; a socket-module socket
+%% may be anything.
+-spec tcp_checked(handle(), non_neg_integer()) -> ok | {error, atom()}.
+tcp_checked({socket, _}, Fd) -> fin_close_nif:check_tcp(Fd);
+tcp_checked(_, _) -> ok.
+
+-spec hand_over(handle(), map()) -> ok | {ok, reference()} | {error, atom()}.
+hand_over(Handle, Limits) ->
+    case fd(Handle) of
+        {ok, Fd} ->
+            case fin_close_nif:dup(Fd) of
+                {ok, {Dup, Local, Peer}} ->
+                    case names(Handle) of
+                        {Local, Peer} ->
+                            close_handle(Handle, Dup, Limits);
+                        _ ->
+                            %% Not the socket we were given: it was closed
+                            %% and its number reused before the dup.
+                            fin_close_nif:discard(Dup),
+                            {error, closed}
+                    end;
+                {error, _} = Error ->
+                    Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% The socket's own view of its addresses, read after the dup: a socket
+%% that still answers is still open, so it held the duplicated number.
+-spec names(handle()) -> {term(), term()} | error.
+names({port, Port}) ->
+    case {inet:sockname(Port), inet:peername(Port)} of
+        {{ok, Local}, {ok, Peer}} -> {Local, Peer};
+        _ -> error
+    end;
+names({_, _, ESock}) ->
+    names({socket, ESock});
+names({socket, ESock}) ->
+    case {socket:sockname(ESock), socket:peername(ESock)} of
+        {{ok, #{addr := LA, port := LP}}, {ok, #{addr := PA, port := PP}}} -> {{LA, LP}, {PA, PP}};
+        _ -> error
+    end.
+
+%% The reactor takes the duplicate before the handle is closed, so that a
+%% failure leaves the socket as it was.
+-spec close_handle(handle(), reference(), map()) -> ok | {ok, reference()} | {error, atom()}.
+close_handle({port, Port}, Dup, Limits) ->
+    case erlang:port_info(Port, queue_size) of
+        {queue_size, 0} ->
+            linger_then(Dup, Limits, false, fun() -> close_port(Port) end);
+        {queue_size, _} ->
+            linger_then(Dup, Limits, true,
+                        fun(Ticket) -> fin_close_keeper:flush_and_close(Port, Ticket, Limits) end);
+        undefined ->
+            fin_close_nif:discard(Dup),
+            {error, closed}
+    end;
+close_handle({gen_tcp_socket, Socket, _}, Dup, Limits) ->
+    linger_then(Dup, Limits, false, fun() -> catch gen_tcp:close(Socket) end);
+close_handle({socket, ESock}, Dup, Limits) ->
+    linger_then(Dup, Limits, false, fun() -> socket:close(ESock) end).
+
+-spec linger_then(reference(), map(), boolean(), fun()) -> ok | {ok, reference()} | {error, atom()}.
+linger_then(Dup, #{linger_timeout := Timeout, max_drain := MaxDrain, notify := Notify},
+            PortPending, CloseHandle) ->
+    case fin_close_nif:linger(Dup, Timeout, MaxDrain, Notify, PortPending) of
+        {ok, Ticket} ->
+            _ = case CloseHandle of
+                    F when is_function(F, 0) -> F();
+                    F when is_function(F, 1) -> F(Ticket)
+                end,
+            case Notify of
+                undefined -> ok;
+                _ -> {ok, Ticket}
+            end;
+        {error, _} = Error ->
+            fin_close_nif:discard(Dup),
+            Error
+    end.
+
+%% What gen_tcp:close/1 does once the port has no output queued. The
+%% duplicate keeps the connection open, so this sends nothing.
+-spec close_port(port()) -> ok.
+close_port(Port) ->
+    _ = (catch erlang:port_close(Port)),
+    %% As prim_inet: an owner that traps exits gets the port's 'EXIT'.
+    receive {'EXIT', Port, _} -> ok after 0 -> ok end,
+    ok.
+
+-spec connected(handle()) -> ok | {error, atom()}.
+connected(Handle) ->
+    case fd(Handle) of
+        {ok, Fd} ->
+            case tcp_checked(Handle, Fd) of
+                ok ->
+                    case names(Handle) of
+                        {_, _} -> ok;
+                        error -> {error, enotconn}
+                    end;
+                {error, _} = Error ->
+                    Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
+
+-spec reset(handle()) -> ok | {error, atom()}.
+reset({port, Port}) ->
+    case inet:setopts(Port, [{linger, {true, 0}}]) of
+        ok -> gen_tcp:close(Port);
+        {error, _} = Error -> Error
+    end;
+reset({gen_tcp_socket, Socket, _}) ->
+    case inet:setopts(Socket, [{linger, {true, 0}}]) of
+        ok -> gen_tcp:close(Socket);
+        {error, _} = Error -> Error
+    end;
+reset({socket, ESock}) ->
+    case socket:setopt(ESock, {socket, linger}, #{onoff => true, linger => 0}) of
+        ok -> socket:close(ESock);
+        {error, _} = Error -> Error
+    end.

@@ -1,0 +1,59 @@
+%% @private
+%% @doc The native functions of fin_close. Kept tiny and stable: a NIF
+%% library cannot be upgraded in place, so everything that may change lives
+%% in `fin_close', which can be reloaded freely.
+-module(fin_close_nif).
+
+-export([inq/1]).
+-export([outq/1]).
+-export([check_tcp/1]).
+-export([dup/1]).
+-export([discard/1]).
+-export([linger/5]).
+-export([port_done/2]).
+-export([stats/0]).
+
+-on_load(load/0).
+
+-type fd() :: non_neg_integer().
+-type address() :: {inet:ip_address(), inet:port_number()}.
+
+-spec load() -> ok | {error, {atom(), string()}}.
+load() ->
+    erlang:load_nif(filename:join(priv_dir(), "libfin_close_nif"), 0).
+
+%% code:priv_dir/1 needs the application on the code path by name; when the
+%% beam files are loaded by path (escripts, -pa), look beside them.
+-spec priv_dir() -> file:filename().
+priv_dir() ->
+    case code:priv_dir(fin_close) of
+        {error, bad_name} ->
+            filename:join(filename:dirname(filename:dirname(code:which(?MODULE))), "priv");
+        Dir ->
+            Dir
+    end.
+
+-spec inq(fd()) -> {ok, non_neg_integer()} | {error, atom()}.
+inq(_Fd) -> erlang:nif_error(nif_not_loaded).
+
+-spec outq(fd()) -> {ok, non_neg_integer()} | {error, atom()}.
+outq(_Fd) -> erlang:nif_error(nif_not_loaded).
+
+-spec check_tcp(fd()) -> ok | {error, atom()}.
+check_tcp(_Fd) -> erlang:nif_error(nif_not_loaded).
+
+-spec dup(fd()) -> {ok, {reference(), address(), address()}} | {error, atom()}.
+dup(_Fd) -> erlang:nif_error(nif_not_loaded).
+
+-spec discard(reference()) -> ok.
+discard(_Dup) -> erlang:nif_error(nif_not_loaded).
+
+-spec linger(reference(), non_neg_integer(), non_neg_integer(), pid() | undefined, boolean()) ->
+    {ok, reference()} | {error, atom()}.
+linger(_Dup, _TimeoutMs, _MaxDrain, _Notify, _PortPending) -> erlang:nif_error(nif_not_loaded).
+
+-spec port_done(reference(), boolean()) -> ok | {error, atom()}.
+port_done(_Ticket, _Flushed) -> erlang:nif_error(nif_not_loaded).
+
+-spec stats() -> #{atom() => non_neg_integer()}.
+stats() -> erlang:nif_error(nif_not_loaded).

@@ -1,0 +1,69 @@
+//! The owned duplicate of a socket that the VM also holds.
+//!
+//! The VM's descriptor is only ever borrowed ([`BorrowedFd`], [`SockRef`]);
+//! the one descriptor this crate owns is a [`Duplicate`], which closes itself
+//! on drop. Closing the VM's own descriptor is therefore not expressible here.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use socket2::{Protocol, SockRef, Socket};
+
+use crate::error::Error;
+
+/// Checks that `socket` is a TCP socket (IPv4 or IPv6).
+pub fn check_tcp(socket: SockRef<'_>) -> Result<(), Error> {
+    // SO_PROTOCOL is TCP only for stream sockets of the inet families.
+    match socket.protocol()? {
+        Some(p) if p == Protocol::TCP => Ok(()),
+        _ => Err(Error::NotTcp),
+    }
+}
+
+/// A second descriptor for a connected TCP socket, with the connection's
+/// addresses read from it, so the caller can confirm it duplicated the socket
+/// it meant to (descriptor numbers are reused at once after a close).
+#[derive(Debug)]
+pub struct Duplicate {
+    socket: Socket,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+impl Duplicate {
+    /// Duplicates `fd` (close-on-exec) and checks the duplicate is a
+    /// connected TCP socket. The only call made on `fd` itself is the dup.
+    pub fn of(fd: BorrowedFd<'_>) -> Result<Duplicate, Error> {
+        let socket = SockRef::from(&fd).try_clone()?;
+        check_tcp(SockRef::from(&socket))?;
+        let local = socket.local_addr()?.as_socket().ok_or(Error::NotTcp)?;
+        let peer = match socket.peer_addr() {
+            Ok(addr) => addr.as_socket().ok_or(Error::NotTcp)?,
+            // Listening and unconnected sockets have no peer.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Err(Error::NotConnected),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Duplicate { socket, local, peer })
+    }
+
+    /// The local address of the connection.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The peer address of the connection.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Gives up the addresses and keeps the owned socket.
+    pub fn into_socket(self) -> Socket {
+        self.socket
+    }
+}
+
+impl AsFd for Duplicate {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}

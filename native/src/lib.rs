@@ -1,0 +1,15 @@
+//! Native core of fin_close: see a TCP socket's kernel queues, and close it
+//! with FIN instead of RST without making the caller wait for the peer.
+//!
+//! - [`sys`]: the raw system calls (ioctls, discarding `recv`, epoll, eventfd).
+//! - [`duplicate`]: the owned duplicate of a socket the VM holds.
+//! - [`reactor`]: the single thread that lingers on every closed socket.
+//! - [`error`]: errors and their POSIX names.
+//! - `nif`: the Erlang boundary (module `fin_close_nif`).
+
+pub mod duplicate;
+pub mod error;
+pub mod reactor;
+pub mod sys;
+
+mod nif;

@@ -1,0 +1,232 @@
+//! The NIF boundary: decodes terms, calls [`crate::sys`],
+//! [`crate::duplicate`] and [`crate::reactor`], and turns errors into atoms.
+//! The Erlang module `fin_close` owns the API; these functions assume it has
+//! already resolved a socket term to its descriptor number.
+
+use std::os::fd::BorrowedFd;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, Resource, ResourceArc, Term};
+use socket2::SockRef;
+
+use crate::duplicate::{self, Duplicate};
+use crate::error::Error;
+use crate::reactor::{Limits, LingerId, Reactor, Report};
+use crate::sys;
+
+mod atoms {
+    rustler::atoms! { ok, error, closed, undefined, fin_close, outcome, drained, lingered_ms, reason }
+}
+
+/// A duplicate waiting for the Erlang side to confirm it is the right socket.
+/// Dropped (and so closed) by the garbage collector if never used.
+struct DupResource(Mutex<Option<Duplicate>>);
+
+#[rustler::resource_impl]
+impl Resource for DupResource {}
+
+/// The handle of one lingering socket; also the reference in `notify`
+/// messages (a resource term is a reference to Erlang).
+struct Ticket(LingerId);
+
+#[rustler::resource_impl]
+impl Resource for Ticket {}
+
+/// Who to tell when a socket ends, if anyone.
+type Token = Option<(LocalPid, ResourceArc<Ticket>)>;
+
+static REACTOR: OnceLock<Result<Reactor<Token>, String>> = OnceLock::new();
+
+/// The reactor, started on first use so that nodes that only call `inq/1`
+/// never get the thread.
+fn reactor() -> Result<&'static Reactor<Token>, Error> {
+    REACTOR
+        .get_or_init(|| {
+            let mut env = OwnedEnv::new();
+            Reactor::start(move |token: Token, report: Report| {
+                if let Some((pid, ticket)) = token {
+                    // A dead receiver is not an error of ours.
+                    let _ = env.send_and_clear(&pid, |env| {
+                        (atoms::fin_close(), ticket, report_term(env, &report))
+                    });
+                }
+            })
+            .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|_| Error::ReactorDown)
+}
+
+fn report_term<'a>(env: Env<'a>, report: &Report) -> Term<'a> {
+    let outcome = Atom::from_str(env, report.outcome.name()).expect("atom").encode(env);
+    let mut map = Term::map_from_pairs(
+        env,
+        &[
+            (atoms::outcome().encode(env), outcome),
+            (atoms::drained().encode(env), report.drained.encode(env)),
+            (atoms::lingered_ms().encode(env), (report.lingered.as_millis() as u64).encode(env)),
+        ],
+    )
+    .expect("distinct keys");
+    if let crate::reactor::Outcome::Error(why) = report.outcome {
+        let why = Atom::from_str(env, why).expect("atom");
+        map = map.map_put(atoms::reason(), why).expect("map");
+    }
+    map
+}
+
+/// An error reason, encoded as its atom.
+struct Reason(&'static str);
+
+impl Encoder for Reason {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        Atom::from_str(env, self.0).expect("atom").encode(env)
+    }
+}
+
+impl From<Error> for Reason {
+    fn from(e: Error) -> Reason {
+        Reason(e.reason())
+    }
+}
+
+impl From<std::io::Error> for Reason {
+    fn from(e: std::io::Error) -> Reason {
+        Error::from(e).into()
+    }
+}
+
+/// Borrows the descriptor number the Erlang side read from an open socket.
+fn borrow(fd: i32) -> NifResult<BorrowedFd<'static>> {
+    if fd < 0 {
+        return Err(rustler::Error::BadArg);
+    }
+    // SAFETY: `fd` is not -1. The Erlang side read it from a socket that was
+    // open at that moment and checks afterwards that the socket is still
+    // open with the same descriptor, which proves the number was not reused
+    // in between. Should it have been closed meanwhile, the calls made here
+    // (an ioctl, getsockopt, or a dup) fail with EBADF or act read-only.
+    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+#[rustler::nif]
+fn inq(fd: i32) -> NifResult<Result<usize, Reason>> {
+    Ok(sys::inq(borrow(fd)?).map_err(Reason::from))
+}
+
+#[rustler::nif]
+fn outq(fd: i32) -> NifResult<Result<usize, Reason>> {
+    Ok(sys::outq(borrow(fd)?).map_err(Reason::from))
+}
+
+#[rustler::nif]
+fn check_tcp(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+    let fd = borrow(fd)?;
+    Ok(match duplicate::check_tcp(SockRef::from(&fd)) {
+        Ok(()) => atoms::ok().encode(env),
+        Err(e) => (atoms::error(), Reason::from(e)).encode(env),
+    })
+}
+
+fn address<'a>(env: Env<'a>, addr: std::net::SocketAddr) -> Term<'a> {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => {
+            let [a, b, c, d] = ip.octets();
+            (a, b, c, d).encode(env)
+        }
+        std::net::IpAddr::V6(ip) => {
+            let [a, b, c, d, e, f, g, h] = ip.segments();
+            // rustler encodes tuples of up to seven elements only.
+            let parts = [a, b, c, d, e, f, g, h].map(|s| s.encode(env));
+            rustler::types::tuple::make_tuple(env, &parts)
+        }
+    };
+    (ip, addr.port()).encode(env)
+}
+
+#[rustler::nif]
+fn dup(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+    Ok(match Duplicate::of(borrow(fd)?) {
+        Ok(d) => {
+            let (local, peer) = (address(env, d.local()), address(env, d.peer()));
+            let resource = ResourceArc::new(DupResource(Mutex::new(Some(d))));
+            (atoms::ok(), (resource, local, peer)).encode(env)
+        }
+        Err(e) => (atoms::error(), Reason::from(e)).encode(env),
+    })
+}
+
+fn take(dup: &DupResource) -> Option<Duplicate> {
+    dup.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+#[rustler::nif]
+fn discard(dup: ResourceArc<DupResource>) -> Atom {
+    drop(take(&dup));
+    atoms::ok()
+}
+
+#[rustler::nif]
+fn linger<'a>(
+    env: Env<'a>,
+    dup: ResourceArc<DupResource>,
+    timeout_ms: u64,
+    max_drain: u64,
+    notify: Term<'a>,
+    port_pending: bool,
+) -> NifResult<Term<'a>> {
+    let notify: Option<LocalPid> = if notify == atoms::undefined().encode(env) {
+        None
+    } else {
+        Some(notify.decode()?)
+    };
+    let reactor = match reactor() {
+        Ok(r) => r,
+        Err(e) => return Ok((atoms::error(), Reason::from(e)).encode(env)),
+    };
+    let Some(d) = take(&dup) else {
+        return Ok((atoms::error(), atoms::closed()).encode(env));
+    };
+    let limits = Limits { timeout: Duration::from_millis(timeout_ms), max_drain };
+    let mut ticket = None;
+    let handed = reactor.linger(d, limits, port_pending, |id| {
+        let t = ResourceArc::new(Ticket(id));
+        ticket = Some(t.clone());
+        notify.map(|pid| (pid, t))
+    });
+    Ok(match (handed, ticket) {
+        (Ok(_), Some(ticket)) => (atoms::ok(), ticket).encode(env),
+        (Err(e), _) => (atoms::error(), Reason::from(e)).encode(env),
+        (Ok(_), None) => unreachable!("linger always makes the token"),
+    })
+}
+
+#[rustler::nif]
+fn port_done(env: Env<'_>, ticket: ResourceArc<Ticket>, flushed: bool) -> Term<'_> {
+    match reactor().and_then(|r| r.port_done(ticket.0, flushed)) {
+        Ok(()) => atoms::ok().encode(env),
+        Err(e) => (atoms::error(), Reason::from(e)).encode(env),
+    }
+}
+
+#[rustler::nif]
+fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
+    let s = match REACTOR.get() {
+        Some(Ok(r)) => r.stats(),
+        _ => Default::default(),
+    };
+    let pairs = [
+        ("lingering", s.lingering),
+        ("clean", s.clean),
+        ("timeout", s.timeout),
+        ("drain_limit", s.drain_limit),
+        ("reset", s.reset),
+        ("error", s.error),
+        ("drained", s.drained),
+    ]
+    .map(|(k, v)| (Atom::from_str(env, k).expect("atom"), v));
+    Term::map_from_pairs(env, &pairs)
+}
+
+rustler::init!("fin_close_nif");

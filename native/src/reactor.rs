@@ -1,0 +1,509 @@
+//! The lingering close: one thread, one epoll set, every lingering socket.
+//!
+//! A socket handed over here has been closed by the VM; the reactor holds the
+//! last descriptor of it (a [`Duplicate`]). It sends FIN after everything
+//! already queued in the kernel, discards whatever the peer still sends until
+//! the peer's FIN arrives, and only then closes, so the kernel never finds
+//! unread bytes at close time and never answers with RST. Time
+//! ([`Limits::timeout`]) and discarded bytes ([`Limits::max_drain`]) are
+//! bounded; a socket cut off by either is closed abortively (RST) and its
+//! [`Report`] says so.
+//!
+//! Nothing here blocks the caller of [`Reactor::linger`]: it queues a command
+//! and, if the thread is asleep, writes one eventfd.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::os::fd::AsFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use std::net::Shutdown;
+
+use socket2::Socket;
+
+use crate::duplicate::Duplicate;
+use crate::error::{errno_name, Error};
+use crate::sys::{recv_discard, Epoll, Event, EventFd};
+
+/// Identifies one lingering socket for [`Reactor::port_done`]; never reused.
+pub type LingerId = u64;
+
+/// The epoll token of the wake-up eventfd; socket ids start above it.
+const WAKE: u64 = 0;
+
+/// Largest single discard request: one `recv` empties any receive queue.
+const MAX_DISCARD: u64 = 1 << 30;
+
+/// How long a socket may linger and how much it may discard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time from the hand-over until the socket is cut off.
+    pub timeout: Duration,
+    /// Bytes the reactor may discard; one more and the socket is cut off.
+    pub max_drain: u64,
+}
+
+/// How a lingering socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Our FIN was sent after all our data and the peer's FIN arrived: the
+    /// close was graceful.
+    Clean,
+    /// Cut off (RST) at [`Limits::timeout`] before the peer's FIN arrived.
+    Timeout,
+    /// Cut off (RST) after discarding more than [`Limits::max_drain`] bytes.
+    DrainLimit,
+    /// The peer reset the connection while it lingered.
+    Reset,
+    /// A system call failed, or the VM's port closed with output it never
+    /// wrote; the name says which (a POSIX name or `port_exited`).
+    Error(&'static str),
+}
+
+impl Outcome {
+    /// The outcome's name as an Erlang atom.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Timeout => "timeout",
+            Outcome::DrainLimit => "drain_limit",
+            Outcome::Reset => "reset",
+            Outcome::Error(_) => "error",
+        }
+    }
+
+    /// Whether the socket is closed with SO_LINGER 0 (RST): a peer that is
+    /// cut off, or one whose reply is known to be incomplete, must not see
+    /// an orderly end of stream.
+    fn abortive(&self) -> bool {
+        !matches!(self, Outcome::Clean | Outcome::Reset)
+    }
+}
+
+/// What the reactor tells its owner when a socket has been closed for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Bytes discarded from the peer after the hand-over.
+    pub drained: u64,
+    /// Time from the hand-over to the final close.
+    pub lingered: Duration,
+}
+
+/// Counters since the reactor started, readable from any thread.
+#[derive(Debug, Default)]
+struct Stats {
+    lingering: AtomicU64,
+    clean: AtomicU64,
+    timeout: AtomicU64,
+    drain_limit: AtomicU64,
+    reset: AtomicU64,
+    error: AtomicU64,
+    drained: AtomicU64,
+}
+
+/// A copy of the reactor's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    /// Sockets handed over and not yet closed.
+    pub lingering: u64,
+    /// Sockets ended with [`Outcome::Clean`].
+    pub clean: u64,
+    /// Sockets ended with [`Outcome::Timeout`].
+    pub timeout: u64,
+    /// Sockets ended with [`Outcome::DrainLimit`].
+    pub drain_limit: u64,
+    /// Sockets ended with [`Outcome::Reset`].
+    pub reset: u64,
+    /// Sockets ended with [`Outcome::Error`].
+    pub error: u64,
+    /// Bytes discarded in all.
+    pub drained: u64,
+}
+
+enum Command<T> {
+    Adopt(Adoption<T>),
+    PortDone { id: LingerId, flushed: bool },
+    Stop,
+}
+
+struct Adoption<T> {
+    id: LingerId,
+    socket: Socket,
+    limits: Limits,
+    port_pending: bool,
+    token: T,
+    started: Instant,
+}
+
+struct Shared<T> {
+    inbox: Mutex<Vec<Command<T>>>,
+    /// True while a wake-up is written and not yet consumed, so a burst of
+    /// hand-overs costs one eventfd write, not one each.
+    wake_pending: AtomicBool,
+    waker: EventFd,
+    running: AtomicBool,
+    next_id: AtomicU64,
+    stats: Stats,
+}
+
+impl<T> Shared<T> {
+    fn inbox(&self) -> MutexGuard<'_, Vec<Command<T>>> {
+        // The lock guards a plain Vec that no holder can leave half-updated,
+        // so a poisoned lock is still consistent.
+        self.inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn push(&self, command: Command<T>) -> Result<(), Error> {
+        {
+            let mut inbox = self.inbox();
+            if !self.running.load(Ordering::Acquire) {
+                return Err(Error::ReactorDown);
+            }
+            inbox.push(command);
+        }
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.waker.signal();
+        }
+        Ok(())
+    }
+}
+
+/// The reactor: a handle to its thread. Dropping it stops the thread and
+/// resets every socket still lingering (outcome `Error("reactor_stopped")`).
+pub struct Reactor<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> Reactor<T> {
+    /// Starts the reactor thread. `on_end` runs on that thread once for every
+    /// socket, with the token given to [`Reactor::linger`] and the report.
+    pub fn start<F>(on_end: F) -> io::Result<Reactor<T>>
+    where
+        F: FnMut(T, Report) + Send + 'static,
+    {
+        let shared = Arc::new(Shared {
+            inbox: Mutex::new(Vec::new()),
+            wake_pending: AtomicBool::new(false),
+            waker: EventFd::new()?,
+            running: AtomicBool::new(true),
+            next_id: AtomicU64::new(WAKE + 1),
+            stats: Stats::default(),
+        });
+        let epoll = Epoll::new()?;
+        epoll.add(shared.waker.as_fd(), libc::EPOLLIN as u32, WAKE)?;
+        let worker = Worker {
+            epoll,
+            shared: Arc::clone(&shared),
+            entries: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            on_end: Box::new(on_end),
+        };
+        let thread = std::thread::Builder::new()
+            .name("fin_close_reactor".into())
+            .spawn(move || worker.run())?;
+        Ok(Reactor { shared, thread: Some(thread) })
+    }
+
+    /// Hands `dup` over: the reactor now owns the connection's last
+    /// descriptor and will close it. Returns at once.
+    ///
+    /// With `port_pending` the VM still holds output for the socket that it
+    /// has not written yet; the reactor then sends no FIN (which would cut
+    /// that output off) and does not finish until [`Reactor::port_done`].
+    ///
+    /// `token` makes the value given back to `on_end`, from the socket's id.
+    pub fn linger<F>(&self, dup: Duplicate, limits: Limits, port_pending: bool, token: F) -> Result<LingerId, Error>
+    where
+        F: FnOnce(LingerId) -> T,
+    {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = token(id);
+        let adoption = Adoption {
+            id,
+            socket: dup.into_socket(),
+            limits,
+            port_pending,
+            token,
+            started: Instant::now(),
+        };
+        self.shared.stats.lingering.fetch_add(1, Ordering::Relaxed);
+        self.shared.push(Command::Adopt(adoption)).inspect_err(|_| {
+            self.shared.stats.lingering.fetch_sub(1, Ordering::Relaxed);
+        })?;
+        Ok(id)
+    }
+
+    /// Says that the VM's port of socket `id` has closed: `flushed` when it
+    /// wrote all its output first (the reactor then sends FIN), otherwise its
+    /// output is lost and the socket is reset. Unknown ids are ignored.
+    pub fn port_done(&self, id: LingerId, flushed: bool) -> Result<(), Error> {
+        self.shared.push(Command::PortDone { id, flushed })
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        let s = &self.shared.stats;
+        StatsSnapshot {
+            lingering: s.lingering.load(Ordering::Relaxed),
+            clean: s.clean.load(Ordering::Relaxed),
+            timeout: s.timeout.load(Ordering::Relaxed),
+            drain_limit: s.drain_limit.load(Ordering::Relaxed),
+            reset: s.reset.load(Ordering::Relaxed),
+            error: s.error.load(Ordering::Relaxed),
+            drained: s.drained.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for Reactor<T> {
+    fn drop(&mut self) {
+        if self.shared.push(Command::Stop).is_ok() {
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+struct Entry<T> {
+    socket: Socket,
+    deadline: Instant,
+    started: Instant,
+    drained: u64,
+    max_drain: u64,
+    peer_fin: bool,
+    port_pending: bool,
+    token: T,
+}
+
+type OnEnd<T> = Box<dyn FnMut(T, Report) + Send>;
+
+struct Worker<T> {
+    epoll: Epoll,
+    shared: Arc<Shared<T>>,
+    entries: HashMap<LingerId, Entry<T>>,
+    /// Deadlines in order, so the next wait knows how long it may sleep.
+    deadlines: BTreeSet<(Instant, LingerId)>,
+    on_end: OnEnd<T>,
+}
+
+impl<T> Worker<T> {
+    fn run(mut self) {
+        // A panic must not leave callers queueing sockets that nobody will
+        // ever close: stop accepting, then close what is left.
+        let _ = catch_unwind(AssertUnwindSafe(|| self.serve()));
+        let leftover = {
+            let mut inbox = self.shared.inbox();
+            self.shared.running.store(false, Ordering::Release);
+            std::mem::take(&mut *inbox)
+        };
+        for command in leftover {
+            if let Command::Adopt(a) = command {
+                self.entries.insert(a.id, Entry::new(a));
+            }
+        }
+        let ids: Vec<LingerId> = self.entries.keys().copied().collect();
+        for id in ids {
+            self.finish(id, Outcome::Error("reactor_stopped"));
+        }
+    }
+
+    fn serve(&mut self) {
+        let mut events: Vec<Event> = Vec::with_capacity(1024);
+        loop {
+            let timeout = self
+                .deadlines
+                .first()
+                .map(|(deadline, _)| deadline.saturating_duration_since(Instant::now()));
+            if self.epoll.wait(&mut events, timeout).is_err() {
+                // EBADF/EINVAL on our own epoll cannot recover.
+                return;
+            }
+            for event in &events {
+                let (token, flags) = (event.u64, event.events);
+                if token == WAKE {
+                    if !self.take_commands() {
+                        return;
+                    }
+                } else {
+                    self.on_ready(token, flags);
+                }
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    /// Runs the queued commands; false once told to stop.
+    fn take_commands(&mut self) -> bool {
+        // Clear the flag before emptying the inbox: a push that lands after
+        // the swap below writes the eventfd again, so none is missed.
+        self.shared.wake_pending.store(false, Ordering::SeqCst);
+        self.shared.waker.clear();
+        let commands = std::mem::take(&mut *self.shared.inbox());
+        for command in commands {
+            match command {
+                Command::Adopt(adoption) => self.adopt(adoption),
+                Command::PortDone { id, flushed } => self.port_done(id, flushed),
+                Command::Stop => return false,
+            }
+        }
+        true
+    }
+
+    fn adopt(&mut self, adoption: Adoption<T>) {
+        let id = adoption.id;
+        let port_pending = adoption.port_pending;
+        let entry = Entry::new(adoption);
+        // The duplicate shares SO_LINGER with the VM's socket: {linger,
+        // {true, 0}} there would turn our close into RST, and a positive
+        // linger would make our last close() block this thread.
+        if let Err(e) = entry.socket.set_linger(None) {
+            return self.end_unregistered(id, entry, os_outcome(&e));
+        }
+        if !port_pending {
+            send_fin(&entry.socket);
+        }
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        if let Err(e) = self.epoll.add(entry.socket.as_fd(), events, id) {
+            return self.end_unregistered(id, entry, os_outcome(&e));
+        }
+        // Registration reports data or FIN that is already queued, so no
+        // read is needed here.
+        self.deadlines.insert((entry.deadline, id));
+        self.entries.insert(id, entry);
+    }
+
+    fn end_unregistered(&mut self, id: LingerId, entry: Entry<T>, outcome: Outcome) {
+        self.entries.insert(id, entry);
+        self.finish(id, outcome);
+    }
+
+    fn port_done(&mut self, id: LingerId, flushed: bool) {
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        entry.port_pending = false;
+        if !flushed {
+            return self.finish(id, Outcome::Error("port_exited"));
+        }
+        send_fin(&entry.socket);
+        if entry.peer_fin {
+            self.finish(id, Outcome::Clean);
+        }
+    }
+
+    fn on_ready(&mut self, id: LingerId, flags: u32) {
+        let Some(entry) = self.entries.get_mut(&id) else { return };
+        // With the peer's FIN already queued behind data, one short read
+        // does not mean the queue is empty: read on until 0.
+        let fin_queued = flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
+        let mut ended = None;
+        while !entry.peer_fin {
+            let allowance = entry.max_drain.saturating_sub(entry.drained).saturating_add(1);
+            let len = allowance.min(MAX_DISCARD) as usize;
+            match recv_discard(entry.socket.as_fd(), len) {
+                Ok(0) => entry.peer_fin = true,
+                Ok(n) => {
+                    entry.drained += n as u64;
+                    self.shared.stats.drained.fetch_add(n as u64, Ordering::Relaxed);
+                    if entry.drained > entry.max_drain {
+                        ended = Some(Outcome::DrainLimit);
+                        break;
+                    }
+                    // Edge-triggered: a short read emptied the queue, and
+                    // the next segment will raise a new edge.
+                    if n < len && !fin_queued {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    ended = Some(os_outcome(&e));
+                    break;
+                }
+            }
+        }
+        if ended.is_none() && entry.peer_fin && !entry.port_pending {
+            ended = Some(Outcome::Clean);
+        }
+        if let Some(outcome) = ended {
+            self.finish(id, outcome);
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(deadline, id)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.finish(id, Outcome::Timeout);
+        }
+    }
+
+    fn finish(&mut self, id: LingerId, outcome: Outcome) {
+        let Some(entry) = self.entries.remove(&id) else { return };
+        self.deadlines.remove(&(entry.deadline, id));
+        // The VM may still hold a descriptor of this socket (a port whose
+        // output is pending), and epoll forgets a file only on its last
+        // close: remove it explicitly. Fails harmlessly if never added.
+        let _ = self.epoll.delete(entry.socket.as_fd());
+        if outcome.abortive() {
+            let _ = entry.socket.set_linger(Some(Duration::ZERO));
+        }
+        let report = Report {
+            outcome,
+            drained: entry.drained,
+            lingered: entry.started.elapsed(),
+        };
+        drop(entry.socket);
+        let stats = &self.shared.stats;
+        let counter = match outcome {
+            Outcome::Clean => &stats.clean,
+            Outcome::Timeout => &stats.timeout,
+            Outcome::DrainLimit => &stats.drain_limit,
+            Outcome::Reset => &stats.reset,
+            Outcome::Error(_) => &stats.error,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        stats.lingering.fetch_sub(1, Ordering::Relaxed);
+        // A failing callback must not take the reactor down with it.
+        let on_end = &mut self.on_end;
+        let _ = catch_unwind(AssertUnwindSafe(|| on_end(entry.token, report)));
+    }
+}
+
+impl<T> Entry<T> {
+    fn new(a: Adoption<T>) -> Entry<T> {
+        Entry {
+            socket: a.socket,
+            deadline: a.started + a.limits.timeout,
+            started: a.started,
+            drained: 0,
+            max_drain: a.limits.max_drain,
+            peer_fin: false,
+            port_pending: a.port_pending,
+            token: a.token,
+        }
+    }
+}
+
+/// Queues our FIN behind everything already in the kernel's send queue.
+fn send_fin(socket: &Socket) {
+    // ENOTCONN means the connection is already gone (reset, or both FINs
+    // exchanged); the next read tells which, so there is nothing to do here.
+    let _ = socket.shutdown(Shutdown::Write);
+}
+
+fn os_outcome(e: &io::Error) -> Outcome {
+    match e.raw_os_error() {
+        Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED) => Outcome::Reset,
+        Some(errno) => Outcome::Error(errno_name(errno)),
+        None => Outcome::Error("unknown"),
+    }
+}

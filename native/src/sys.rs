@@ -1,0 +1,167 @@
+//! Every raw system call of the crate, behind safe functions.
+//!
+//! socket2 covers dup, shutdown, SO_LINGER and the address and type queries;
+//! what it lacks (the SIOCINQ/SIOCOUTQ ioctls, a discarding `recv` that takes
+//! no buffer, epoll and eventfd) lives here so that no other module needs
+//! `unsafe`.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Turns a `-1` return of a libc call into the thread's `errno`.
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn ioctl_int(fd: BorrowedFd<'_>, request: libc::Ioctl) -> io::Result<usize> {
+    let mut value: libc::c_int = 0;
+    // SAFETY: `fd` is a live descriptor for the duration of the borrow, and
+    // both requests used here write exactly one `int` through the pointer.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request, &mut value) })?;
+    // The kernel never reports a negative queue length.
+    Ok(value as usize)
+}
+
+/// Bytes in the receive queue not yet read (SIOCINQ, which is FIONREAD).
+///
+/// Fails with `EINVAL` on a listening socket.
+pub fn inq(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    ioctl_int(fd, libc::FIONREAD)
+}
+
+/// Bytes in the send queue not yet acknowledged by the peer (SIOCOUTQ, which
+/// is TIOCOUTQ).
+pub fn outq(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    ioctl_int(fd, libc::TIOCOUTQ)
+}
+
+/// Discards up to `len` queued bytes of a TCP socket without copying them
+/// (`MSG_TRUNC`, Linux only for TCP) and without blocking.
+///
+/// Returns how many bytes were discarded; `Ok(0)` means the peer's FIN has
+/// been reached.
+pub fn recv_discard(fd: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: with MSG_TRUNC on a TCP socket the kernel skips the copy to
+    // user space, so it never dereferences the null buffer.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// An epoll instance; closed on drop.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+/// One readiness report of [`Epoll::wait`].
+pub type Event = libc::epoll_event;
+
+impl Epoll {
+    /// Creates a close-on-exec epoll instance.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a
+        // fresh descriptor that nothing else owns.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: `fd` was just returned by the kernel and is owned by no one.
+        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: token };
+        // SAFETY: both descriptors are live (borrowed by the callers) and
+        // `event` is a valid epoll_event for the duration of the call.
+        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event) })?;
+        Ok(())
+    }
+
+    /// Starts watching `fd` for `events`; readiness reports carry `token`.
+    pub fn add(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, token)
+    }
+
+    /// Stops watching `fd`. Needed before closing a descriptor whose open
+    /// file may outlive it (another descriptor of the same socket), since
+    /// epoll only forgets a file on its last close.
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
+    }
+
+    /// Waits for readiness for at most `timeout` (forever when `None`) and
+    /// fills `events` with what is ready. An interrupted wait reports nothing.
+    pub fn wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        let timeout_ms = match timeout {
+            None => -1,
+            // Round up so that a deadline 0.3 ms away does not spin.
+            Some(t) => t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
+        };
+        events.clear();
+        let capacity = events.capacity().min(i32::MAX as usize) as libc::c_int;
+        // SAFETY: the kernel writes at most `capacity` events into the
+        // vector's spare capacity, and `set_len` only exposes those it wrote.
+        let n = unsafe {
+            libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), capacity, timeout_ms)
+        };
+        match cvt(n) {
+            // SAFETY: see above; `n` events were initialised by the kernel.
+            Ok(n) => unsafe { events.set_len(n as usize) },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+/// A non-blocking eventfd used to wake a thread sleeping in [`Epoll::wait`].
+#[derive(Debug)]
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// Creates a non-blocking, close-on-exec eventfd.
+    pub fn new() -> io::Result<EventFd> {
+        // SAFETY: eventfd takes no pointers; the result is a fresh descriptor.
+        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: `fd` was just returned by the kernel and is owned by no one.
+        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// The descriptor, for registering with an [`Epoll`].
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
+    /// Makes the eventfd readable. Never blocks: the counter cannot overflow
+    /// from the at-most-one pending signal the reactor allows.
+    pub fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64, as eventfd requires. A
+        // failure (EAGAIN on a saturated counter) still leaves it readable.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Resets the eventfd to not readable.
+    pub fn clear(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64, as eventfd requires; EAGAIN
+        // (nothing pending) is the only expected failure and is harmless.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+}
