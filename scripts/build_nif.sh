@@ -5,7 +5,7 @@
 set -eu
 PATH="$HOME/.cargo/bin:$PATH"
 export PATH
-cargo build --release --quiet --manifest-path native/Cargo.toml
+cargo build --release --quiet --features nif --manifest-path native/Cargo.toml
 target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path native/Cargo.toml |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p priv

@@ -5,11 +5,12 @@
 //! - [`duplicate`]: the owned duplicate of a socket the VM holds.
 //! - [`reactor`]: the single thread that lingers on every closed socket.
 //! - [`error`]: errors and their POSIX names.
-//! - `nif`: the Erlang boundary (module `fin_close_nif`).
+//! - `nif`: the Erlang boundary (module `fin_close_nif`), with feature `nif`.
 
 pub mod duplicate;
 pub mod error;
 pub mod reactor;
 pub mod sys;
 
+#[cfg(feature = "nif")]
 mod nif;

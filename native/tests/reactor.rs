@@ -1,0 +1,290 @@
+//! The native core on real loopback connections, without a VM: the "VM's
+//! socket" is a std `TcpStream` that is dropped after the hand-over, as the
+//! port closes its descriptor.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::mpsc::{channel, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fin_close_nif::duplicate::Duplicate;
+use fin_close_nif::error::Error;
+use fin_close_nif::reactor::{Limits, Outcome, Reactor, Report};
+use fin_close_nif::sys;
+use socket2::SockRef;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (server, client)
+}
+
+fn reactor() -> (Reactor<u32>, Receiver<(u32, Report)>) {
+    let (tx, rx) = channel();
+    let reactor = Reactor::start(move |token, report| tx.send((token, report)).unwrap()).unwrap();
+    (reactor, rx)
+}
+
+fn limits(timeout_ms: u64, max_drain: u64) -> Limits {
+    Limits { timeout: Duration::from_millis(timeout_ms), max_drain }
+}
+
+/// Waits until `f` holds, polling; panics after [`WAIT`].
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Reads until end of stream or error, returning the byte count and how it ended.
+fn read_to_end(mut s: &TcpStream, pace: Duration) -> (usize, std::io::Result<()>) {
+    let mut buf = vec![0u8; 16384];
+    let mut total = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (total, Ok(())),
+            Ok(n) => total += n,
+            Err(e) => return (total, Err(e)),
+        }
+        thread::sleep(pace);
+    }
+}
+
+#[test]
+fn inq_is_exact_and_zero_after_reading() {
+    let (server, mut client) = pair();
+    // Room for the largest size without the application reading.
+    SockRef::from(&server).set_recv_buffer_size(4 << 20).unwrap();
+    for size in [1usize, 1000, 65_536, 300_000] {
+        client.write_all(&vec![7u8; size]).unwrap();
+        eventually("bytes to arrive", || sys::inq(server.as_fd()).unwrap() == size);
+        let mut buf = vec![0u8; size];
+        (&server).read_exact(&mut buf).unwrap();
+        assert_eq!(sys::inq(server.as_fd()).unwrap(), 0);
+    }
+}
+
+#[test]
+fn outq_counts_what_the_peer_has_not_acknowledged() {
+    let (server, client) = pair();
+    SockRef::from(&client).set_nonblocking(true).unwrap();
+    // Fill until the kernel refuses more: the peer reads nothing.
+    let mut sent = 0usize;
+    loop {
+        match (&client).write(&[1u8; 65_536]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // Everything sent is either in the peer's receive queue or not yet
+    // acknowledged in ours.
+    eventually("queues to settle", || {
+        sys::outq(client.as_fd()).unwrap() + sys::inq(server.as_fd()).unwrap() == sent
+    });
+    assert!(sys::outq(client.as_fd()).unwrap() > 0);
+}
+
+#[test]
+fn inq_on_a_listener_is_einval() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = sys::inq(listener.as_fd()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+}
+
+#[test]
+fn duplicate_is_the_same_connection_and_refuses_other_sockets() {
+    let (server, _client) = pair();
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    assert_eq!(dup.local(), server.local_addr().unwrap());
+    assert_eq!(dup.peer(), server.peer_addr().unwrap());
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    assert!(matches!(Duplicate::of(listener.as_fd()), Err(Error::NotConnected)));
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert!(matches!(Duplicate::of(udp.as_fd()), Err(Error::NotTcp)));
+    let file = std::fs::File::open("/proc/self/stat").unwrap();
+    assert_eq!(Duplicate::of(file.as_fd()).unwrap_err().reason(), "enotsock");
+}
+
+#[test]
+fn unread_request_then_close_delivers_everything_and_ends_clean() {
+    let (reactor, reports) = reactor();
+    let (server, mut client) = pair();
+    client.write_all(&[b'q'; 1000]).unwrap();
+    let reply = vec![b'r'; 2 << 20];
+    let reader = thread::spawn(move || {
+        // A slow reader that also sends a late pipelined request.
+        thread::sleep(Duration::from_millis(50));
+        client.write_all(&[b'p'; 5000]).unwrap();
+        let result = read_to_end(&client, Duration::from_micros(200));
+        drop(client);
+        result
+    });
+    (&server).write_all(&reply).unwrap();
+    eventually("the request to be queued", || sys::inq(server.as_fd()).unwrap() >= 1000);
+
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    drop(server); // the VM closes its own descriptor; the duplicate keeps the connection
+    reactor.linger(dup, limits(10_000, 1 << 20), false, |_| 1).unwrap();
+
+    let (received, ended) = reader.join().unwrap();
+    assert_eq!(received, reply.len());
+    assert!(ended.is_ok(), "peer saw {ended:?} instead of end of stream");
+    let (token, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(token, 1);
+    assert_eq!(report.outcome, Outcome::Clean);
+    assert_eq!(report.drained, 6000);
+    let stats = reactor.stats();
+    assert_eq!((stats.clean, stats.lingering, stats.drained), (1, 0, 6000));
+}
+
+#[test]
+fn linger_zero_on_the_socket_does_not_turn_close_into_reset() {
+    let (reactor, reports) = reactor();
+    let (server, mut client) = pair();
+    SockRef::from(&server).set_linger(Some(Duration::ZERO)).unwrap();
+    client.write_all(b"unread").unwrap();
+    (&server).write_all(b"reply").unwrap();
+    eventually("the request to be queued", || sys::inq(server.as_fd()).unwrap() == 6);
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    drop(server);
+    reactor.linger(dup, limits(10_000, 1 << 20), false, |_| 0).unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"reply");
+    drop(client);
+    assert_eq!(reports.recv_timeout(WAIT).unwrap().1.outcome, Outcome::Clean);
+}
+
+#[test]
+fn dripping_peer_is_cut_off_at_the_timeout() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    let dripper = thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if (&client).write_all(b"x").is_err() {
+                return true; // reset
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    });
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    drop(server);
+    let handed = Instant::now();
+    reactor.linger(dup, limits(300, 1 << 20), false, |_| 0).unwrap();
+    let (_, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(report.outcome, Outcome::Timeout);
+    assert!(handed.elapsed() >= Duration::from_millis(300));
+    assert!(report.drained > 0 && report.drained < 100);
+    assert!(dripper.join().unwrap(), "the dripping peer was not reset");
+}
+
+#[test]
+fn flooding_peer_is_cut_off_at_max_drain() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    let flooder = thread::spawn(move || {
+        let chunk = vec![0u8; 65_536];
+        for _ in 0..10_000 {
+            if (&client).write_all(&chunk).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    drop(server);
+    reactor.linger(dup, limits(10_000, 256 * 1024), false, |_| 0).unwrap();
+    let (_, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(report.outcome, Outcome::DrainLimit);
+    assert!(report.drained > 256 * 1024);
+    assert!(flooder.join().unwrap(), "the flooding peer was not reset");
+}
+
+#[test]
+fn peer_reset_is_reported_as_reset() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    drop(server);
+    reactor.linger(dup, limits(10_000, 1 << 20), false, |_| 0).unwrap();
+    SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
+    (&client).write_all(b"x").unwrap();
+    drop(client);
+    assert_eq!(reports.recv_timeout(WAIT).unwrap().1.outcome, Outcome::Reset);
+}
+
+#[test]
+fn pending_port_output_holds_back_fin_until_port_done() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    // The "port" keeps its descriptor and output; no FIN may go yet.
+    let id = reactor.linger(dup, limits(10_000, 1 << 20), true, |_| 0).unwrap();
+    client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut buf = [0u8; 16];
+    let early = (&client).read(&mut buf).unwrap_err();
+    assert_eq!(early.kind(), ErrorKind::WouldBlock, "FIN was sent before the port's output");
+    // The port writes its last bytes, closes, and reports it.
+    (&server).write_all(b"tail").unwrap();
+    drop(server);
+    reactor.port_done(id, true).unwrap();
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::new();
+    (&client).read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"tail");
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(reports.recv_timeout(WAIT).unwrap().1.outcome, Outcome::Clean);
+}
+
+#[test]
+fn port_that_died_with_output_resets_the_peer() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    let id = reactor.linger(dup, limits(10_000, 1 << 20), true, |_| 0).unwrap();
+    drop(server);
+    reactor.port_done(id, false).unwrap();
+    let (_, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(report.outcome, Outcome::Error("port_exited"));
+    let mut buf = [0u8; 1];
+    let err = (&client).read(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "a truncated reply must not look complete");
+}
+
+#[test]
+fn many_sockets_linger_on_one_thread_and_all_end() {
+    let (reactor, reports) = reactor();
+    let mut clients = Vec::new();
+    for i in 0..200u32 {
+        let (server, client) = pair();
+        (&client).write_all(b"unread").unwrap();
+        let dup = Duplicate::of(server.as_fd()).unwrap();
+        drop(server);
+        reactor.linger(dup, limits(10_000, 1 << 20), false, |_| i).unwrap();
+        clients.push(client);
+    }
+    eventually("all to linger", || reactor.stats().lingering == 200);
+    for client in &clients {
+        let mut rest = Vec::new();
+        (&*client).read_to_end(&mut rest).unwrap();
+    }
+    drop(clients);
+    let mut tokens: Vec<u32> = (0..200).map(|_| reports.recv_timeout(WAIT).unwrap()).map(|(t, r)| {
+        assert_eq!(r.outcome, Outcome::Clean);
+        t
+    }).collect();
+    tokens.sort();
+    assert_eq!(tokens, (0..200).collect::<Vec<_>>());
+    assert_eq!(reactor.stats().lingering, 0);
+}
