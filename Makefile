@@ -1,0 +1,27 @@
+# fin_close: every entry point sets up what is missing first (see
+# scripts/setup.sh), so on a fresh Debian 12 machine `make demo` and
+# `make test` are all there is to run.
+SHELL := /bin/sh
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: setup build demo test test-rust test-erlang clean
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	rebar3 compile
+
+demo: build
+	escript scripts/demo.escript
+
+test: build test-rust test-erlang
+
+test-rust:
+	cargo test --quiet
+
+test-erlang: build
+	rebar3 ct --readable true
+
+clean:
+	rm -rf _build target priv doc logs

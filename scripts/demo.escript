@@ -1,0 +1,90 @@
+#!/usr/bin/env escript
+%%! -noshell
+%% The experiment that exposed the bug, on loopback: a client sends a
+%% request the server never reads (and a pipelined one 100 ms later); the
+%% server sends a 2 MiB reply and closes; the client reads 16 KiB at a time.
+%% Run with gen_tcp:close/1 and with fin_close:close/1. The client sets
+%% show_econnreset, so a reset shows as econnreset and closed means FIN.
+-mode(compile).
+
+-define(REQUEST, 1000).
+-define(PIPELINED, 5000).
+-define(REPLY, 2 * 1024 * 1024).
+-define(ROUNDS, 3).
+
+main(_) ->
+    Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
+    true = code:add_patha(filename:join(Root, "_build/default/lib/fin_close/ebin")),
+    {ok, _} = application:ensure_all_started(fin_close),
+    io:format("~s~n", [header()]),
+    io:format("~-18s ~5s ~17s ~11s ~19s ~-20s ~-18s ~-18s~n",
+              ["close with", "round", "inq before close", "close took", "client received",
+               "client's read ended", "TCPAbortOnClose", "TCPAbortOnData"]),
+    Methods = [{"gen_tcp:close/1", fun gen_tcp:close/1},
+               {"fin_close:close/1", fun fin_close:close/1}],
+    _ = [run(Name, Close, Round) || {Name, Close} <- Methods, Round <- lists:seq(1, ?ROUNDS)],
+    io:format("~nfin_close:stats() = ~p~n", [fin_close:stats()]),
+    io:format("(the counters are the kernel's, for the whole network namespace)~n"),
+    ok.
+
+header() ->
+    io_lib:format("fin_close demo, OTP ~s, Linux ~s~n"
+                  "client: sends ~B request bytes the server never reads, ~B more after 100 ms,~n"
+                  "        reads 16 KiB at a time; server: sends a ~B-byte reply, then closes.~n",
+                  [erlang:system_info(otp_release), os:cmd("uname -r") -- "\n",
+                   ?REQUEST, ?PIPELINED, ?REPLY]).
+
+run(Name, Close, Round) ->
+    {ok, Listen} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(Listen),
+    Before = counters(),
+    Parent = self(),
+    Client = spawn_link(fun() -> client(Parent, Port) end),
+    {ok, Server} = gen_tcp:accept(Listen),
+    ok = gen_tcp:close(Listen),
+    wait_inq(Server, ?REQUEST),
+    {ok, Inq} = fin_close:inq(Server),
+    ok = gen_tcp:send(Server, binary:copy(<<"r">>, ?REPLY)),
+    {Micros, ok} = timer:tc(fun() -> Close(Server) end),
+    {Received, Ended} = receive {Client, Result} -> Result after 60000 -> {0, hung} end,
+    timer:sleep(100),
+    After = counters(),
+    io:format("~-18s ~5B ~17B ~8.2f ms ~19s ~-20w ~-18s ~-18s~n",
+              [Name, Round, Inq, Micros / 1000, io_lib:format("~B of ~B", [Received, ?REPLY]), Ended,
+               delta(Before, After, "TCPAbortOnClose"), delta(Before, After, "TCPAbortOnData")]).
+
+client(Parent, Port) ->
+    {ok, Sock} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {buffer, 16384}, {show_econnreset, true}]),
+    ok = gen_tcp:send(Sock, binary:copy(<<"q">>, ?REQUEST)),
+    timer:sleep(100),
+    _ = gen_tcp:send(Sock, binary:copy(<<"p">>, ?PIPELINED)),
+    Parent ! {self(), read(Sock, 0)},
+    gen_tcp:close(Sock).
+
+%% A slow reader: 16 KiB at a time, 1 ms apart.
+read(Sock, Total) ->
+    case gen_tcp:recv(Sock, 0, 30000) of
+        {ok, Data} ->
+            timer:sleep(1),
+            read(Sock, Total + byte_size(Data));
+        {error, Reason} ->
+            {Total, {error, Reason}}
+    end.
+
+wait_inq(Sock, Bytes) ->
+    case fin_close:inq(Sock) of
+        {ok, N} when N >= Bytes -> ok;
+        _ -> timer:sleep(1), wait_inq(Sock, Bytes)
+    end.
+
+counters() ->
+    {ok, Text} = file:read_file("/proc/net/netstat"),
+    [Names, Values | _] = [string:split(L, " ", all)
+                           || L <- string:split(Text, "\n", all), string:prefix(L, "TcpExt:") =/= nomatch],
+    maps:from_list(lists:zip(tl(Names), [list_to_integer(binary_to_list(V)) || V <- tl(Values)])).
+
+delta(Before, After, Name) ->
+    Key = list_to_binary(Name),
+    #{Key := B} = Before,
+    #{Key := A} = After,
+    io_lib:format("~B -> ~B (+~B)", [B, A, A - B]).
