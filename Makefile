@@ -21,7 +21,7 @@ test-rust:
 	cargo test --quiet
 
 test-erlang: build
-	rebar3 ct --readable true
+	scripts/ct.sh
 
 clean:
 	rm -rf _build target priv doc logs

@@ -229,6 +229,10 @@ resolve({'$inet', gen_tcp_socket, {Server, {'$socket', Ref} = ESock}} = Socket, 
     {gen_tcp_socket, Socket, ESock};
 resolve({'$socket', Ref} = ESock, _) when is_reference(Ref) ->
     {socket, ESock};
+resolve({'$inet', Module, {Server, {'$socket', Ref}}}, _)
+  when Module =/= gen_tcp_socket, is_atom(Module), is_pid(Server), is_reference(Ref) ->
+    %% gen_udp's socket backend.
+    {error, eprototype};
 resolve(_, Args) ->
     erlang:error(badarg, Args).
 

@@ -19,6 +19,18 @@
 -export([handle_cast/2]).
 -export([handle_info/2]).
 
+%% The inet driver request prim_inet:close/1 uses to learn when a port's
+%% output queue is empty. prim_inet does not export subscribe/2, and the
+%% constants live in kernel/src/inet_int.hrl and prim_inet.erl, which are
+%% not installed with the runtime; these are their OTP 25 values. Should a
+%% later OTP answer differently, the keeper falls back to polling the
+%% queue size.
+-define(INET_DRV_CONTROL_MAGIC, 16#03f1a300).
+-define(INET_REQ_SUBSCRIBE, 24).
+-define(INET_SUBS_EMPTY_OUT_Q, 1).
+-define(INET_REP_OK, 1).
+-define(POLL_MS, 10).
+
 -type watched() :: #{port() => {Ticket :: reference(), Timer :: reference()}}.
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
@@ -71,14 +83,19 @@ handle_call(_Request, _From, Watched) ->
 handle_cast({watch, Port, Ticket, Timeout}, Watched) ->
     %% The port sends {empty_out_q, Port} to the subscriber when its queue
     %% has been written; N is what is queued now.
-    case prim_inet:subscribe(Port, [subs_empty_out_q]) of
-        {ok, [{subs_empty_out_q, N}]} when N > 0 ->
-            Timer = erlang:start_timer(Timeout, self(), Port),
-            {noreply, Watched#{Port => {Ticket, Timer}}};
-        {ok, [{subs_empty_out_q, 0}]} ->
+    case subscribe_empty_out_q(Port) of
+        {ok, 0} ->
             done(Port, Ticket, true),
             {noreply, Watched};
-        _ ->
+        {ok, _Queued} ->
+            Timer = erlang:start_timer(Timeout, self(), Port),
+            {noreply, Watched#{Port => {Ticket, Timer}}};
+        unknown ->
+            Timer = erlang:start_timer(Timeout, self(), Port),
+            _ = erlang:send_after(?POLL_MS, self(), {poll, Port}),
+            {noreply, Watched#{Port => {Ticket, Timer}}};
+        error ->
+            %% Closed meanwhile, queue and all.
             done(Port, Ticket, false),
             {noreply, Watched}
     end.
@@ -92,6 +109,16 @@ handle_info({empty_out_q, Port}, Watched) ->
             {noreply, Rest};
         error ->
             {noreply, Watched}
+    end;
+handle_info({poll, Port}, Watched) when is_map_key(Port, Watched) ->
+    case erlang:port_info(Port, queue_size) of
+        {queue_size, 0} ->
+            handle_info({empty_out_q, Port}, Watched);
+        {queue_size, _} ->
+            _ = erlang:send_after(?POLL_MS, self(), {poll, Port}),
+            {noreply, Watched};
+        undefined ->
+            handle_info({'EXIT', Port, closed}, Watched)
     end;
 handle_info({timeout, _, Port}, Watched) when is_map_key(Port, Watched) ->
     %% The reactor reaches the same deadline and resets the connection;
@@ -108,6 +135,25 @@ handle_info(_Ignored, Watched) ->
     %% {tcp, ...} read before active mode was switched off, and the 'EXIT'
     %% of ports this process closed itself.
     {noreply, Watched}.
+
+%% Asks the port to send {empty_out_q, Port} to this process once its
+%% output queue is empty; returns what is queued now (the port subscribes
+%% nobody when that is 0).
+-spec subscribe_empty_out_q(port()) -> {ok, non_neg_integer()} | unknown | error.
+subscribe_empty_out_q(Port) ->
+    Request = ?INET_DRV_CONTROL_MAGIC + ?INET_REQ_SUBSCRIBE,
+    try erlang:port_control(Port, Request, [?INET_SUBS_EMPTY_OUT_Q]) of
+        [?INET_REP_OK, ?INET_SUBS_EMPTY_OUT_Q, B3, B2, B1, B0] ->
+            {ok, (B3 bsl 24) bor (B2 bsl 16) bor (B1 bsl 8) bor B0};
+        _ ->
+            unknown
+    catch
+        error:badarg ->
+            case erlang:port_info(Port, queue_size) of
+                undefined -> error;
+                _ -> unknown
+            end
+    end.
 
 -spec done(port(), reference(), boolean()) -> ok.
 done(Port, Ticket, Flushed) ->

@@ -1,0 +1,507 @@
+%% Behaviour of fin_close as a user relies on it: bytes delivered, FIN seen,
+%% outcome reported, errors returned. Every case runs once per kind of
+%% server socket: the default gen_tcp backend (inet), {inet_backend, socket}
+%% (socket), and a socket-module socket (esock). The peer is always a plain
+%% gen_tcp socket with show_econnreset, so `{error, closed}' means FIN.
+-module(fin_close_SUITE).
+
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2]).
+-export([reply_reaches_slow_reader/1, native_close_resets_slow_reader/1, big_reply_to_slow_reader/1,
+         ipv6_reply_reaches_slow_reader/1, inq_is_exact/1, outq_counts_unacknowledged/1,
+         notify_reports_clean/1, dripping_peer_times_out/1, flooding_peer_hits_drain_limit/1,
+         wire_shows_fin_not_rst/1, active_mode_socket/1, closed_by_non_owner/1,
+         linger_zero_still_ends_with_fin/1, abort_resets_peer/1, bad_input_is_refused/1,
+         stats_count_outcomes/1, api_module_reload/1]).
+
+-define(REQUEST, 1000).
+-define(PIPELINED, 5000).
+-define(LOOP4, {127, 0, 0, 1}).
+-define(LOOP6, {0, 0, 0, 0, 0, 0, 0, 1}).
+
+all() ->
+    [{group, inet}, {group, socket}, {group, esock}].
+
+groups() ->
+    Cases = [reply_reaches_slow_reader, native_close_resets_slow_reader, big_reply_to_slow_reader,
+             ipv6_reply_reaches_slow_reader, inq_is_exact, outq_counts_unacknowledged,
+             notify_reports_clean, dripping_peer_times_out, flooding_peer_hits_drain_limit,
+             wire_shows_fin_not_rst, active_mode_socket, closed_by_non_owner,
+             linger_zero_still_ends_with_fin, abort_resets_peer, bad_input_is_refused,
+             stats_count_outcomes, api_module_reload],
+    [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases}].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(fin_close),
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+init_per_group(Kind, Config) ->
+    [{kind, Kind} | Config].
+
+end_per_group(_Kind, _Config) ->
+    ok.
+
+%% Cases.
+
+%% An unread request, a 2 MiB reply, a late pipelined request: the slow
+%% reader gets every byte and a FIN, and the kernel counts no abort.
+reply_reaches_slow_reader(Config) ->
+    Before = abort_counters(),
+    {Received, Ended} = slow_reader_scenario(Config, ?LOOP4, 2 * 1024 * 1024, fun fin_close:close/1),
+    ?assertEqual({2 * 1024 * 1024, {error, closed}}, {Received, Ended}),
+    ?assertEqual(Before, abort_counters()).
+
+%% The same scenario closed as usual resets the peer and raises the
+%% kernel's counters: the scenario shows the bug it is meant to catch.
+native_close_resets_slow_reader(Config) ->
+    Before = abort_counters(),
+    {Received, Ended} = slow_reader_scenario(Config, ?LOOP4, 2 * 1024 * 1024, native_close(Config)),
+    ?assertEqual({error, econnreset}, Ended),
+    ?assert(Received < 2 * 1024 * 1024),
+    #{abort_on_close := C0, abort_on_data := D0} = Before,
+    #{abort_on_close := C1, abort_on_data := D1} = abort_counters(),
+    ?assert(C1 + D1 > C0 + D0).
+
+%% 12 MiB to a slow reader, most of it still queued (inside the port for
+%% the default backend) at close: close returns before the peer reads at
+%% all, every byte arrives, then FIN.
+big_reply_to_slow_reader(Config) ->
+    Size = 12 * 1024 * 1024,
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(Client, bytes(?REQUEST)),
+    wait_inq(Server, ?REQUEST),
+    Self = self(),
+    Reader = spawn_link(fun() -> receive go -> ok end, Self ! {self(), read_all(Client, 0)} end),
+    %% Only the port backend accepts a send the kernel cannot hold yet; the
+    %% others return once all is in the kernel, so their reader must run.
+    kind(Config) =:= inet orelse (Reader ! go),
+    ok = send(Server, bytes(Size)),
+    inet =:= kind(Config) andalso ?assertMatch({queue_size, N} when N > 0, erlang:port_info(Server, queue_size)),
+    Before = abort_counters(),
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    Reader ! go,
+    ?assertEqual({Size, {error, closed}}, receive {Reader, R} -> R after 60000 -> timeout end),
+    ok = gen_tcp:close(Client),
+    ?assertMatch(#{outcome := clean, drained := ?REQUEST}, outcome(Ref)),
+    ?assertEqual(Before, abort_counters()).
+
+%% The scenario over IPv6.
+ipv6_reply_reaches_slow_reader(Config) ->
+    {Received, Ended} = slow_reader_scenario(Config, ?LOOP6, 256 * 1024, fun fin_close:close/1),
+    ?assertEqual({256 * 1024, {error, closed}}, {Received, Ended}).
+
+%% inq/1 is exactly what the peer sent and we did not read, 1 B to 300 KB,
+%% and 0 once read.
+inq_is_exact(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, [{recbuf, 4 * 1024 * 1024}]),
+    lists:foreach(fun(Size) ->
+                          ok = gen_tcp:send(Client, bytes(Size)),
+                          wait_inq(Server, Size),
+                          ?assertEqual({ok, Size}, fin_close:inq(Server)),
+                          ok = recv_exactly(Server, Size),
+                          ?assertEqual({ok, 0}, fin_close:inq(Server))
+                  end, [1, 1000, 65536, 300000]),
+    ok = gen_tcp:close(Client),
+    ok = fin_close:close(Server).
+
+%% outq/1 counts what the peer has not acknowledged: with a peer that does
+%% not read, our outq plus its inq is all we sent.
+outq_counts_unacknowledged(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, [{sndbuf, 1024 * 1024}]),
+    ok = inet:setopts(Client, [{recbuf, 16384}]),
+    ?assertEqual({ok, 0}, fin_close:outq(Server)),
+    Size = 200000,
+    ok = send(Server, bytes(Size)),
+    wait(fun() ->
+                 {ok, Out} = fin_close:outq(Server),
+                 {ok, In} = fin_close:inq(Client),
+                 Out + In =:= Size andalso Out > 0
+         end),
+    ok = gen_tcp:close(Client),
+    _ = fin_close:close(Server).
+
+%% With notify, the caller learns the outcome: clean, and the bytes it
+%% discarded.
+notify_reports_clean(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(Client, bytes(?REQUEST)),
+    wait_inq(Server, ?REQUEST),
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    ?assert(is_reference(Ref)),
+    ?assertEqual({ok, <<>>}, read_to_closed(Client)),
+    ok = gen_tcp:close(Client),
+    ?assertMatch(#{outcome := clean, drained := ?REQUEST, lingered_ms := _}, outcome(Ref)).
+
+%% A peer that drips a byte every 10 ms and never closes is cut off at
+%% linger_timeout, reset, and reported as timeout.
+dripping_peer_times_out(Config) ->
+    %% A socket-module peer: it sees the reset as a send error, where a
+    %% gen_tcp port would report it as closed.
+    {ok, Listen} = listen(Config, ?LOOP4, []),
+    {ok, Client} = socket:open(inet, stream, tcp),
+    ok = socket:connect(Client, #{family => inet, addr => ?LOOP4, port => listen_port(Config, Listen)}),
+    {ok, Server} = accept(Config, Listen),
+    ok = close_listener(Config, Listen),
+    Self = self(),
+    Dripper = spawn_link(fun() -> Self ! {self(), drip(Client)} end),
+    {ok, Ref} = fin_close:close(Server, #{notify => self(), linger_timeout => 300}),
+    Result = outcome(Ref),
+    ?assertMatch(#{outcome := timeout, lingered_ms := T, drained := D} when T >= 300 andalso D > 0, Result),
+    %% Sending works after our FIN, so a failed send is the reset; having
+    %% seen our FIN (CLOSE_WAIT), the peer's kernel reports it as EPIPE.
+    ?assertMatch({error, R} when R =:= epipe; R =:= econnreset,
+                 receive {Dripper, Ended} -> Ended after 5000 -> timeout end),
+    socket:close(Client).
+
+%% A peer that floods is cut off after max_drain bytes, reset, and
+%% reported as drain_limit.
+flooding_peer_hits_drain_limit(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    Self = self(),
+    Chunk = bytes(65536),
+    Flooder = spawn_link(fun() -> Self ! {self(), flood(Client, Chunk, 2000)} end),
+    {ok, Ref} = fin_close:close(Server, #{notify => self(), max_drain => 65536}),
+    ?assertMatch(#{outcome := drain_limit, drained := D} when D > 65536, outcome(Ref)),
+    ?assertMatch({error, _}, receive {Flooder, Ended} -> Ended after 10000 -> timeout end).
+
+%% On the wire (tcpdump on lo): the server's port sends FIN and never RST,
+%% although the request was never read.
+wire_shows_fin_not_rst(Config) ->
+    case os:find_executable("tcpdump") of
+        false -> {skip, "tcpdump not installed (make test installs it)"};
+        Tcpdump -> wire_shows_fin_not_rst(Config, Tcpdump)
+    end.
+
+wire_shows_fin_not_rst(Config, Tcpdump) ->
+    {ok, Listen} = listen(Config, ?LOOP4, []),
+    ServerPort = listen_port(Config, Listen),
+    Capture = filename:join(?config(priv_dir, Config), "lo.pcap"),
+    Dump = open_port({spawn_executable, Tcpdump},
+                     [stderr_to_stdout, exit_status, {line, 200},
+                      {args, ["-i", "lo", "-nn", "-U", "--immediate-mode", "-Z", "root", "-w", Capture, "tcp port " ++ integer_to_list(ServerPort)]}]),
+    ok = wait_line(Dump, "listening on"),
+    {Server, Client} = accept_pair(Config, Listen, ?LOOP4, ServerPort, []),
+    ok = gen_tcp:send(Client, bytes(?REQUEST)),
+    wait_inq(Server, ?REQUEST),
+    ok = send(Server, bytes(100000)),
+    ok = fin_close:close(Server),
+    ?assertMatch({ok, _}, read_to_closed(Client)),
+    ok = gen_tcp:close(Client),
+    timer:sleep(200),
+    {os_pid, Pid} = erlang:port_info(Dump, os_pid),
+    _ = os:cmd("kill -INT " ++ integer_to_list(Pid)),
+    ok = wait_exit(Dump),
+    Text = os:cmd(Tcpdump ++ " -nn -r '" ++ Capture ++ "' 2>&1"),
+    ct:log("~s", [Text]),
+    Lines = string:split(Text, "\n", all),
+    From = "127.0.0.1." ++ integer_to_list(ServerPort) ++ " >",
+    Flags = [flags(L) || L <- Lines, string:find(L, From) =/= nomatch],
+    ct:log("server's segments' flags: ~p", [Flags]),
+    ?assert(lists:any(fun(F) -> lists:member($F, F) end, Flags)),
+    ?assertNot(lists:any(fun(F) -> lists:member($R, F) end, Flags)).
+
+%% An active-mode socket with messages in flight closes with FIN too.
+active_mode_socket(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    set_active(Config, Server),
+    ok = gen_tcp:send(Client, bytes(?REQUEST)),
+    timer:sleep(50),
+    ok = send(Server, bytes(300000)),
+    ok = gen_tcp:send(Client, bytes(?PIPELINED)),
+    ok = fin_close:close(Server),
+    {ok, Data} = read_to_closed(Client),
+    ?assertEqual(300000, byte_size(Data)).
+
+%% Any process may close a socket, not only its owner.
+closed_by_non_owner(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(Client, bytes(?REQUEST)),
+    ok = send(Server, bytes(100000)),
+    Self = self(),
+    spawn_link(fun() -> Self ! {closed, fin_close:close(Server)} end),
+    ?assertEqual(ok, receive {closed, R} -> R after 5000 -> timeout end),
+    {ok, Data} = read_to_closed(Client),
+    ?assertEqual(100000, byte_size(Data)).
+
+%% {linger, {true, 0}} on the socket does not turn fin_close's close into
+%% a reset.
+linger_zero_still_ends_with_fin(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = set_linger_zero(Config, Server),
+    ok = gen_tcp:send(Client, bytes(?REQUEST)),
+    wait_inq(Server, ?REQUEST),
+    ok = send(Server, bytes(100000)),
+    Before = abort_counters(),
+    ok = fin_close:close(Server),
+    {ok, Data} = read_to_closed(Client),
+    ?assertEqual(100000, byte_size(Data)),
+    ?assertEqual(Before, abort_counters()).
+
+%% abort/1 resets the peer on purpose.
+abort_resets_peer(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = fin_close:abort(Server),
+    ?assertEqual({error, econnreset}, gen_tcp:recv(Client, 0, 5000)),
+    ?assertEqual({error, closed}, fin_close:abort(Server)).
+
+%% Bad input: badarg for terms that are no socket or bad options (the socket
+%% still works after), {error, Reason} for sockets in the wrong state.
+bad_input_is_refused(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    NotSockets = [foo, 42, self(), make_ref(), {'$inet', gen_tcp_socket, x}, {'$socket', x}, "sock"],
+    [?assertError(badarg, F(T)) || T <- NotSockets,
+                                   F <- [fun fin_close:inq/1, fun fin_close:outq/1,
+                                         fun fin_close:close/1, fun fin_close:abort/1]],
+    BadOpts = [#{linger_timeout => -1}, #{linger_timeout => infinity}, #{max_drain => 1.5},
+               #{notify => foo}, #{bogus => 1}, [{linger_timeout, 1}], undefined],
+    [?assertError(badarg, fin_close:close(Server, O)) || O <- BadOpts],
+    %% Untouched: it still carries data both ways.
+    ok = send(Server, <<"ping">>),
+    ?assertEqual({ok, <<"ping">>}, gen_tcp:recv(Client, 4, 5000)),
+    ok = gen_tcp:send(Client, <<"pong">>),
+    ?assertEqual(ok, recv_exactly(Server, 4)),
+    {ok, Listen} = listen(Config, ?LOOP4, []),
+    ?assertEqual({error, enotconn}, fin_close:close(Listen)),
+    ?assertEqual({error, enotconn}, fin_close:abort(Listen)),
+    ?assertMatch({error, _}, fin_close:inq(Listen)),
+    {ok, Udp} = udp(Config),
+    [?assertEqual({error, eprototype}, F(Udp)) || F <- [fun fin_close:inq/1, fun fin_close:close/1,
+                                                        fun fin_close:abort/1]],
+    Cat = open_port({spawn, "cat"}, []),
+    ?assertEqual({error, enotsock}, fin_close:close(Cat)),
+    ?assertEqual({error, enotsock}, fin_close:inq(Cat)),
+    %% The listener refused above still accepts.
+    {ok, C3} = gen_tcp:connect(?LOOP4, listen_port(Config, Listen), []),
+    ok = gen_tcp:close(C3),
+    ok = fin_close:close(Server),
+    [?assertEqual({error, closed}, F(Server)) || F <- [fun fin_close:inq/1, fun fin_close:outq/1,
+                                                       fun fin_close:close/1, fun fin_close:abort/1]],
+    ok = gen_tcp:close(Client),
+    port_close(Cat).
+
+%% stats/0 counts lingering sockets and outcomes.
+stats_count_outcomes(Config) ->
+    #{clean := Clean0, timeout := Timeout0, drained := Drained0} = fin_close:stats(),
+    {S1, C1} = pair(Config, ?LOOP4, []),
+    {S2, C2} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(C1, bytes(?REQUEST)),
+    wait_inq(S1, ?REQUEST),
+    {ok, R1} = fin_close:close(S1, #{notify => self()}),
+    {ok, R2} = fin_close:close(S2, #{notify => self(), linger_timeout => 200}),
+    ?assertMatch(#{lingering := N} when N >= 2, fin_close:stats()),
+    ok = gen_tcp:close(C1),
+    #{outcome := clean} = outcome(R1),
+    #{outcome := timeout} = outcome(R2),
+    #{clean := Clean1, timeout := Timeout1, drained := Drained1} = fin_close:stats(),
+    ?assertEqual({1, 1}, {Clean1 - Clean0, Timeout1 - Timeout0}),
+    ?assert(Drained1 - Drained0 >= ?REQUEST),
+    gen_tcp:close(C2).
+
+%% The API module can be reloaded while sockets linger; the NIF module stays
+%% loaded and the lingering sockets still end cleanly.
+api_module_reload(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    NifBefore = code:is_loaded(fin_close_nif),
+    code:purge(fin_close),
+    {module, fin_close} = code:load_file(fin_close),
+    code:purge(fin_close),
+    {module, fin_close} = code:load_file(fin_close),
+    ?assertEqual(NifBefore, code:is_loaded(fin_close_nif)),
+    ?assertEqual({ok, <<>>}, read_to_closed(Client)),
+    ok = gen_tcp:close(Client),
+    ?assertMatch(#{outcome := clean}, outcome(Ref)),
+    %% And the reloaded module works.
+    {S2, C2} = pair(Config, ?LOOP4, []),
+    ok = fin_close:close(S2),
+    ?assertEqual({ok, <<>>}, read_to_closed(C2)).
+
+%% The scenario.
+
+%% The client sends a request the server never reads and, 100 ms later, a
+%% pipelined one; it reads 16 KiB at a time, 1 ms apart. The server sends
+%% the reply and closes with Close. Returns what the client got.
+slow_reader_scenario(Config, Ip, ReplySize, Close) ->
+    {Server, Client} = pair(Config, Ip, []),
+    Self = self(),
+    Reader = spawn_link(fun() ->
+                                ok = gen_tcp:send(Client, bytes(?REQUEST)),
+                                timer:sleep(100),
+                                _ = gen_tcp:send(Client, bytes(?PIPELINED)),
+                                Self ! {self(), read_all(Client, 0)},
+                                gen_tcp:close(Client)
+                        end),
+    wait_inq(Server, ?REQUEST),
+    ok = send(Server, bytes(ReplySize)),
+    ok = Close(Server),
+    receive {Reader, Result} -> timer:sleep(100), Result after 60000 -> error(reader_hung) end.
+
+%% Helpers: sockets of the group's kind.
+
+kind(Config) -> ?config(kind, Config).
+
+family(Ip) when tuple_size(Ip) =:= 4 -> inet;
+family(_) -> inet6.
+
+listen(Config, Ip, Opts) ->
+    case kind(Config) of
+        esock ->
+            {ok, L} = socket:open(family(Ip), stream, tcp),
+            ok = socket:bind(L, #{family => family(Ip), addr => Ip, port => 0}),
+            [ok = socket:setopt(L, {socket, rcvbuf}, V) || {recbuf, V} <- Opts],
+            [ok = socket:setopt(L, {socket, sndbuf}, V) || {sndbuf, V} <- Opts],
+            ok = socket:listen(L),
+            {ok, L};
+        Backend ->
+            gen_tcp:listen(0, [{inet_backend, Backend}, binary, {active, false}, {ip, Ip},
+                               family(Ip) | Opts])
+    end.
+
+listen_port(Config, L) ->
+    case kind(Config) of
+        esock -> {ok, #{port := P}} = socket:sockname(L), P;
+        _ -> {ok, P} = inet:port(L), P
+    end.
+
+accept(Config, L) ->
+    case kind(Config) of
+        esock -> socket:accept(L, 5000);
+        _ -> gen_tcp:accept(L, 5000)
+    end.
+
+close_listener(Config, L) ->
+    case kind(Config) of
+        esock -> socket:close(L);
+        _ -> gen_tcp:close(L)
+    end.
+
+%% A connected pair: the server of the group's kind, the client a default
+%% gen_tcp socket that shows resets as econnreset.
+pair(Config, Ip, Opts) ->
+    {ok, L} = listen(Config, Ip, Opts),
+    Pair = accept_pair(Config, L, Ip, listen_port(Config, L), Opts),
+    ok = close_listener(Config, L),
+    Pair.
+
+accept_pair(Config, L, Ip, Port, _Opts) ->
+    {ok, Client} = gen_tcp:connect(Ip, Port, [binary, {active, false}, {buffer, 16384},
+                                              {show_econnreset, true}, family(Ip)]),
+    {ok, Server} = accept(Config, L),
+    {Server, Client}.
+
+send({'$socket', _} = S, Data) -> socket:send(S, Data);
+send(S, Data) -> gen_tcp:send(S, Data).
+
+recv_exactly({'$socket', _} = S, N) -> {ok, _} = socket:recv(S, N, 5000), ok;
+recv_exactly(S, N) -> {ok, _} = gen_tcp:recv(S, N, 5000), ok.
+
+native_close(Config) ->
+    case kind(Config) of
+        esock -> fun socket:close/1;
+        _ -> fun gen_tcp:close/1
+    end.
+
+set_active(Config, S) ->
+    case kind(Config) of
+        esock -> {select, _} = socket:recv(S, 0, nowait), ok;
+        _ -> ok = inet:setopts(S, [{active, true}])
+    end.
+
+set_linger_zero(Config, S) ->
+    case kind(Config) of
+        esock -> socket:setopt(S, {socket, linger}, #{onoff => true, linger => 0});
+        _ -> inet:setopts(S, [{linger, {true, 0}}])
+    end.
+
+udp(Config) ->
+    case kind(Config) of
+        esock -> socket:open(inet, dgram, udp);
+        Backend -> gen_udp:open(0, [{inet_backend, Backend}])
+    end.
+
+%% Helpers: the peer.
+
+bytes(N) -> binary:copy(<<"x">>, N).
+
+read_all(Sock, Total) ->
+    case gen_tcp:recv(Sock, 0, 30000) of
+        {ok, Data} -> timer:sleep(1), read_all(Sock, Total + byte_size(Data));
+        {error, Reason} -> {Total, {error, Reason}}
+    end.
+
+%% Reads until FIN: {ok, AllData}; a reset or a timeout is an error.
+read_to_closed(Sock) -> read_to_closed(Sock, []).
+read_to_closed(Sock, Acc) ->
+    case gen_tcp:recv(Sock, 0, 10000) of
+        {ok, Data} -> read_to_closed(Sock, [Acc, Data]);
+        {error, closed} -> {ok, iolist_to_binary(Acc)};
+        {error, _} = Error -> Error
+    end.
+
+%% A byte every 10 ms, whatever comes back, until a send fails.
+drip(Sock) ->
+    timer:sleep(10),
+    case socket:send(Sock, <<"d">>) of
+        ok -> drip(Sock);
+        {error, _} = Error -> Error
+    end.
+
+flood(_Sock, _Chunk, 0) -> sent_everything;
+flood(Sock, Chunk, N) ->
+    case gen_tcp:send(Sock, Chunk) of
+        ok -> flood(Sock, Chunk, N - 1);
+        {error, _} = Error -> Error
+    end.
+
+outcome(Ref) ->
+    receive {fin_close, Ref, Result} -> Result after 30000 -> error(no_outcome) end.
+
+wait_inq(Sock, Bytes) ->
+    wait(fun() -> case fin_close:inq(Sock) of {ok, N} -> N >= Bytes; _ -> false end end).
+
+wait(F) -> wait(F, 5000).
+wait(F, Left) when Left =< 0 -> ?assert(F());
+wait(F, Left) ->
+    case F() of
+        true -> ok;
+        false -> timer:sleep(1), wait(F, Left - 1)
+    end.
+
+%% The kernel's two RST counters (TcpExt in /proc/net/netstat).
+abort_counters() ->
+    {ok, Text} = file:read_file("/proc/net/netstat"),
+    [Names, Values | _] = [string:split(L, " ", all) || L <- string:split(Text, "\n", all),
+                                                        string:prefix(L, "TcpExt:") =/= nomatch],
+    All = maps:from_list(lists:zip(Names, Values)),
+    #{abort_on_close => binary_to_integer(maps:get(<<"TCPAbortOnClose">>, All)),
+      abort_on_data => binary_to_integer(maps:get(<<"TCPAbortOnData">>, All))}.
+
+wait_line(Port, Prefix) ->
+    receive
+        {Port, {data, {_, Line}}} ->
+            ct:log("tcpdump: ~s", [Line]),
+            case string:find(Line, Prefix) of
+                nomatch -> wait_line(Port, Prefix);
+                _ -> ok
+            end;
+        {Port, {exit_status, _}} -> error(tcpdump_exited)
+    after 10000 -> error(tcpdump_silent)
+    end.
+
+wait_exit(Port) ->
+    receive {Port, {exit_status, _}} -> ok
+    after 10000 -> error(tcpdump_did_not_stop)
+    end.
+
+%% "IP a.p > b.q: Flags [F.], ..." -> "F."
+flags(Line) ->
+    case string:split(Line, "Flags [") of
+        [_, Rest] -> hd(string:split(Rest, "]"));
+        _ -> ""
+    end.
