@@ -43,7 +43,11 @@ impl Duplicate {
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Err(Error::NotConnected),
             Err(e) => return Err(e.into()),
         };
-        Ok(Duplicate { socket, local, peer })
+        Ok(Duplicate {
+            socket,
+            local,
+            peer,
+        })
     }
 
     /// The local address of the connection.

@@ -59,13 +59,18 @@ fn reactor() -> Result<&'static Reactor<Token>, Error> {
 }
 
 fn report_term<'a>(env: Env<'a>, report: &Report) -> Term<'a> {
-    let outcome = Atom::from_str(env, report.outcome.name()).expect("atom").encode(env);
+    let outcome = Atom::from_str(env, report.outcome.name())
+        .expect("atom")
+        .encode(env);
     let mut map = Term::map_from_pairs(
         env,
         &[
             (atoms::outcome().encode(env), outcome),
             (atoms::drained().encode(env), report.drained.encode(env)),
-            (atoms::lingered_ms().encode(env), (report.lingered.as_millis() as u64).encode(env)),
+            (
+                atoms::lingered_ms().encode(env),
+                (report.lingered.as_millis() as u64).encode(env),
+            ),
         ],
     )
     .expect("distinct keys");
@@ -188,7 +193,10 @@ fn linger<'a>(
     let Some(d) = take(&dup) else {
         return Ok((atoms::error(), atoms::closed()).encode(env));
     };
-    let limits = Limits { timeout: Duration::from_millis(timeout_ms), max_drain };
+    let limits = Limits {
+        timeout: Duration::from_millis(timeout_ms),
+        max_drain,
+    };
     let mut ticket = None;
     let handed = reactor.linger(d, limits, port_pending, |id| {
         let t = ResourceArc::new(Ticket(id));

@@ -156,7 +156,9 @@ impl<T> Shared<T> {
     fn inbox(&self) -> MutexGuard<'_, Vec<Command<T>>> {
         // The lock guards a plain Vec that no holder can leave half-updated,
         // so a poisoned lock is still consistent.
-        self.inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn push(&self, command: Command<T>) -> Result<(), Error> {
@@ -208,7 +210,10 @@ impl<T: Send + 'static> Reactor<T> {
         let thread = std::thread::Builder::new()
             .name("fin_close_reactor".into())
             .spawn(move || worker.run())?;
-        Ok(Reactor { shared, thread: Some(thread) })
+        Ok(Reactor {
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// Hands `dup` over: the reactor now owns the connection's last
@@ -219,7 +224,13 @@ impl<T: Send + 'static> Reactor<T> {
     /// that output off) and does not finish until [`Reactor::port_done`].
     ///
     /// `token` makes the value given back to `on_end`, from the socket's id.
-    pub fn linger<F>(&self, dup: Duplicate, limits: Limits, port_pending: bool, token: F) -> Result<LingerId, Error>
+    pub fn linger<F>(
+        &self,
+        dup: Duplicate,
+        limits: Limits,
+        port_pending: bool,
+        token: F,
+    ) -> Result<LingerId, Error>
     where
         F: FnOnce(LingerId) -> T,
     {
@@ -234,9 +245,11 @@ impl<T: Send + 'static> Reactor<T> {
             started: Instant::now(),
         };
         self.shared.stats.lingering.fetch_add(1, Ordering::Relaxed);
-        self.shared.push(Command::Adopt(adoption)).inspect_err(|_| {
-            self.shared.stats.lingering.fetch_sub(1, Ordering::Relaxed);
-        })?;
+        self.shared
+            .push(Command::Adopt(adoption))
+            .inspect_err(|_| {
+                self.shared.stats.lingering.fetch_sub(1, Ordering::Relaxed);
+            })?;
         Ok(id)
     }
 
@@ -386,7 +399,9 @@ impl<T> Worker<T> {
     }
 
     fn port_done(&mut self, id: LingerId, flushed: bool) {
-        let Some(entry) = self.entries.get_mut(&id) else { return };
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
         entry.port_pending = false;
         if !flushed {
             return self.finish(id, Outcome::Error("port_exited"));
@@ -398,19 +413,27 @@ impl<T> Worker<T> {
     }
 
     fn on_ready(&mut self, id: LingerId, flags: u32) {
-        let Some(entry) = self.entries.get_mut(&id) else { return };
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
         // With the peer's FIN already queued behind data, one short read
         // does not mean the queue is empty: read on until 0.
         let fin_queued = flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
         let mut ended = None;
         while !entry.peer_fin {
-            let allowance = entry.max_drain.saturating_sub(entry.drained).saturating_add(1);
+            let allowance = entry
+                .max_drain
+                .saturating_sub(entry.drained)
+                .saturating_add(1);
             let len = allowance.min(MAX_DISCARD) as usize;
             match recv_discard(entry.socket.as_fd(), len) {
                 Ok(0) => entry.peer_fin = true,
                 Ok(n) => {
                     entry.drained += n as u64;
-                    self.shared.stats.drained.fetch_add(n as u64, Ordering::Relaxed);
+                    self.shared
+                        .stats
+                        .drained
+                        .fetch_add(n as u64, Ordering::Relaxed);
                     if entry.drained > entry.max_drain {
                         ended = Some(Outcome::DrainLimit);
                         break;
@@ -447,7 +470,9 @@ impl<T> Worker<T> {
     }
 
     fn finish(&mut self, id: LingerId, outcome: Outcome) {
-        let Some(entry) = self.entries.remove(&id) else { return };
+        let Some(entry) = self.entries.remove(&id) else {
+            return;
+        };
         self.deadlines.remove(&(entry.deadline, id));
         // The VM may still hold a descriptor of this socket (a port whose
         // output is pending), and epoll forgets a file only on its last

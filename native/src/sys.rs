@@ -79,7 +79,9 @@ impl Epoll {
         // fresh descriptor that nothing else owns.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `fd` was just returned by the kernel and is owned by no one.
-        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
@@ -115,7 +117,12 @@ impl Epoll {
         // SAFETY: the kernel writes at most `capacity` events into the
         // vector's spare capacity, and `set_len` only exposes those it wrote.
         let n = unsafe {
-            libc::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), capacity, timeout_ms)
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                capacity,
+                timeout_ms,
+            )
         };
         match cvt(n) {
             // SAFETY: see above; `n` events were initialised by the kernel.
@@ -139,7 +146,9 @@ impl EventFd {
         // SAFETY: eventfd takes no pointers; the result is a fresh descriptor.
         let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: `fd` was just returned by the kernel and is owned by no one.
-        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(EventFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// The descriptor, for registering with an [`Epoll`].

@@ -31,7 +31,10 @@ fn reactor() -> (Reactor<u32>, Receiver<(u32, Report)>) {
 }
 
 fn limits(timeout_ms: u64, max_drain: u64) -> Limits {
-    Limits { timeout: Duration::from_millis(timeout_ms), max_drain }
+    Limits {
+        timeout: Duration::from_millis(timeout_ms),
+        max_drain,
+    }
 }
 
 /// Waits until `f` holds, polling; panics after [`WAIT`].
@@ -61,10 +64,14 @@ fn read_to_end(mut s: &TcpStream, pace: Duration) -> (usize, std::io::Result<()>
 fn inq_is_exact_and_zero_after_reading() {
     let (server, mut client) = pair();
     // Room for the largest size without the application reading.
-    SockRef::from(&server).set_recv_buffer_size(4 << 20).unwrap();
+    SockRef::from(&server)
+        .set_recv_buffer_size(4 << 20)
+        .unwrap();
     for size in [1usize, 1000, 65_536, 300_000] {
         client.write_all(&vec![7u8; size]).unwrap();
-        eventually("bytes to arrive", || sys::inq(server.as_fd()).unwrap() == size);
+        eventually("bytes to arrive", || {
+            sys::inq(server.as_fd()).unwrap() == size
+        });
         let mut buf = vec![0u8; size];
         (&server).read_exact(&mut buf).unwrap();
         assert_eq!(sys::inq(server.as_fd()).unwrap(), 0);
@@ -107,11 +114,17 @@ fn duplicate_is_the_same_connection_and_refuses_other_sockets() {
     assert_eq!(dup.peer(), server.peer_addr().unwrap());
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    assert!(matches!(Duplicate::of(listener.as_fd()), Err(Error::NotConnected)));
+    assert!(matches!(
+        Duplicate::of(listener.as_fd()),
+        Err(Error::NotConnected)
+    ));
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     assert!(matches!(Duplicate::of(udp.as_fd()), Err(Error::NotTcp)));
     let file = std::fs::File::open("/proc/self/stat").unwrap();
-    assert_eq!(Duplicate::of(file.as_fd()).unwrap_err().reason(), "enotsock");
+    assert_eq!(
+        Duplicate::of(file.as_fd()).unwrap_err().reason(),
+        "enotsock"
+    );
 }
 
 #[test]
@@ -129,11 +142,15 @@ fn unread_request_then_close_delivers_everything_and_ends_clean() {
         result
     });
     (&server).write_all(&reply).unwrap();
-    eventually("the request to be queued", || sys::inq(server.as_fd()).unwrap() >= 1000);
+    eventually("the request to be queued", || {
+        sys::inq(server.as_fd()).unwrap() >= 1000
+    });
 
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server); // the VM closes its own descriptor; the duplicate keeps the connection
-    reactor.linger(dup, limits(10_000, 1 << 20), false, |_| 1).unwrap();
+    reactor
+        .linger(dup, limits(10_000, 1 << 20), false, |_| 1)
+        .unwrap();
 
     let (received, ended) = reader.join().unwrap();
     assert_eq!(received, reply.len());
@@ -150,18 +167,27 @@ fn unread_request_then_close_delivers_everything_and_ends_clean() {
 fn linger_zero_on_the_socket_does_not_turn_close_into_reset() {
     let (reactor, reports) = reactor();
     let (server, mut client) = pair();
-    SockRef::from(&server).set_linger(Some(Duration::ZERO)).unwrap();
+    SockRef::from(&server)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     client.write_all(b"unread").unwrap();
     (&server).write_all(b"reply").unwrap();
-    eventually("the request to be queued", || sys::inq(server.as_fd()).unwrap() == 6);
+    eventually("the request to be queued", || {
+        sys::inq(server.as_fd()).unwrap() == 6
+    });
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor.linger(dup, limits(10_000, 1 << 20), false, |_| 0).unwrap();
+    reactor
+        .linger(dup, limits(10_000, 1 << 20), false, |_| 0)
+        .unwrap();
     let mut got = Vec::new();
     client.read_to_end(&mut got).unwrap();
     assert_eq!(got, b"reply");
     drop(client);
-    assert_eq!(reports.recv_timeout(WAIT).unwrap().1.outcome, Outcome::Clean);
+    assert_eq!(
+        reports.recv_timeout(WAIT).unwrap().1.outcome,
+        Outcome::Clean
+    );
 }
 
 #[test]
@@ -181,7 +207,9 @@ fn dripping_peer_is_cut_off_at_the_timeout() {
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
     let handed = Instant::now();
-    reactor.linger(dup, limits(300, 1 << 20), false, |_| 0).unwrap();
+    reactor
+        .linger(dup, limits(300, 1 << 20), false, |_| 0)
+        .unwrap();
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::Timeout);
     assert!(handed.elapsed() >= Duration::from_millis(300));
@@ -204,7 +232,9 @@ fn flooding_peer_is_cut_off_at_max_drain() {
     });
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor.linger(dup, limits(10_000, 256 * 1024), false, |_| 0).unwrap();
+    reactor
+        .linger(dup, limits(10_000, 256 * 1024), false, |_| 0)
+        .unwrap();
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::DrainLimit);
     assert!(report.drained > 256 * 1024);
@@ -217,11 +247,18 @@ fn peer_reset_is_reported_as_reset() {
     let (server, client) = pair();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor.linger(dup, limits(10_000, 1 << 20), false, |_| 0).unwrap();
-    SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
+    reactor
+        .linger(dup, limits(10_000, 1 << 20), false, |_| 0)
+        .unwrap();
+    SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     (&client).write_all(b"x").unwrap();
     drop(client);
-    assert_eq!(reports.recv_timeout(WAIT).unwrap().1.outcome, Outcome::Reset);
+    assert_eq!(
+        reports.recv_timeout(WAIT).unwrap().1.outcome,
+        Outcome::Reset
+    );
 }
 
 #[test]
@@ -230,11 +267,19 @@ fn pending_port_output_holds_back_fin_until_port_done() {
     let (server, client) = pair();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     // The "port" keeps its descriptor and output; no FIN may go yet.
-    let id = reactor.linger(dup, limits(10_000, 1 << 20), true, |_| 0).unwrap();
-    client.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let id = reactor
+        .linger(dup, limits(10_000, 1 << 20), true, |_| 0)
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let mut buf = [0u8; 16];
     let early = (&client).read(&mut buf).unwrap_err();
-    assert_eq!(early.kind(), ErrorKind::WouldBlock, "FIN was sent before the port's output");
+    assert_eq!(
+        early.kind(),
+        ErrorKind::WouldBlock,
+        "FIN was sent before the port's output"
+    );
     // The port writes its last bytes, closes, and reports it.
     (&server).write_all(b"tail").unwrap();
     drop(server);
@@ -244,7 +289,10 @@ fn pending_port_output_holds_back_fin_until_port_done() {
     (&client).read_to_end(&mut got).unwrap();
     assert_eq!(got, b"tail");
     client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(reports.recv_timeout(WAIT).unwrap().1.outcome, Outcome::Clean);
+    assert_eq!(
+        reports.recv_timeout(WAIT).unwrap().1.outcome,
+        Outcome::Clean
+    );
 }
 
 #[test]
@@ -252,14 +300,20 @@ fn port_that_died_with_output_resets_the_peer() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
     let dup = Duplicate::of(server.as_fd()).unwrap();
-    let id = reactor.linger(dup, limits(10_000, 1 << 20), true, |_| 0).unwrap();
+    let id = reactor
+        .linger(dup, limits(10_000, 1 << 20), true, |_| 0)
+        .unwrap();
     drop(server);
     reactor.port_done(id, false).unwrap();
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::Error("port_exited"));
     let mut buf = [0u8; 1];
     let err = (&client).read(&mut buf).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "a truncated reply must not look complete");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::ConnectionReset,
+        "a truncated reply must not look complete"
+    );
 }
 
 #[test]
@@ -271,7 +325,9 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
         (&client).write_all(b"unread").unwrap();
         let dup = Duplicate::of(server.as_fd()).unwrap();
         drop(server);
-        reactor.linger(dup, limits(10_000, 1 << 20), false, |_| i).unwrap();
+        reactor
+            .linger(dup, limits(10_000, 1 << 20), false, |_| i)
+            .unwrap();
         clients.push(client);
     }
     eventually("all to linger", || reactor.stats().lingering == 200);
@@ -280,10 +336,13 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
         (&*client).read_to_end(&mut rest).unwrap();
     }
     drop(clients);
-    let mut tokens: Vec<u32> = (0..200).map(|_| reports.recv_timeout(WAIT).unwrap()).map(|(t, r)| {
-        assert_eq!(r.outcome, Outcome::Clean);
-        t
-    }).collect();
+    let mut tokens: Vec<u32> = (0..200)
+        .map(|_| reports.recv_timeout(WAIT).unwrap())
+        .map(|(t, r)| {
+            assert_eq!(r.outcome, Outcome::Clean);
+            t
+        })
+        .collect();
     tokens.sort();
     assert_eq!(tokens, (0..200).collect::<Vec<_>>());
     assert_eq!(reactor.stats().lingering, 0);
