@@ -364,11 +364,13 @@ close_port(Port) ->
     receive {'EXIT', Port, _} -> ok after 0 -> ok end,
     ok.
 
+%% abort/1 is rare, so it checks the protocol of every kind of socket
+%% (a gen_tcp socket may be a Unix domain one).
 -spec connected(handle()) -> ok | {error, atom()}.
 connected(Handle) ->
     case fd(Handle) of
         {ok, Fd} ->
-            case tcp_checked(Handle, Fd) of
+            case fin_close_nif:check_tcp(Fd) of
                 ok ->
                     case names(Handle) of
                         {_, _} -> ok;

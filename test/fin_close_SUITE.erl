@@ -150,9 +150,13 @@ dripping_peer_times_out(Config) ->
     ok = close_listener(Config, Listen),
     Self = self(),
     Dripper = spawn_link(fun() -> Self ! {self(), drip(Client)} end),
+    #{abort_on_data := Aborts0} = abort_counters(),
     {ok, Ref} = fin_close:close(Server, #{notify => self(), linger_timeout => 300}),
     Result = outcome(Ref),
     ?assertMatch(#{outcome := timeout, lingered_ms := T, drained := D} when T >= 300 andalso D > 0, Result),
+    %% A close with SO_LINGER 0 is counted as TCPAbortOnData.
+    #{abort_on_data := Aborts1} = abort_counters(),
+    ?assert(Aborts1 > Aborts0),
     %% Sending works after our FIN, so a failed send is the reset; having
     %% seen our FIN (CLOSE_WAIT), the peer's kernel reports it as EPIPE.
     ?assertMatch({error, R} when R =:= epipe; R =:= econnreset,
@@ -273,6 +277,7 @@ bad_input_is_refused(Config) ->
     {ok, Udp} = udp(Config),
     [?assertEqual({error, eprototype}, F(Udp)) || F <- [fun fin_close:inq/1, fun fin_close:close/1,
                                                         fun fin_close:abort/1]],
+    kind(Config) =:= inet andalso unix_domain_is_refused(Config),
     Cat = open_port({spawn, "cat"}, []),
     ?assertEqual({error, enotsock}, fin_close:close(Cat)),
     ?assertEqual({error, enotsock}, fin_close:inq(Cat)),
@@ -284,6 +289,18 @@ bad_input_is_refused(Config) ->
                                                        fun fin_close:close/1, fun fin_close:abort/1]],
     ok = gen_tcp:close(Client),
     port_close(Cat).
+
+unix_domain_is_refused(Config) ->
+    Path = filename:join(?config(priv_dir, Config), "fc.sock"),
+    {ok, L} = gen_tcp:listen(0, [{ifaddr, {local, Path}}, binary, {active, false}]),
+    {ok, C} = gen_tcp:connect({local, Path}, 0, [binary, {active, false}]),
+    {ok, S} = gen_tcp:accept(L),
+    ?assertEqual({error, eprototype}, fin_close:close(S)),
+    ?assertEqual({error, eprototype}, fin_close:abort(S)),
+    ok = gen_tcp:send(S, <<"still open">>),
+    ?assertEqual({ok, <<"still open">>}, gen_tcp:recv(C, 10, 5000)),
+    [ok = gen_tcp:close(X) || X <- [S, C, L]],
+    true.
 
 %% stats/0 counts lingering sockets and outcomes.
 stats_count_outcomes(Config) ->
