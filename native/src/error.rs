@@ -31,8 +31,8 @@ impl Error {
     }
 }
 
-/// The lower-case POSIX name of `errno`, for the errors a socket call here
-/// can return; anything else is `eio`-like `unknown`.
+/// The lower-case POSIX name of `errno`, as `inet` names errors, for the
+/// errors the calls made here can return; any other is `unknown`.
 pub fn errno_name(errno: i32) -> &'static str {
     match errno {
         libc::EBADF => "ebadf",
