@@ -355,10 +355,13 @@ impl<T> Worker<T> {
 
     /// Runs the queued commands; false once told to stop.
     fn take_commands(&mut self) -> bool {
-        // Clear the flag before emptying the inbox: a push that lands after
-        // the swap below writes the eventfd again, so none is missed.
-        self.shared.wake_pending.store(false, Ordering::SeqCst);
+        // Order matters. Reading the eventfd after clearing the flag could
+        // swallow the signal of a push that saw the flag clear, leaving the
+        // flag set with nothing to wake us: every later push would wait
+        // forever. Read first, then clear the flag, then empty the inbox: a
+        // push the take below misses saw the flag clear and signals anew.
         self.shared.waker.clear();
+        self.shared.wake_pending.store(false, Ordering::SeqCst);
         let commands = std::mem::take(&mut *self.shared.inbox());
         for command in commands {
             match command {
