@@ -31,9 +31,14 @@ pub struct Duplicate {
 }
 
 impl Duplicate {
-    /// Duplicates `fd` (close-on-exec) and checks the duplicate is a
-    /// connected TCP socket. The only call made on `fd` itself is the dup.
+    /// Checks that `fd` is a TCP socket, duplicates it (close-on-exec) and
+    /// checks the duplicate is a connected TCP socket.
+    ///
+    /// The check comes before the dup because closing a duplicate is not
+    /// always harmless: for a file it would drop the process's fcntl locks.
+    /// The one on the duplicate covers the number being reused in between.
     pub fn of(fd: BorrowedFd<'_>) -> Result<Duplicate, Error> {
+        check_tcp(SockRef::from(&fd))?;
         let socket = SockRef::from(&fd).try_clone()?;
         check_tcp(SockRef::from(&socket))?;
         let local = socket.local_addr()?.as_socket().ok_or(Error::NotTcp)?;
@@ -58,6 +63,25 @@ impl Duplicate {
     /// The peer address of the connection.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Closes the duplicate without blocking the calling thread, for a
+    /// duplicate that is not handed to the reactor.
+    ///
+    /// If it is the socket's last descriptor and SO_LINGER is set with a
+    /// timeout, `close()` blocks until the send queue drains or the timeout
+    /// passes; that close then runs on a short-lived thread of its own.
+    pub fn dispose(self) {
+        match self.socket.linger() {
+            Ok(Some(timeout)) if !timeout.is_zero() => {
+                // Should the thread not start, the closure, and with it the
+                // duplicate, is dropped here: nothing better is possible.
+                let _ = std::thread::Builder::new()
+                    .name("fin_close_dispose".into())
+                    .spawn(move || drop(self));
+            }
+            _ => drop(self),
+        }
     }
 
     /// Gives up the addresses and keeps the owned socket.

@@ -20,11 +20,20 @@ mod atoms {
 }
 
 /// A duplicate waiting for the Erlang side to confirm it is the right socket.
-/// Dropped (and so closed) by the garbage collector if never used.
+/// Closed by the garbage collector if never used (the caller was killed).
 struct DupResource(Mutex<Option<Duplicate>>);
 
 #[rustler::resource_impl]
 impl Resource for DupResource {}
+
+impl Drop for DupResource {
+    fn drop(&mut self) {
+        // The destructor runs on a scheduler: never a blocking close.
+        if let Some(dup) = self.0.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            dup.dispose();
+        }
+    }
+}
 
 /// The handle of one lingering socket; also the reference in `notify`
 /// messages (a resource term is a reference to Erlang).
@@ -168,7 +177,9 @@ fn take(dup: &DupResource) -> Option<Duplicate> {
 
 #[rustler::nif]
 fn discard(dup: ResourceArc<DupResource>) -> Atom {
-    drop(take(&dup));
+    if let Some(dup) = take(&dup) {
+        dup.dispose();
+    }
     atoms::ok()
 }
 

@@ -128,6 +128,26 @@ fn duplicate_is_the_same_connection_and_refuses_other_sockets() {
 }
 
 #[test]
+fn disposing_a_last_duplicate_with_linger_does_not_block() {
+    let (server, _client) = pair();
+    // Unsent data and a 2 s SO_LINGER: a plain close() would wait 2 s.
+    SockRef::from(&server)
+        .set_linger(Some(Duration::from_secs(2)))
+        .unwrap();
+    SockRef::from(&server).set_nonblocking(true).unwrap();
+    while (&server).write(&[0u8; 65_536]).is_ok() {}
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    drop(server);
+    let start = Instant::now();
+    dup.dispose();
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "dispose blocked for {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
 fn unread_request_then_close_delivers_everything_and_ends_clean() {
     let (reactor, reports) = reactor();
     let (server, mut client) = pair();
