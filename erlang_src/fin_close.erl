@@ -18,7 +18,7 @@
 %% <ul>
 %% <li>`closed': the socket is closed (also: it was closed by another
 %%     process while the call ran).</li>
-%% <li>`enotconn': a TCP socket without a peer (listening, connecting).</li>
+%% <li>`enotconn': a listening TCP socket.</li>
 %% <li>`eprototype': a socket that is not TCP (UDP, SCTP, a Unix domain
 %%     socket).</li>
 %% <li>`enotsock': a port that is no socket (a file, a spawned program).</li>
@@ -83,7 +83,6 @@
 %%
 %% Counts only what the kernel holds: an active-mode socket may already have
 %% moved data into the owner's mailbox, and such data never causes an RST.
-%% A listening socket gives `{error, einval}', as the kernel says.
 -spec inq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
 inq(Socket) ->
     queue(Socket, fun fin_close_nif:inq/1).
@@ -303,20 +302,28 @@ hand_over(Handle, Limits) ->
     end.
 
 %% The socket's own view of its addresses, read after the dup: a socket
-%% that still answers is still open, so it held the duplicated number.
+%% whose local address can still be read is still open, so it held the
+%% duplicated number. A connection the peer reset has no peer address any
+%% more, which the duplicate shows too.
 -spec names(handle()) -> {term(), term()} | error.
 names({port, Port}) ->
-    case {inet:sockname(Port), inet:peername(Port)} of
-        {{ok, Local}, {ok, Peer}} -> {Local, Peer};
-        _ -> error
+    case inet:sockname(Port) of
+        {ok, Local} -> {Local, peer(inet:peername(Port))};
+        {error, _} -> error
     end;
 names({_, _, ESock}) ->
     names({socket, ESock});
 names({socket, ESock}) ->
-    case {socket:sockname(ESock), socket:peername(ESock)} of
-        {{ok, #{addr := LA, port := LP}}, {ok, #{addr := PA, port := PP}}} -> {{LA, LP}, {PA, PP}};
-        _ -> error
+    case socket:sockname(ESock) of
+        {ok, #{addr := Addr, port := Port}} -> {{Addr, Port}, peer(socket:peername(ESock))};
+        {error, _} -> error
     end.
+
+-spec peer({ok, term()} | {error, atom()}) -> term().
+peer({ok, #{addr := Addr, port := Port}}) -> {Addr, Port};
+peer({ok, Peer}) -> Peer;
+peer({error, enotconn}) -> undefined;
+peer({error, Reason}) -> {error, Reason}.
 
 %% The reactor takes the duplicate before the handle is closed, so that a
 %% failure leaves the socket as it was.
@@ -324,31 +331,42 @@ names({socket, ESock}) ->
 close_handle({port, Port}, Dup, Limits) ->
     case erlang:port_info(Port, queue_size) of
         {queue_size, 0} ->
-            linger_then(Dup, Limits, false, fun() -> close_port(Port) end);
+            linger_then(Dup, Limits, false, fun(_) -> close_port(Port) end);
         {queue_size, _} ->
-            linger_then(Dup, Limits, true,
-                        fun(Ticket) -> fin_close_keeper:flush_and_close(Port, Ticket, Limits) end);
+            %% Found before the hand-over, so that without a keeper the
+            %% socket is left as it was.
+            case fin_close_keeper:find() of
+                {ok, Keeper} ->
+                    %% The keeper also learns how the socket ended, to close
+                    %% the port if the reactor gave up before it drained.
+                    linger_then(Dup, Limits#{keeper => Keeper}, true,
+                                fun(Ticket) -> fin_close_keeper:flush_and_close(Keeper, Port, Ticket) end);
+                {error, _} = Error ->
+                    fin_close_nif:discard(Dup),
+                    Error
+            end;
         undefined ->
             fin_close_nif:discard(Dup),
             {error, closed}
     end;
 close_handle({gen_tcp_socket, Socket, _}, Dup, Limits) ->
-    linger_then(Dup, Limits, false, fun() -> catch gen_tcp:close(Socket) end);
+    linger_then(Dup, Limits, false, fun(_) -> _ = (catch gen_tcp:close(Socket)), ok end);
 close_handle({socket, ESock}, Dup, Limits) ->
-    linger_then(Dup, Limits, false, fun() -> socket:close(ESock) end).
+    linger_then(Dup, Limits, false, fun(_) -> _ = socket:close(ESock), ok end).
 
--spec linger_then(reference(), map(), boolean(), fun()) -> ok | {ok, reference()} | {error, atom()}.
-linger_then(Dup, #{linger_timeout := Timeout, max_drain := MaxDrain, notify := Notify},
+%% Already closed by someone else is fine for the close functions: the
+%% reactor holds the connection either way.
+-spec linger_then(reference(), map(), boolean(), fun((reference()) -> ok | {error, atom()})) ->
+    ok | {ok, reference()} | {error, atom()}.
+linger_then(Dup, #{linger_timeout := Timeout, max_drain := MaxDrain, notify := Notify} = Limits,
             PortPending, CloseHandle) ->
-    case fin_close_nif:linger(Dup, Timeout, MaxDrain, Notify, PortPending) of
+    Told = [Pid || Pid <- [Notify, maps:get(keeper, Limits, undefined)], Pid =/= undefined],
+    case fin_close_nif:linger(Dup, Timeout, MaxDrain, Told, PortPending) of
         {ok, Ticket} ->
-            _ = case CloseHandle of
-                    F when is_function(F, 0) -> F();
-                    F when is_function(F, 1) -> F(Ticket)
-                end,
-            case Notify of
-                undefined -> ok;
-                _ -> {ok, Ticket}
+            case {CloseHandle(Ticket), Notify} of
+                {ok, undefined} -> ok;
+                {ok, _} -> {ok, Ticket};
+                {{error, _} = Error, _} -> Error
             end;
         {error, _} = Error ->
             fin_close_nif:discard(Dup),
@@ -364,8 +382,8 @@ close_port(Port) ->
     receive {'EXIT', Port, _} -> ok after 0 -> ok end,
     ok.
 
-%% abort/1 is rare, so it checks the protocol of every kind of socket
-%% (a gen_tcp socket may be a Unix domain one).
+%% abort/1 is rare, so it checks every kind of socket for TCP and not
+%% listening (a gen_tcp socket may be a Unix domain one).
 -spec connected(handle()) -> ok | {error, atom()}.
 connected(Handle) ->
     case fd(Handle) of
@@ -373,8 +391,10 @@ connected(Handle) ->
             case fin_close_nif:check_tcp(Fd) of
                 ok ->
                     case names(Handle) of
-                        {_, _} -> ok;
-                        error -> {error, enotconn}
+                        error -> {error, closed};
+                        %% Also a connection already reset: closing it is
+                        %% what was asked.
+                        {_, _} -> ok
                     end;
                 {error, _} = Error ->
                     Error

@@ -8,11 +8,14 @@
 %% process (one for all ports, as the reactor is one thread for all
 %% sockets), which asks the port to say when its queue is empty, closes it
 %% then, and tells the reactor to send FIN. The reactor already holds the
-%% connection's duplicate and discards the peer's bytes meanwhile.
+%% connection's duplicate and discards the peer's bytes meanwhile; it also
+%% keeps the one clock: when it gives up on the socket (timeout, drain
+%% limit, reset) it tells the keeper, which closes the port then.
 -module(fin_close_keeper).
 -behaviour(gen_server).
 
 -export([start_link/0]).
+-export([find/0]).
 -export([flush_and_close/3]).
 -export([init/1]).
 -export([handle_call/3]).
@@ -24,50 +27,57 @@
 %% constants live in kernel/src/inet_int.hrl and prim_inet.erl, which are
 %% not installed with the runtime; these are their OTP 25 values. Should a
 %% later OTP answer differently, the keeper falls back to polling the
-%% queue size.
+%% queue size, and says so in its state.
 -define(INET_DRV_CONTROL_MAGIC, 16#03f1a300).
 -define(INET_REQ_SUBSCRIBE, 24).
 -define(INET_SUBS_EMPTY_OUT_Q, 1).
 -define(INET_REP_OK, 1).
 -define(POLL_MS, 10).
 
--type watched() :: #{port() => {Ticket :: reference(), Timer :: reference()}}.
+-type how() :: subscribed | polling.
+%% Each watched port, and the port of each ticket.
+-type watched() :: #{port() => {Ticket :: reference(), how()}, {ticket, reference()} => port()}.
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
 
-%% @doc Runs in the caller of `fin_close:close/2': stops the port reading,
-%% makes the keeper its owner (so the caller may exit), and hands it over.
--spec flush_and_close(port(), reference(), #{linger_timeout := non_neg_integer(), _ => _}) -> ok.
-flush_and_close(Port, Ticket, #{linger_timeout := Timeout}) ->
+%% @doc The keeper, starting the application if it is not running (fin_close
+%% used as a plain library).
+-spec find() -> {ok, pid()} | {error, atom()}.
+find() ->
+    case whereis(?MODULE) of
+        undefined ->
+            _ = application:ensure_all_started(fin_close),
+            case whereis(?MODULE) of
+                undefined -> {error, keeper_down};
+                Pid -> {ok, Pid}
+            end;
+        Pid ->
+            {ok, Pid}
+    end.
+
+%% @doc Runs in the caller of `fin_close:close/2', once the reactor holds
+%% the duplicate: stops the port reading and gives it to the keeper.
+-spec flush_and_close(pid(), port(), reference()) -> ok | {error, keeper_down}.
+flush_and_close(Keeper, Port, Ticket) ->
     %% In active mode the port would read on, and close itself with its
     %% queue on the peer's FIN when exit_on_close is set.
     _ = inet:setopts(Port, [{active, false}]),
-    Keeper = keeper(),
-    try erlang:port_connect(Port, Keeper) of
-        true ->
+    try gen_server:call(Keeper, {adopt, Port, Ticket}) of
+        ok ->
             %% As gen_tcp:controlling_process/2 does: the old owner's exit
             %% must not close the port. Harmless when the caller is not the
             %% owner (the owner then stays linked; documented).
             true = unlink(Port),
-            gen_server:cast(Keeper, {watch, Port, Ticket, Timeout})
-    catch
-        error:badarg ->
-            %% Closed meanwhile, queue and all.
-            _ = fin_close_nif:port_done(Ticket, false),
             ok
-    end.
-
--spec keeper() -> pid().
-keeper() ->
-    case whereis(?MODULE) of
-        undefined ->
-            %% Used as a library without starting the application.
-            {ok, _} = application:ensure_all_started(fin_close),
-            whereis(?MODULE);
-        Pid ->
-            Pid
+    catch
+        exit:_ ->
+            %% Nobody will write the queue out: say so, and reset rather
+            %% than let the peer take a truncated reply for a whole one.
+            _ = fin_close_nif:port_done(Ticket, false),
+            _ = (catch erlang:port_close(Port)),
+            {error, keeper_down}
     end.
 
 -spec init([]) -> {ok, watched()}.
@@ -75,41 +85,36 @@ init([]) ->
     process_flag(trap_exit, true),
     {ok, #{}}.
 
--spec handle_call(term(), gen_server:from(), watched()) -> {reply, {error, badarg}, watched()}.
-handle_call(_Request, _From, Watched) ->
-    {reply, {error, badarg}, Watched}.
-
--spec handle_cast({watch, port(), reference(), non_neg_integer()}, watched()) -> {noreply, watched()}.
-handle_cast({watch, Port, Ticket, Timeout}, Watched) ->
-    %% The port sends {empty_out_q, Port} to the subscriber when its queue
-    %% has been written; N is what is queued now.
-    case subscribe_empty_out_q(Port) of
+-spec handle_call({adopt, port(), reference()}, gen_server:from(), watched()) ->
+    {reply, ok, watched()}.
+handle_call({adopt, Port, Ticket}, _From, Watched) ->
+    %% Owning the port (port_connect also links it) keeps it open after its
+    %% old owner exits, and makes its 'EXIT' reach us if it dies.
+    Owned = try erlang:port_connect(Port, self()) catch error:badarg -> false end,
+    case Owned andalso subscribe_empty_out_q(Port) of
         {ok, 0} ->
             done(Port, Ticket, true),
-            {noreply, Watched};
+            {reply, ok, Watched};
         {ok, _Queued} ->
-            Timer = erlang:start_timer(Timeout, self(), Port),
-            {noreply, Watched#{Port => {Ticket, Timer}}};
+            {reply, ok, Watched#{Port => {Ticket, subscribed}, {ticket, Ticket} => Port}};
         unknown ->
-            Timer = erlang:start_timer(Timeout, self(), Port),
             _ = erlang:send_after(?POLL_MS, self(), {poll, Port}),
-            {noreply, Watched#{Port => {Ticket, Timer}}};
-        error ->
+            {reply, ok, Watched#{Port => {Ticket, polling}, {ticket, Ticket} => Port}};
+        _ ->
             %% Closed meanwhile, queue and all.
             done(Port, Ticket, false),
-            {noreply, Watched}
+            {reply, ok, Watched}
     end.
 
+-spec handle_cast(term(), watched()) -> {noreply, watched()}.
+handle_cast(_Ignored, Watched) ->
+    {noreply, Watched}.
+
 -spec handle_info(term(), watched()) -> {noreply, watched()}.
-handle_info({empty_out_q, Port}, Watched) ->
-    case maps:take(Port, Watched) of
-        {{Ticket, Timer}, Rest} ->
-            _ = erlang:cancel_timer(Timer),
-            done(Port, Ticket, true),
-            {noreply, Rest};
-        error ->
-            {noreply, Watched}
-    end;
+handle_info({empty_out_q, Port}, Watched) when is_map_key(Port, Watched) ->
+    {Ticket, Rest} = forget(Port, Watched),
+    done(Port, Ticket, true),
+    {noreply, Rest};
 handle_info({poll, Port}, Watched) when is_map_key(Port, Watched) ->
     case erlang:port_info(Port, queue_size) of
         {queue_size, 0} ->
@@ -120,21 +125,28 @@ handle_info({poll, Port}, Watched) when is_map_key(Port, Watched) ->
         undefined ->
             handle_info({'EXIT', Port, closed}, Watched)
     end;
-handle_info({timeout, _, Port}, Watched) when is_map_key(Port, Watched) ->
-    %% The reactor reaches the same deadline and resets the connection;
-    %% closing the port lets that reset happen.
-    close_port(Port),
-    {noreply, maps:remove(Port, Watched)};
+handle_info({fin_close, Ticket, _Result}, Watched) when is_map_key({ticket, Ticket}, Watched) ->
+    %% The reactor gave up before the port drained (timeout, reset, drain
+    %% limit) and has set SO_LINGER 0 where it cut off: closing the port,
+    %% now the last descriptor, carries that out.
+    {_, Rest} = forget(maps:get({ticket, Ticket}, Watched), Watched),
+    close_port(maps:get({ticket, Ticket}, Watched)),
+    {noreply, Rest};
 handle_info({'EXIT', Port, _}, Watched) when is_map_key(Port, Watched) ->
     %% The port died with output it never wrote.
-    {{Ticket, Timer}, Rest} = maps:take(Port, Watched),
-    _ = erlang:cancel_timer(Timer),
+    {Ticket, Rest} = forget(Port, Watched),
     _ = fin_close_nif:port_done(Ticket, false),
     {noreply, Rest};
 handle_info(_Ignored, Watched) ->
-    %% {tcp, ...} read before active mode was switched off, and the 'EXIT'
-    %% of ports this process closed itself.
+    %% {tcp, ...} read before active mode was switched off, the 'EXIT' of
+    %% ports this process closed itself, and reports of sockets whose port
+    %% it has already closed.
     {noreply, Watched}.
+
+-spec forget(port(), watched()) -> {reference(), watched()}.
+forget(Port, Watched) ->
+    {{Ticket, _}, Rest} = maps:take(Port, Watched),
+    {Ticket, maps:remove({ticket, Ticket}, Rest)}.
 
 %% Asks the port to send {empty_out_q, Port} to this process once its
 %% output queue is empty; returns what is queued now (the port subscribes

@@ -42,13 +42,14 @@ outq(_Fd) -> erlang:nif_error(nif_not_loaded).
 -spec check_tcp(fd()) -> ok | {error, atom()}.
 check_tcp(_Fd) -> erlang:nif_error(nif_not_loaded).
 
--spec dup(fd()) -> {ok, {reference(), address(), address()}} | {error, atom()}.
+-spec dup(fd()) -> {ok, {reference(), address(), address() | undefined}} | {error, atom()}.
 dup(_Fd) -> erlang:nif_error(nif_not_loaded).
 
 -spec discard(reference()) -> ok.
 discard(_Dup) -> erlang:nif_error(nif_not_loaded).
 
--spec linger(reference(), non_neg_integer(), non_neg_integer(), pid() | undefined, boolean()) ->
+%% Every pid in Notify gets {fin_close, Ticket, Result} when the socket ends.
+-spec linger(reference(), non_neg_integer(), non_neg_integer(), [pid()], boolean()) ->
     {ok, reference()} | {error, atom()}.
 linger(_Dup, _TimeoutMs, _MaxDrain, _Notify, _PortPending) -> erlang:nif_error(nif_not_loaded).
 

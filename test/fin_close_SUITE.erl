@@ -9,13 +9,14 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2]).
+-export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
+         init_per_testcase/2, end_per_testcase/2]).
 -export([reply_reaches_slow_reader/1, native_close_resets_slow_reader/1, big_reply_to_slow_reader/1,
          ipv6_reply_reaches_slow_reader/1, inq_is_exact/1, outq_counts_unacknowledged/1,
          notify_reports_clean/1, dripping_peer_times_out/1, flooding_peer_hits_drain_limit/1,
          wire_shows_fin_not_rst/1, active_mode_socket/1, closed_by_non_owner/1,
          linger_zero_still_ends_with_fin/1, abort_resets_peer/1, bad_input_is_refused/1,
-         stats_count_outcomes/1, api_module_reload/1]).
+         stats_count_outcomes/1, api_module_reload/1, unread_reply_cut_off_at_timeout/1]).
 
 -define(REQUEST, 1000).
 -define(PIPELINED, 5000).
@@ -31,11 +32,19 @@ groups() ->
              notify_reports_clean, dripping_peer_times_out, flooding_peer_hits_drain_limit,
              wire_shows_fin_not_rst, active_mode_socket, closed_by_non_owner,
              linger_zero_still_ends_with_fin, abort_resets_peer, bad_input_is_refused,
-             stats_count_outcomes, api_module_reload],
+             stats_count_outcomes, api_module_reload, unread_reply_cut_off_at_timeout],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(fin_close),
+    %% Start the reactor (its epoll and eventfd) before the first case
+    %% counts descriptors.
+    {ok, L} = gen_tcp:listen(0, [{ip, ?LOOP4}]),
+    {ok, P} = inet:port(L),
+    {ok, C} = gen_tcp:connect(?LOOP4, P, []),
+    {ok, S} = gen_tcp:accept(L),
+    ok = fin_close:close(S),
+    [ok = gen_tcp:close(X) || X <- [C, L]],
     Config.
 
 end_per_suite(_Config) ->
@@ -46,6 +55,28 @@ init_per_group(Kind, Config) ->
 
 end_per_group(_Kind, _Config) ->
     ok.
+
+init_per_testcase(_Case, Config) ->
+    [{fds, fds()} | Config].
+
+%% Nothing outlives a case: every socket it handed over has ended, and every
+%% descriptor it opened is closed, the reactor's duplicates included.
+end_per_testcase(_Case, Config) ->
+    case ?config(tc_status, Config) of
+        ok -> check_nothing_left(?config(fds, Config));
+        _Failed -> ok
+    end.
+
+check_nothing_left(Before) ->
+    Settled = fun() -> maps:get(lingering, fin_close:stats()) =:= 0 andalso fd_count() =< length(Before) end,
+    case wait_until(Settled, 10000) of
+        true ->
+            ok;
+        false ->
+            Leaked = fds() -- Before,
+            ct:log("leaked: ~p~nstats: ~p", [Leaked, fin_close:stats()]),
+            {fail, {leaked, Leaked}}
+    end.
 
 %% Cases.
 
@@ -76,17 +107,10 @@ big_reply_to_slow_reader(Config) ->
     {Server, Client} = pair(Config, ?LOOP4, []),
     ok = gen_tcp:send(Client, bytes(?REQUEST)),
     wait_inq(Server, ?REQUEST),
-    Self = self(),
-    Reader = spawn_link(fun() -> receive go -> ok end, Self ! {self(), read_all(Client, 0)} end),
-    %% Only the port backend accepts a send the kernel cannot hold yet; the
-    %% others return once all is in the kernel, so their reader must run.
-    kind(Config) =:= inet orelse (Reader ! go),
-    ok = send(Server, bytes(Size)),
-    inet =:= kind(Config) andalso ?assertMatch({queue_size, N} when N > 0, erlang:port_info(Server, queue_size)),
     Before = abort_counters(),
-    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
-    Reader ! go,
-    ?assertEqual({Size, {error, closed}}, receive {Reader, R} -> R after 60000 -> timeout end),
+    Close = fun(S) -> fin_close:close(S, #{notify => self()}) end,
+    {{ok, Ref}, Read} = reply_through_close(Config, Server, Client, Size, Close),
+    ?assertEqual({Size, {error, closed}}, Read),
     ok = gen_tcp:close(Client),
     ?assertMatch(#{outcome := clean, drained := ?REQUEST}, outcome(Ref)),
     ?assertEqual(Before, abort_counters()).
@@ -124,7 +148,7 @@ outq_counts_unacknowledged(Config) ->
                  Out + In =:= Size andalso Out > 0
          end),
     ok = gen_tcp:close(Client),
-    _ = fin_close:close(Server).
+    ok = fin_close:close(Server).
 
 %% With notify, the caller learns the outcome: clean, and the bytes it
 %% discarded.
@@ -163,6 +187,27 @@ dripping_peer_times_out(Config) ->
                  receive {Dripper, Ended} -> Ended after 5000 -> timeout end),
     socket:close(Client).
 
+%% A peer that never reads is cut off at linger_timeout, also while the
+%% port still holds output: the outcome says timeout, the peer is reset,
+%% and the keeper lets go of the port.
+unread_reply_cut_off_at_timeout(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, [{sndbuf, 65536}]),
+    %% What the other backends can send without a reader.
+    Size = case kind(Config) of inet -> 2 * 1024 * 1024; _ -> 16384 end,
+    ok = send(Server, bytes(Size)),
+    {ok, Ref} = fin_close:close(Server, #{notify => self(), linger_timeout => 300}),
+    ?assertMatch(#{outcome := timeout}, outcome(Ref)),
+    case kind(Config) of
+        inet ->
+            wait(fun() -> not is_map_key(Server, sys:get_state(fin_close_keeper)) end),
+            {Received, Ended} = read_all(Client, 0),
+            ?assert(Received < Size),
+            ?assertEqual({error, econnreset}, Ended);
+        _ ->
+            ok
+    end,
+    ok = gen_tcp:close(Client).
+
 %% A peer that floods is cut off after max_drain bytes, reset, and
 %% reported as drain_limit.
 flooding_peer_hits_drain_limit(Config) ->
@@ -191,6 +236,7 @@ wire_shows_fin_not_rst(Config, Tcpdump) ->
                       {args, ["-i", "lo", "-nn", "-U", "--immediate-mode", "-Z", "root", "-w", Capture, "tcp port " ++ integer_to_list(ServerPort)]}]),
     ok = wait_line(Dump, "listening on"),
     {Server, Client} = accept_pair(Config, Listen, ?LOOP4, ServerPort, []),
+    ok = close_listener(Config, Listen),
     ok = gen_tcp:send(Client, bytes(?REQUEST)),
     wait_inq(Server, ?REQUEST),
     ok = send(Server, bytes(100000)),
@@ -212,39 +258,43 @@ wire_shows_fin_not_rst(Config, Tcpdump) ->
 
 %% An active-mode socket with messages in flight closes with FIN too.
 active_mode_socket(Config) ->
-    {Server, Client} = pair(Config, ?LOOP4, []),
+    {Server, Client} = pair(Config, ?LOOP4, [{sndbuf, 65536}]),
     set_active(Config, Server),
     ok = gen_tcp:send(Client, bytes(?REQUEST)),
     timer:sleep(50),
-    ok = send(Server, bytes(300000)),
     ok = gen_tcp:send(Client, bytes(?PIPELINED)),
-    ok = fin_close:close(Server),
-    {ok, Data} = read_to_closed(Client),
-    ?assertEqual(300000, byte_size(Data)).
+    Size = 2 * 1024 * 1024,
+    ?assertEqual({ok, {Size, {error, closed}}},
+                 reply_through_close(Config, Server, Client, Size, fun fin_close:close/1)),
+    ok = gen_tcp:close(Client).
 
-%% Any process may close a socket, not only its owner.
+%% Any process may close a socket, not only its owner, also while the
+%% port still holds output.
 closed_by_non_owner(Config) ->
-    {Server, Client} = pair(Config, ?LOOP4, []),
+    {Server, Client} = pair(Config, ?LOOP4, [{sndbuf, 65536}]),
     ok = gen_tcp:send(Client, bytes(?REQUEST)),
-    ok = send(Server, bytes(100000)),
     Self = self(),
-    spawn_link(fun() -> Self ! {closed, fin_close:close(Server)} end),
-    ?assertEqual(ok, receive {closed, R} -> R after 5000 -> timeout end),
-    {ok, Data} = read_to_closed(Client),
-    ?assertEqual(100000, byte_size(Data)).
+    CloseElsewhere = fun(S) ->
+                             spawn_link(fun() -> Self ! {closed, fin_close:close(S)} end),
+                             receive {closed, R} -> R after 5000 -> timeout end
+                     end,
+    Size = 2 * 1024 * 1024,
+    ?assertEqual({ok, {Size, {error, closed}}},
+                 reply_through_close(Config, Server, Client, Size, CloseElsewhere)),
+    ok = gen_tcp:close(Client).
 
 %% {linger, {true, 0}} on the socket does not turn fin_close's close into
-%% a reset.
+%% a reset, also while the port still holds output.
 linger_zero_still_ends_with_fin(Config) ->
-    {Server, Client} = pair(Config, ?LOOP4, []),
+    {Server, Client} = pair(Config, ?LOOP4, [{sndbuf, 65536}]),
     ok = set_linger_zero(Config, Server),
     ok = gen_tcp:send(Client, bytes(?REQUEST)),
     wait_inq(Server, ?REQUEST),
-    ok = send(Server, bytes(100000)),
     Before = abort_counters(),
-    ok = fin_close:close(Server),
-    {ok, Data} = read_to_closed(Client),
-    ?assertEqual(100000, byte_size(Data)),
+    Size = 2 * 1024 * 1024,
+    ?assertEqual({ok, {Size, {error, closed}}},
+                 reply_through_close(Config, Server, Client, Size, fun fin_close:close/1)),
+    ok = gen_tcp:close(Client),
     ?assertEqual(Before, abort_counters()).
 
 %% abort/1 resets the peer on purpose.
@@ -284,6 +334,8 @@ bad_input_is_refused(Config) ->
     %% The listener refused above still accepts.
     {ok, C3} = gen_tcp:connect(?LOOP4, listen_port(Config, Listen), []),
     ok = gen_tcp:close(C3),
+    ok = close_listener(Config, Listen),
+    ok = close_udp(Udp),
     ok = fin_close:close(Server),
     [?assertEqual({error, closed}, F(Server)) || F <- [fun fin_close:inq/1, fun fin_close:outq/1,
                                                        fun fin_close:close/1, fun fin_close:abort/1]],
@@ -340,7 +392,8 @@ api_module_reload(Config) ->
     %% And the reloaded module works.
     {S2, C2} = pair(Config, ?LOOP4, []),
     ok = fin_close:close(S2),
-    ?assertEqual({ok, <<>>}, read_to_closed(C2)).
+    ?assertEqual({ok, <<>>}, read_to_closed(C2)),
+    ok = gen_tcp:close(C2).
 
 %% The scenario.
 
@@ -361,6 +414,25 @@ slow_reader_scenario(Config, Ip, ReplySize, Close) ->
     ok = send(Server, bytes(ReplySize)),
     ok = Close(Server),
     receive {Reader, Result} -> timer:sleep(100), Result after 60000 -> error(reader_hung) end.
+
+%% Sends Size bytes and closes with Close while a reader on the client
+%% collects them; returns what Close returned and what the reader got. On
+%% the default backend the reader starts only once Close has returned, so
+%% the port still holds most of the reply at close (asserted): Close must
+%% not wait for the peer, and the keeper (asserted to be subscribed to the
+%% port's empty queue) must write it out. The other backends return from
+%% send only when all is in the kernel, so their reader runs from the start.
+reply_through_close(Config, Server, Client, Size, Close) ->
+    Self = self(),
+    Reader = spawn_link(fun() -> receive go -> ok end, Self ! {self(), read_all(Client, 0)} end),
+    Gated = kind(Config) =:= inet,
+    Gated orelse (Reader ! go),
+    ok = send(Server, bytes(Size)),
+    Gated andalso ?assertMatch({queue_size, N} when N > 0, erlang:port_info(Server, queue_size)),
+    Result = Close(Server),
+    Gated andalso ?assertMatch(#{Server := {_, subscribed}}, sys:get_state(fin_close_keeper)),
+    Reader ! go,
+    {Result, receive {Reader, Read} -> Read after 60000 -> error(reader_hung) end}.
 
 %% Helpers: sockets of the group's kind.
 
@@ -439,6 +511,9 @@ set_linger_zero(Config, S) ->
         _ -> inet:setopts(S, [{linger, {true, 0}}])
     end.
 
+close_udp({'$socket', _} = S) -> socket:close(S);
+close_udp(S) -> gen_udp:close(S).
+
 udp(Config) ->
     case kind(Config) of
         esock -> socket:open(inet, dgram, udp);
@@ -484,6 +559,20 @@ outcome(Ref) ->
 
 wait_inq(Sock, Bytes) ->
     wait(fun() -> case fin_close:inq(Sock) of {ok, N} -> N >= Bytes; _ -> false end end).
+
+fd_count() ->
+    {ok, Fds} = file:list_dir("/proc/self/fd"),
+    length(Fds).
+
+%% What each descriptor is, such as "socket:[123]" or "pipe:[456]".
+fds() ->
+    {ok, Fds} = file:list_dir("/proc/self/fd"),
+    lists:sort([{Fd, case file:read_link_all("/proc/self/fd/" ++ Fd) of {ok, T} -> T; _ -> gone end}
+                || Fd <- Fds]).
+
+wait_until(F, Left) when Left =< 0 -> F();
+wait_until(F, Left) ->
+    F() orelse begin timer:sleep(10), wait_until(F, Left - 10) end.
 
 wait(F) -> wait(F, 5000).
 wait(F, Left) when Left =< 0 -> ?assert(F());

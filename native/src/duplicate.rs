@@ -11,28 +11,33 @@ use socket2::{Protocol, SockRef, Socket};
 
 use crate::error::Error;
 
-/// Checks that `socket` is a TCP socket (IPv4 or IPv6).
+/// Checks that `socket` is a TCP socket (IPv4 or IPv6) that is not
+/// listening: one that carries, or carried, a connection.
 pub fn check_tcp(socket: SockRef<'_>) -> Result<(), Error> {
     // SO_PROTOCOL is TCP only for stream sockets of the inet families.
     match socket.protocol()? {
-        Some(p) if p == Protocol::TCP => Ok(()),
-        _ => Err(Error::NotTcp),
+        Some(p) if p == Protocol::TCP => {}
+        _ => return Err(Error::NotTcp),
     }
+    if socket.is_listener()? {
+        return Err(Error::NotConnected);
+    }
+    Ok(())
 }
 
-/// A second descriptor for a connected TCP socket, with the connection's
-/// addresses read from it, so the caller can confirm it duplicated the socket
+/// A second descriptor for a TCP socket that is not listening, with the
+/// connection's addresses read from it, so the caller can confirm it duplicated the socket
 /// it meant to (descriptor numbers are reused at once after a close).
 #[derive(Debug)]
 pub struct Duplicate {
     socket: Socket,
     local: SocketAddr,
-    peer: SocketAddr,
+    peer: Option<SocketAddr>,
 }
 
 impl Duplicate {
     /// Checks that `fd` is a TCP socket, duplicates it (close-on-exec) and
-    /// checks the duplicate is a connected TCP socket.
+    /// checks the duplicate is a TCP socket that is not listening.
     ///
     /// The check comes before the dup because closing a duplicate is not
     /// always harmless: for a file it would drop the process's fcntl locks.
@@ -42,10 +47,11 @@ impl Duplicate {
         let socket = SockRef::from(&fd).try_clone()?;
         check_tcp(SockRef::from(&socket))?;
         let local = socket.local_addr()?.as_socket().ok_or(Error::NotTcp)?;
+        // A connection the peer has reset has no peer any more, but is still
+        // one to close; the reactor finds out how it ended.
         let peer = match socket.peer_addr() {
-            Ok(addr) => addr.as_socket().ok_or(Error::NotTcp)?,
-            // Listening and unconnected sockets have no peer.
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Err(Error::NotConnected),
+            Ok(addr) => Some(addr.as_socket().ok_or(Error::NotTcp)?),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => None,
             Err(e) => return Err(e.into()),
         };
         Ok(Duplicate {
@@ -60,8 +66,9 @@ impl Duplicate {
         self.local
     }
 
-    /// The peer address of the connection.
-    pub fn peer(&self) -> SocketAddr {
+    /// The peer address of the connection; `None` once it is gone (reset,
+    /// or never connected).
+    pub fn peer(&self) -> Option<SocketAddr> {
         self.peer
     }
 

@@ -42,8 +42,9 @@ struct Ticket(LingerId);
 #[rustler::resource_impl]
 impl Resource for Ticket {}
 
-/// Who to tell when a socket ends, if anyone.
-type Token = Option<(LocalPid, ResourceArc<Ticket>)>;
+/// Who to tell when a socket ends, if anyone: the caller's `notify` pid,
+/// and the keeper for a port that still held output.
+type Token = Option<(Vec<LocalPid>, ResourceArc<Ticket>)>;
 
 static REACTOR: OnceLock<Result<Reactor<Token>, String>> = OnceLock::new();
 
@@ -54,11 +55,13 @@ fn reactor() -> Result<&'static Reactor<Token>, Error> {
         .get_or_init(|| {
             let mut env = OwnedEnv::new();
             Reactor::start(move |token: Token, report: Report| {
-                if let Some((pid, ticket)) = token {
-                    // A dead receiver is not an error of ours.
-                    let _ = env.send_and_clear(&pid, |env| {
-                        (atoms::fin_close(), ticket, report_term(env, &report))
-                    });
+                if let Some((pids, ticket)) = token {
+                    for pid in &pids {
+                        // A dead receiver is not an error of ours.
+                        let _ = env.send_and_clear(pid, |env| {
+                            (atoms::fin_close(), &ticket, report_term(env, &report))
+                        });
+                    }
                 }
             })
             .map_err(|e| e.to_string())
@@ -124,14 +127,24 @@ fn borrow(fd: i32) -> NifResult<BorrowedFd<'static>> {
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
+/// SIOCINQ and SIOCOUTQ fail with EINVAL on a TCP socket only when it is
+/// listening: say so the way the rest of the API does.
+fn queue_reason(e: std::io::Error) -> Reason {
+    if e.raw_os_error() == Some(libc::EINVAL) {
+        Error::NotConnected.into()
+    } else {
+        e.into()
+    }
+}
+
 #[rustler::nif]
 fn inq(fd: i32) -> NifResult<Result<usize, Reason>> {
-    Ok(sys::inq(borrow(fd)?).map_err(Reason::from))
+    Ok(sys::inq(borrow(fd)?).map_err(queue_reason))
 }
 
 #[rustler::nif]
 fn outq(fd: i32) -> NifResult<Result<usize, Reason>> {
-    Ok(sys::outq(borrow(fd)?).map_err(Reason::from))
+    Ok(sys::outq(borrow(fd)?).map_err(queue_reason))
 }
 
 #[rustler::nif]
@@ -163,7 +176,11 @@ fn address<'a>(env: Env<'a>, addr: std::net::SocketAddr) -> Term<'a> {
 fn dup(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
     Ok(match Duplicate::of(borrow(fd)?) {
         Ok(d) => {
-            let (local, peer) = (address(env, d.local()), address(env, d.peer()));
+            let local = address(env, d.local());
+            let peer = match d.peer() {
+                Some(peer) => address(env, peer),
+                None => atoms::undefined().encode(env),
+            };
             let resource = ResourceArc::new(DupResource(Mutex::new(Some(d))));
             (atoms::ok(), (resource, local, peer)).encode(env)
         }
@@ -189,14 +206,9 @@ fn linger<'a>(
     dup: ResourceArc<DupResource>,
     timeout_ms: u64,
     max_drain: u64,
-    notify: Term<'a>,
+    notify: Vec<LocalPid>,
     port_pending: bool,
 ) -> NifResult<Term<'a>> {
-    let notify: Option<LocalPid> = if notify == atoms::undefined().encode(env) {
-        None
-    } else {
-        Some(notify.decode()?)
-    };
     let reactor = match reactor() {
         Ok(r) => r,
         Err(e) => return Ok((atoms::error(), Reason::from(e)).encode(env)),
@@ -212,7 +224,7 @@ fn linger<'a>(
     let handed = reactor.linger(d, limits, port_pending, |id| {
         let t = ResourceArc::new(Ticket(id));
         ticket = Some(t.clone());
-        notify.map(|pid| (pid, t))
+        (!notify.is_empty()).then_some((notify, t))
     });
     Ok(match (handed, ticket) {
         (Ok(_), Some(ticket)) => (atoms::ok(), ticket).encode(env),

@@ -111,7 +111,7 @@ fn duplicate_is_the_same_connection_and_refuses_other_sockets() {
     let (server, _client) = pair();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     assert_eq!(dup.local(), server.local_addr().unwrap());
-    assert_eq!(dup.peer(), server.peer_addr().unwrap());
+    assert_eq!(dup.peer(), Some(server.peer_addr().unwrap()));
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     assert!(matches!(
@@ -259,6 +259,27 @@ fn flooding_peer_is_cut_off_at_max_drain() {
     assert_eq!(report.outcome, Outcome::DrainLimit);
     assert!(report.drained > 256 * 1024);
     assert!(flooder.join().unwrap(), "the flooding peer was not reset");
+}
+
+#[test]
+fn a_connection_already_reset_is_still_closed_and_reported() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    eventually("the reset to arrive", || server.peer_addr().is_err());
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    assert_eq!(dup.peer(), None);
+    drop(server);
+    reactor
+        .linger(dup, limits(10_000, 1 << 20), false, |_| 0)
+        .unwrap();
+    assert_eq!(
+        reports.recv_timeout(WAIT).unwrap().1.outcome,
+        Outcome::Reset
+    );
 }
 
 #[test]
