@@ -158,7 +158,12 @@ close(Socket) ->
 %%     after the last `send' has returned: a send still running in another
 %%     process is cut off, as with `gen_tcp:close/1'.</li>
 %% <li>Unlike `gen_tcp:close/1', an already closed socket gives
-%%     `{error, closed}'.</li>
+%%     `{error, closed}'. A connection the peer has already reset is
+%%     closed all the same (outcome `reset', or `error' with
+%%     `enotconn').</li>
+%% <li>Without the keeper (the application cannot be started) a socket
+%%     with output queued in its port gives `{error, keeper_down}' and is
+%%     left as it was.</li>
 %% </ul>
 -spec close(socket(), opts()) -> ok | {ok, reference()} | {error, atom()}.
 close(Socket, Opts) ->
