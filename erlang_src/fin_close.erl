@@ -183,7 +183,7 @@ abort(Socket) ->
         {error, _} = Error ->
             Error;
         Handle ->
-            case connected(Handle) of
+            case abortable(Handle) of
                 ok -> reset(Handle);
                 {error, _} = Error -> Error
             end
@@ -389,8 +389,8 @@ close_port(Port) ->
 
 %% abort/1 is rare, so it checks every kind of socket for TCP and not
 %% listening (a gen_tcp socket may be a Unix domain one).
--spec connected(handle()) -> ok | {error, atom()}.
-connected(Handle) ->
+-spec abortable(handle()) -> ok | {error, atom()}.
+abortable(Handle) ->
     case fd(Handle) of
         {ok, Fd} ->
             case fin_close_nif:check_tcp(Fd) of
