@@ -163,7 +163,8 @@ close(Socket) ->
 %%     `enotconn').</li>
 %% <li>Without the keeper (the application cannot be started) a socket
 %%     with output queued in its port gives `{error, keeper_down}' and is
-%%     left as it was.</li>
+%%     left as it was. Should the keeper die during the hand-over, the
+%%     socket is reset and the result is `{error, keeper_down}' too.</li>
 %% </ul>
 -spec close(socket(), opts()) -> ok | {ok, reference()} | {error, atom()}.
 close(Socket, Opts) ->

@@ -64,7 +64,9 @@ flush_and_close(Keeper, Port, Ticket) ->
     %% In active mode the port would read on, and close itself with its
     %% queue on the peer's FIN when exit_on_close is set.
     _ = inet:setopts(Port, [{active, false}]),
-    try gen_server:call(Keeper, {adopt, Port, Ticket}) of
+    %% No timeout: the call's monitor notices a keeper that dies, and the
+    %% keeper answers at once otherwise.
+    try gen_server:call(Keeper, {adopt, Port, Ticket}, infinity) of
         ok ->
             %% As gen_tcp:controlling_process/2 does: the old owner's exit
             %% must not close the port. Harmless when the caller is not the
@@ -76,7 +78,7 @@ flush_and_close(Keeper, Port, Ticket) ->
             %% Nobody will write the queue out: say so, and reset rather
             %% than let the peer take a truncated reply for a whole one.
             _ = fin_close_nif:port_done(Ticket, false),
-            _ = (catch erlang:port_close(Port)),
+            discard_port(Port),
             {error, keeper_down}
     end.
 
@@ -91,9 +93,9 @@ handle_call({adopt, Port, Ticket}, _From, Watched) ->
     %% Owning the port (port_connect also links it) keeps it open after its
     %% old owner exits, and makes its 'EXIT' reach us if it dies.
     Owned = try erlang:port_connect(Port, self()) catch error:badarg -> false end,
-    case Owned andalso subscribe_empty_out_q(Port) of
+    case Owned andalso not fin_close_nif:ended(Ticket) andalso subscribe_empty_out_q(Port) of
         {ok, 0} ->
-            done(Port, Ticket, true),
+            flushed(Port, Ticket),
             {reply, ok, Watched};
         {ok, _Queued} ->
             {reply, ok, Watched#{Port => {Ticket, subscribed}, {ticket, Ticket} => Port}};
@@ -101,8 +103,10 @@ handle_call({adopt, Port, Ticket}, _From, Watched) ->
             _ = erlang:send_after(?POLL_MS, self(), {poll, Port}),
             {reply, ok, Watched#{Port => {Ticket, polling}, {ticket, Ticket} => Port}};
         _ ->
-            %% Closed meanwhile, queue and all.
-            done(Port, Ticket, false),
+            %% Closed meanwhile, queue and all; or the reactor gave up on
+            %% the socket before this call came (the report was ignored).
+            discard_port(Port),
+            _ = fin_close_nif:port_done(Ticket, false),
             {reply, ok, Watched}
     end.
 
@@ -113,7 +117,7 @@ handle_cast(_Ignored, Watched) ->
 -spec handle_info(term(), watched()) -> {noreply, watched()}.
 handle_info({empty_out_q, Port}, Watched) when is_map_key(Port, Watched) ->
     {Ticket, Rest} = forget(Port, Watched),
-    done(Port, Ticket, true),
+    flushed(Port, Ticket),
     {noreply, Rest};
 handle_info({poll, Port}, Watched) when is_map_key(Port, Watched) ->
     case erlang:port_info(Port, queue_size) of
@@ -129,8 +133,9 @@ handle_info({fin_close, Ticket, _Result}, Watched) when is_map_key({ticket, Tick
     %% The reactor gave up before the port drained (timeout, reset, drain
     %% limit) and has set SO_LINGER 0 where it cut off: closing the port,
     %% now the last descriptor, carries that out.
-    {_, Rest} = forget(maps:get({ticket, Ticket}, Watched), Watched),
-    close_port(maps:get({ticket, Ticket}, Watched)),
+    Port = maps:get({ticket, Ticket}, Watched),
+    {_, Rest} = forget(Port, Watched),
+    discard_port(Port),
     {noreply, Rest};
 handle_info({'EXIT', Port, _}, Watched) when is_map_key(Port, Watched) ->
     %% The port died with output it never wrote.
@@ -167,13 +172,21 @@ subscribe_empty_out_q(Port) ->
             end
     end.
 
--spec done(port(), reference(), boolean()) -> ok.
-done(Port, Ticket, Flushed) ->
-    close_port(Port),
-    _ = fin_close_nif:port_done(Ticket, Flushed),
+%% The queue is written: close the port (it closes at once now) and let
+%% the reactor send FIN.
+-spec flushed(port(), reference()) -> ok.
+flushed(Port, Ticket) ->
+    _ = (catch erlang:port_close(Port)),
+    _ = fin_close_nif:port_done(Ticket, true),
     ok.
 
--spec close_port(port()) -> ok.
-close_port(Port) ->
+%% port_close/1 alone would not close a port that still has output queued:
+%% the driver goes on writing it first. With SO_LINGER 0 it drops the queue
+%% and closes at once (what prim_inet:close/1 does for {linger, {true, 0}}).
+%% Unlike a kill, this sends linked processes (the caller, still linked
+%% during the hand-over) no exit signal that could take them down.
+-spec discard_port(port()) -> ok.
+discard_port(Port) ->
+    _ = inet:setopts(Port, [{linger, {true, 0}}]),
     _ = (catch erlang:port_close(Port)),
     ok.

@@ -11,6 +11,7 @@
 -export([discard/1]).
 -export([linger/5]).
 -export([port_done/2]).
+-export([ended/1]).
 -export([stats/0]).
 
 -on_load(load/0).
@@ -55,6 +56,10 @@ linger(_Dup, _TimeoutMs, _MaxDrain, _Notify, _PortPending) -> erlang:nif_error(n
 
 -spec port_done(reference(), boolean()) -> ok | {error, atom()}.
 port_done(_Ticket, _Flushed) -> erlang:nif_error(nif_not_loaded).
+
+%% Whether the socket has ended (tracked when linger/5 had pids to tell).
+-spec ended(reference()) -> boolean().
+ended(_Ticket) -> erlang:nif_error(nif_not_loaded).
 
 -spec stats() -> #{atom() => non_neg_integer()}.
 stats() -> erlang:nif_error(nif_not_loaded).

@@ -8,5 +8,6 @@ rebar3 ct --readable true "$@" 2>&1 | tee "$log"
 status=$?
 passed=$(sed -n 's/.*All \([0-9]*\) tests passed.*/\1/p; s/.*Passed \([0-9]*\) tests.*/\1/p' "$log" | tail -n 1)
 failed=$(sed -n 's/.*Failed \([0-9]*\) tests.*/\1/p' "$log" | tail -n 1)
-echo "ct: ${passed:-0} passed, ${failed:-0} failed"
+skipped=$(sed -n 's/.*Skipped \([0-9]*\) .*/\1/p' "$log" | tail -n 1)
+echo "ct: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit $status

@@ -4,6 +4,7 @@
 //! already resolved a socket term to its descriptor number.
 
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -36,8 +37,13 @@ impl Drop for DupResource {
 }
 
 /// The handle of one lingering socket; also the reference in `notify`
-/// messages (a resource term is a reference to Erlang).
-struct Ticket(LingerId);
+/// messages (a resource term is a reference to Erlang). `ended` is set
+/// before anyone is told, so a process that was to be told but started
+/// listening late can still find out.
+struct Ticket {
+    id: LingerId,
+    ended: AtomicBool,
+}
 
 #[rustler::resource_impl]
 impl Resource for Ticket {}
@@ -56,6 +62,7 @@ fn reactor() -> Result<&'static Reactor<Token>, Error> {
             let mut env = OwnedEnv::new();
             Reactor::start(move |token: Token, report: Report| {
                 if let Some((pids, ticket)) = token {
+                    ticket.ended.store(true, Ordering::Release);
                     for pid in &pids {
                         // A dead receiver is not an error of ours.
                         let _ = env.send_and_clear(pid, |env| {
@@ -222,7 +229,10 @@ fn linger<'a>(
     };
     let mut ticket = None;
     let handed = reactor.linger(d, limits, port_pending, |id| {
-        let t = ResourceArc::new(Ticket(id));
+        let t = ResourceArc::new(Ticket {
+            id,
+            ended: AtomicBool::new(false),
+        });
         ticket = Some(t.clone());
         (!notify.is_empty()).then_some((notify, t))
     });
@@ -235,10 +245,17 @@ fn linger<'a>(
 
 #[rustler::nif]
 fn port_done(env: Env<'_>, ticket: ResourceArc<Ticket>, flushed: bool) -> Term<'_> {
-    match reactor().and_then(|r| r.port_done(ticket.0, flushed)) {
+    match reactor().and_then(|r| r.port_done(ticket.id, flushed)) {
         Ok(()) => atoms::ok().encode(env),
         Err(e) => (atoms::error(), Reason::from(e)).encode(env),
     }
+}
+
+/// Whether the socket of `ticket` has ended; only tracked for tickets with
+/// someone to tell.
+#[rustler::nif]
+fn ended(ticket: ResourceArc<Ticket>) -> bool {
+    ticket.ended.load(Ordering::Acquire)
 }
 
 #[rustler::nif]

@@ -384,6 +384,8 @@ impl<T> Worker<T> {
             return self.end_unregistered(id, entry, os_outcome(&e));
         }
         if !port_pending {
+            // A connection already gone needs no FIN; the first read tells
+            // whether it ended cleanly or was reset.
             send_fin(&entry.socket);
         }
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
@@ -406,10 +408,18 @@ impl<T> Worker<T> {
             return;
         };
         entry.port_pending = false;
-        if !flushed {
-            return self.finish(id, Outcome::Error("port_exited"));
+        // No FIN has gone out yet (neither the port nor we sent one), so a
+        // connection that is gone by now was reset: whatever the port still
+        // "wrote" (the driver empties its queue when a write fails) was lost.
+        let gone = !flushed || !send_fin(&entry.socket);
+        if gone {
+            let outcome = if entry.socket.peer_addr().is_err() {
+                Outcome::Reset
+            } else {
+                Outcome::Error("port_exited")
+            };
+            return self.finish(id, outcome);
         }
-        send_fin(&entry.socket);
         if entry.peer_fin {
             self.finish(id, Outcome::Clean);
         }
@@ -521,11 +531,11 @@ impl<T> Entry<T> {
     }
 }
 
-/// Queues our FIN behind everything already in the kernel's send queue.
-fn send_fin(socket: &Socket) {
-    // ENOTCONN means the connection is already gone (reset, or both FINs
-    // exchanged); the next read tells which, so there is nothing to do here.
-    let _ = socket.shutdown(Shutdown::Write);
+/// Queues our FIN behind everything already in the kernel's send queue;
+/// false when the connection is already gone (ENOTCONN: reset, or both FINs
+/// exchanged before the hand-over).
+fn send_fin(socket: &Socket) -> bool {
+    socket.shutdown(Shutdown::Write).is_ok()
 }
 
 fn os_outcome(e: &io::Error) -> Outcome {

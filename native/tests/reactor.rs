@@ -337,6 +337,31 @@ fn pending_port_output_holds_back_fin_until_port_done() {
 }
 
 #[test]
+fn reset_after_the_peers_fin_while_the_port_writes_is_not_clean() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    let id = reactor
+        .linger(dup, limits(10_000, 1 << 20), true, |_| 0)
+        .unwrap();
+    // The peer half-closes (the reactor sees its FIN), then resets before
+    // the port has written everything.
+    client.shutdown(Shutdown::Write).unwrap();
+    (&server).write_all(b"part of the reply").unwrap();
+    SockRef::from(&client)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    eventually("the reset to arrive", || server.peer_addr().is_err());
+    drop(server);
+    reactor.port_done(id, true).unwrap();
+    assert_eq!(
+        reports.recv_timeout(WAIT).unwrap().1.outcome,
+        Outcome::Reset
+    );
+}
+
+#[test]
 fn port_that_died_with_output_resets_the_peer() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
