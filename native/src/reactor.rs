@@ -363,14 +363,17 @@ impl<T> Worker<T> {
         self.shared.waker.clear();
         self.shared.wake_pending.store(false, Ordering::SeqCst);
         let commands = std::mem::take(&mut *self.shared.inbox());
+        // Sockets queued behind a Stop are still adopted, so that the
+        // shutdown in `run` ends and reports them like the others.
+        let mut go_on = true;
         for command in commands {
             match command {
                 Command::Adopt(adoption) => self.adopt(adoption),
                 Command::PortDone { id, flushed } => self.port_done(id, flushed),
-                Command::Stop => return false,
+                Command::Stop => go_on = false,
             }
         }
-        true
+        go_on
     }
 
     fn adopt(&mut self, adoption: Adoption<T>) {
