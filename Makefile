@@ -4,7 +4,7 @@
 SHELL := /bin/sh
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup build demo test test-rust test-erlang clean
+.PHONY: setup build demo test lint test-rust test-erlang clean
 
 setup:
 	@scripts/setup.sh
@@ -15,7 +15,16 @@ build: setup
 demo: build
 	escript scripts/demo.escript
 
-test: build test-rust test-erlang
+test: build lint test-rust test-erlang
+
+# Formatting, lints and docs of both halves; part of `make test`.
+lint: build
+	cargo fmt --check
+	cargo clippy --quiet --all-targets -- -D warnings
+	cargo clippy --quiet --features nif -- -D warnings
+	rebar3 xref
+	rebar3 dialyzer
+	rebar3 edoc
 
 test-rust:
 	cargo test --quiet
