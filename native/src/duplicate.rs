@@ -26,8 +26,9 @@ pub fn check_tcp(socket: SockRef<'_>) -> Result<(), Error> {
 }
 
 /// A second descriptor for a TCP socket that is not listening, with the
-/// connection's addresses read from it, so the caller can confirm it duplicated the socket
-/// it meant to (descriptor numbers are reused at once after a close).
+/// connection's addresses read from it, so the caller can confirm it
+/// duplicated the socket it meant to (descriptor numbers are reused at once
+/// after a close).
 #[derive(Debug)]
 pub struct Duplicate {
     socket: Socket,

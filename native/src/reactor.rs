@@ -14,14 +14,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
+use std::net::Shutdown;
 use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use std::net::Shutdown;
 
 use socket2::Socket;
 

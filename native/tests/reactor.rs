@@ -37,6 +37,19 @@ fn limits(timeout_ms: u64, max_drain: u64) -> Limits {
     }
 }
 
+/// Hands `server` over as the VM does: duplicate, close its own descriptor,
+/// give the duplicate to the reactor.
+fn hand_over(reactor: &Reactor<u32>, server: TcpStream, limits: Limits) {
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    drop(server);
+    reactor.linger(dup, limits, false, |_| 0).unwrap();
+}
+
+/// The outcome of the next socket to end.
+fn next_outcome(reports: &Receiver<(u32, Report)>) -> Outcome {
+    reports.recv_timeout(WAIT).unwrap().1.outcome
+}
+
 /// Waits until `f` holds, polling; panics after [`WAIT`].
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -195,19 +208,12 @@ fn linger_zero_on_the_socket_does_not_turn_close_into_reset() {
     eventually("the request to be queued", || {
         sys::inq(server.as_fd()).unwrap() == 6
     });
-    let dup = Duplicate::of(server.as_fd()).unwrap();
-    drop(server);
-    reactor
-        .linger(dup, limits(10_000, 1 << 20), false, |_| 0)
-        .unwrap();
+    hand_over(&reactor, server, limits(10_000, 1 << 20));
     let mut got = Vec::new();
     client.read_to_end(&mut got).unwrap();
     assert_eq!(got, b"reply");
     drop(client);
-    assert_eq!(
-        reports.recv_timeout(WAIT).unwrap().1.outcome,
-        Outcome::Clean
-    );
+    assert_eq!(next_outcome(&reports), Outcome::Clean);
 }
 
 #[test]
@@ -224,12 +230,8 @@ fn dripping_peer_is_cut_off_at_the_timeout() {
         }
         false
     });
-    let dup = Duplicate::of(server.as_fd()).unwrap();
-    drop(server);
     let handed = Instant::now();
-    reactor
-        .linger(dup, limits(300, 1 << 20), false, |_| 0)
-        .unwrap();
+    hand_over(&reactor, server, limits(300, 1 << 20));
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::Timeout);
     assert!(handed.elapsed() >= Duration::from_millis(300));
@@ -250,11 +252,7 @@ fn flooding_peer_is_cut_off_at_max_drain() {
         }
         false
     });
-    let dup = Duplicate::of(server.as_fd()).unwrap();
-    drop(server);
-    reactor
-        .linger(dup, limits(10_000, 256 * 1024), false, |_| 0)
-        .unwrap();
+    hand_over(&reactor, server, limits(10_000, 256 * 1024));
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::DrainLimit);
     assert!(report.drained > 256 * 1024);
@@ -276,30 +274,20 @@ fn a_connection_already_reset_is_still_closed_and_reported() {
     reactor
         .linger(dup, limits(10_000, 1 << 20), false, |_| 0)
         .unwrap();
-    assert_eq!(
-        reports.recv_timeout(WAIT).unwrap().1.outcome,
-        Outcome::Reset
-    );
+    assert_eq!(next_outcome(&reports), Outcome::Reset);
 }
 
 #[test]
 fn peer_reset_is_reported_as_reset() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
-    let dup = Duplicate::of(server.as_fd()).unwrap();
-    drop(server);
-    reactor
-        .linger(dup, limits(10_000, 1 << 20), false, |_| 0)
-        .unwrap();
+    hand_over(&reactor, server, limits(10_000, 1 << 20));
     SockRef::from(&client)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     (&client).write_all(b"x").unwrap();
     drop(client);
-    assert_eq!(
-        reports.recv_timeout(WAIT).unwrap().1.outcome,
-        Outcome::Reset
-    );
+    assert_eq!(next_outcome(&reports), Outcome::Reset);
 }
 
 #[test]
@@ -330,10 +318,7 @@ fn pending_port_output_holds_back_fin_until_port_done() {
     (&client).read_to_end(&mut got).unwrap();
     assert_eq!(got, b"tail");
     client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(
-        reports.recv_timeout(WAIT).unwrap().1.outcome,
-        Outcome::Clean
-    );
+    assert_eq!(next_outcome(&reports), Outcome::Clean);
 }
 
 #[test]
@@ -355,10 +340,7 @@ fn reset_after_the_peers_fin_while_the_port_writes_is_not_clean() {
     eventually("the reset to arrive", || server.peer_addr().is_err());
     drop(server);
     reactor.port_done(id, true).unwrap();
-    assert_eq!(
-        reports.recv_timeout(WAIT).unwrap().1.outcome,
-        Outcome::Reset
-    );
+    assert_eq!(next_outcome(&reports), Outcome::Reset);
 }
 
 #[test]
