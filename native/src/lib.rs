@@ -3,12 +3,14 @@
 //!
 //! - [`sys`]: the raw system calls (ioctls, discarding `recv`, epoll, eventfd).
 //! - [`duplicate`]: the owned duplicate of a socket the VM holds.
+//! - [`info`]: a TCP socket's state, addresses and queues, for the table.
 //! - [`reactor`]: the single thread that lingers on every closed socket.
 //! - [`error`]: errors and their POSIX names.
 //! - `nif`: the Erlang boundary (module `fin_close_nif`), with feature `nif`.
 
 pub mod duplicate;
 pub mod error;
+pub mod info;
 pub mod reactor;
 pub mod sys;
 

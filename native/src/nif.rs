@@ -13,11 +13,12 @@ use socket2::SockRef;
 
 use crate::duplicate::{self, Duplicate};
 use crate::error::Error;
-use crate::reactor::{Limits, LingerId, Reactor, Report};
+use crate::info::SocketInfo;
+use crate::reactor::{Limits, LingerId, Lingering, Reactor, Report};
 use crate::sys;
 
 mod atoms {
-    rustler::atoms! { ok, error, closed, undefined, fin_close, outcome, drained, lingered_ms, reason }
+    rustler::atoms! { ok, error, closed, undefined, none, fin_close, fin_close_lingering, reason }
 }
 
 /// A duplicate waiting for the Erlang side to confirm it is the right socket.
@@ -77,27 +78,37 @@ fn reactor() -> Result<&'static Reactor<Token>, Error> {
         .map_err(|_| Error::ReactorDown)
 }
 
+fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
+    Atom::from_str(env, name).expect("atom").encode(env)
+}
+
+/// A map with atom keys; the keys must be distinct.
+fn map<'a>(env: Env<'a>, pairs: &[(&str, Term<'a>)]) -> Term<'a> {
+    let pairs: Vec<(Term<'a>, Term<'a>)> = pairs.iter().map(|&(k, v)| (atom(env, k), v)).collect();
+    Term::map_from_pairs(env, &pairs).expect("distinct keys")
+}
+
+fn millis<'a>(env: Env<'a>, d: Duration) -> Term<'a> {
+    (d.as_millis() as u64).encode(env)
+}
+
 fn report_term<'a>(env: Env<'a>, report: &Report) -> Term<'a> {
-    let outcome = Atom::from_str(env, report.outcome.name())
-        .expect("atom")
-        .encode(env);
-    let mut map = Term::map_from_pairs(
+    let map = map(
         env,
         &[
-            (atoms::outcome().encode(env), outcome),
-            (atoms::drained().encode(env), report.drained.encode(env)),
-            (
-                atoms::lingered_ms().encode(env),
-                (report.lingered.as_millis() as u64).encode(env),
-            ),
+            ("outcome", atom(env, report.outcome.name())),
+            ("drained", report.drained.encode(env)),
+            ("lingered_ms", millis(env, report.lingered)),
+            ("local", address(env, report.local)),
+            ("peer", maybe_address(env, report.peer)),
         ],
-    )
-    .expect("distinct keys");
-    if let crate::reactor::Outcome::Error(why) = report.outcome {
-        let why = Atom::from_str(env, why).expect("atom");
-        map = map.map_put(atoms::reason(), why).expect("map");
+    );
+    match report.outcome {
+        crate::reactor::Outcome::Error(why) => {
+            map.map_put(atoms::reason(), atom(env, why)).expect("map")
+        }
+        _ => map,
     }
-    map
 }
 
 /// An error reason, encoded as its atom.
@@ -163,6 +174,29 @@ fn check_tcp(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
     })
 }
 
+fn maybe_address<'a>(env: Env<'a>, addr: Option<std::net::SocketAddr>) -> Term<'a> {
+    match addr {
+        Some(addr) => address(env, addr),
+        None => atoms::undefined().encode(env),
+    }
+}
+
+fn maybe<'a>(env: Env<'a>, n: Option<usize>) -> Term<'a> {
+    match n {
+        Some(n) => n.encode(env),
+        None => atoms::undefined().encode(env),
+    }
+}
+
+/// The state and queues of [`SocketInfo`], as the socket table shows them.
+fn queue_pairs<'a>(env: Env<'a>, info: &SocketInfo) -> [(&'static str, Term<'a>); 3] {
+    [
+        ("state", atom(env, info.state.name())),
+        ("recv_q", maybe(env, info.recv_q)),
+        ("send_q", maybe(env, info.send_q)),
+    ]
+}
+
 fn address<'a>(env: Env<'a>, addr: std::net::SocketAddr) -> Term<'a> {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(ip) => {
@@ -184,10 +218,7 @@ fn dup(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
     Ok(match Duplicate::of(borrow(fd)?) {
         Ok(d) => {
             let local = address(env, d.local());
-            let peer = match d.peer() {
-                Some(peer) => address(env, peer),
-                None => atoms::undefined().encode(env),
-            };
+            let peer = maybe_address(env, d.peer());
             let resource = ResourceArc::new(DupResource(Mutex::new(Some(d))));
             (atoms::ok(), (resource, local, peer)).encode(env)
         }
@@ -256,6 +287,65 @@ fn port_done(env: Env<'_>, ticket: ResourceArc<Ticket>, flushed: bool) -> Term<'
 #[rustler::nif]
 fn ended(ticket: ResourceArc<Ticket>) -> bool {
     ticket.ended.load(Ordering::Acquire)
+}
+
+/// The state, addresses and kernel queues of a TCP socket, as a map.
+#[rustler::nif]
+fn info(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+    Ok(match SocketInfo::of(borrow(fd)?) {
+        Ok(info) => {
+            let mut pairs = queue_pairs(env, &info).to_vec();
+            pairs.push(("local", address(env, info.local)));
+            pairs.push(("peer", maybe_address(env, info.peer)));
+            (atoms::ok(), map(env, &pairs)).encode(env)
+        }
+        Err(e) => (atoms::error(), Reason::from(e)).encode(env),
+    })
+}
+
+fn lingering_term<'a>(env: Env<'a>, l: &Lingering) -> Term<'a> {
+    let mut pairs = vec![
+        ("id", l.id.encode(env)),
+        ("lingered_ms", millis(env, l.lingered)),
+        ("remaining_ms", millis(env, l.remaining)),
+        ("drained", l.drained.encode(env)),
+        ("port_pending", l.port_pending.encode(env)),
+        ("peer_fin", l.peer_fin.encode(env)),
+        // The addresses of the hand-over: a reset connection has no peer now.
+        ("local", address(env, l.local)),
+        ("peer", maybe_address(env, l.peer)),
+    ];
+    match &l.now {
+        Ok(info) => pairs.extend(queue_pairs(env, info)),
+        Err(why) => pairs.extend([
+            ("state", atom(env, why)),
+            ("recv_q", atoms::undefined().encode(env)),
+            ("send_q", atoms::undefined().encode(env)),
+        ]),
+    }
+    map(env, &pairs)
+}
+
+/// Asks the reactor for the sockets lingering now. Returns `ok`, and `pid`
+/// gets `{fin_close_lingering, Ref, [Map]}` soon after; or `none` when no
+/// reactor runs, so there is nothing to list.
+#[rustler::nif]
+fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
+    let Some(Ok(reactor)) = REACTOR.get() else {
+        return atoms::none().encode(env);
+    };
+    let mut owned = OwnedEnv::new();
+    let reference = owned.save(reference);
+    let asked = reactor.lingering(move |list| {
+        let _ = owned.send_and_clear(&pid, |env| {
+            let items: Vec<Term<'_>> = list.iter().map(|l| lingering_term(env, l)).collect();
+            (atoms::fin_close_lingering(), reference.load(env), items)
+        });
+    });
+    match asked {
+        Ok(()) => atoms::ok().encode(env),
+        Err(_) => atoms::none().encode(env),
+    }
 }
 
 #[rustler::nif]

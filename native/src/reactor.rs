@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +26,7 @@ use socket2::Socket;
 
 use crate::duplicate::Duplicate;
 use crate::error::{errno_name, Error};
+use crate::info::SocketInfo;
 use crate::sys::{recv_discard, Epoll, Event, EventFd};
 
 /// Identifies one lingering socket for [`Reactor::port_done`]; never reused.
@@ -88,11 +89,41 @@ impl Outcome {
 pub struct Report {
     /// How it ended.
     pub outcome: Outcome,
+    /// The connection's local address.
+    pub local: SocketAddr,
+    /// The peer's address at the hand-over; `None` if it was already gone.
+    pub peer: Option<SocketAddr>,
     /// Bytes discarded from the peer after the hand-over.
     pub drained: u64,
     /// Time from the hand-over to the final close.
     pub lingered: Duration,
 }
+
+/// One socket lingering now, as [`Reactor::lingering`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lingering {
+    /// The id [`Reactor::linger`] returned.
+    pub id: LingerId,
+    /// The connection's local address.
+    pub local: SocketAddr,
+    /// The peer's address at the hand-over; `None` if it was already gone.
+    pub peer: Option<SocketAddr>,
+    /// The socket's state and queues now; an error if they cannot be read.
+    pub now: Result<SocketInfo, String>,
+    /// Time since the hand-over.
+    pub lingered: Duration,
+    /// Time left until it is cut off.
+    pub remaining: Duration,
+    /// Bytes discarded so far.
+    pub drained: u64,
+    /// The VM's port still holds output for it; no FIN sent yet.
+    pub port_pending: bool,
+    /// The peer's FIN has arrived.
+    pub peer_fin: bool,
+}
+
+/// Takes the list of lingering sockets, on the reactor thread.
+pub type ListReply = Box<dyn FnOnce(Vec<Lingering>) + Send>;
 
 /// Counters since the reactor started, readable from any thread.
 #[derive(Debug, Default)]
@@ -128,12 +159,15 @@ pub struct StatsSnapshot {
 enum Command<T> {
     Adopt(Adoption<T>),
     PortDone { id: LingerId, flushed: bool },
+    List(ListReply),
     Stop,
 }
 
 struct Adoption<T> {
     id: LingerId,
     socket: Socket,
+    local: SocketAddr,
+    peer: Option<SocketAddr>,
     limits: Limits,
     port_pending: bool,
     token: T,
@@ -235,9 +269,12 @@ impl<T: Send + 'static> Reactor<T> {
     {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let token = token(id);
+        let (local, peer) = (dup.local(), dup.peer());
         let adoption = Adoption {
             id,
             socket: dup.into_socket(),
+            local,
+            peer,
             limits,
             port_pending,
             token,
@@ -257,6 +294,16 @@ impl<T: Send + 'static> Reactor<T> {
     /// output is lost and the socket is reset. Unknown ids are ignored.
     pub fn port_done(&self, id: LingerId, flushed: bool) -> Result<(), Error> {
         self.shared.push(Command::PortDone { id, flushed })
+    }
+
+    /// Lists the sockets lingering now: `reply` runs on the reactor thread
+    /// with the list, between two rounds of its work, so the caller never
+    /// waits on it. Nothing runs when the reactor has stopped (error).
+    pub fn lingering<F>(&self, reply: F) -> Result<(), Error>
+    where
+        F: FnOnce(Vec<Lingering>) + Send + 'static,
+    {
+        self.shared.push(Command::List(Box::new(reply)))
     }
 
     /// The counters now.
@@ -286,6 +333,8 @@ impl<T: Send + 'static> Drop for Reactor<T> {
 
 struct Entry<T> {
     socket: Socket,
+    local: SocketAddr,
+    peer: Option<SocketAddr>,
     deadline: Instant,
     started: Instant,
     drained: u64,
@@ -317,8 +366,12 @@ impl<T> Worker<T> {
             std::mem::take(&mut *inbox)
         };
         for command in leftover {
-            if let Command::Adopt(a) = command {
-                self.entries.insert(a.id, Entry::new(a));
+            match command {
+                Command::Adopt(a) => {
+                    self.entries.insert(a.id, Entry::new(a));
+                }
+                Command::List(reply) => self.list(reply),
+                Command::PortDone { .. } | Command::Stop => {}
             }
         }
         let ids: Vec<LingerId> = self.entries.keys().copied().collect();
@@ -369,6 +422,7 @@ impl<T> Worker<T> {
             match command {
                 Command::Adopt(adoption) => self.adopt(adoption),
                 Command::PortDone { id, flushed } => self.port_done(id, flushed),
+                Command::List(reply) => self.list(reply),
                 Command::Stop => go_on = false,
             }
         }
@@ -398,6 +452,27 @@ impl<T> Worker<T> {
         // read is needed here.
         self.deadlines.insert((entry.deadline, id));
         self.entries.insert(id, entry);
+    }
+
+    fn list(&self, reply: ListReply) {
+        let now = Instant::now();
+        let list = self
+            .entries
+            .iter()
+            .map(|(&id, entry)| Lingering {
+                id,
+                local: entry.local,
+                peer: entry.peer,
+                now: SocketInfo::of(entry.socket.as_fd()).map_err(|e| e.reason().to_string()),
+                lingered: now.saturating_duration_since(entry.started),
+                remaining: entry.deadline.saturating_duration_since(now),
+                drained: entry.drained,
+                port_pending: entry.port_pending,
+                peer_fin: entry.peer_fin,
+            })
+            .collect();
+        // As with on_end, a failing callback must not stop the reactor.
+        let _ = catch_unwind(AssertUnwindSafe(|| reply(list)));
     }
 
     fn end_unregistered(&mut self, id: LingerId, entry: Entry<T>, outcome: Outcome) {
@@ -498,6 +573,8 @@ impl<T> Worker<T> {
         }
         let report = Report {
             outcome,
+            local: entry.local,
+            peer: entry.peer,
             drained: entry.drained,
             lingered: entry.started.elapsed(),
         };
@@ -522,6 +599,8 @@ impl<T> Entry<T> {
     fn new(a: Adoption<T>) -> Entry<T> {
         Entry {
             socket: a.socket,
+            local: a.local,
+            peer: a.peer,
             deadline: a.started + a.limits.timeout,
             started: a.started,
             drained: 0,

@@ -1,7 +1,7 @@
 //! Every raw system call of the crate, behind safe functions.
 //!
 //! socket2 covers dup, shutdown, SO_LINGER and the address and type queries;
-//! what it lacks (the SIOCINQ/SIOCOUTQ ioctls, a discarding `recv` that takes
+//! what it lacks (the SIOCINQ/SIOCOUTQ ioctls, the TCP state, a discarding `recv` that takes
 //! no buffer, epoll and eventfd) lives here so that no other module needs
 //! `unsafe`.
 
@@ -38,6 +38,29 @@ pub fn inq(fd: BorrowedFd<'_>) -> io::Result<usize> {
 /// is TIOCOUTQ).
 pub fn outq(fd: BorrowedFd<'_>) -> io::Result<usize> {
     ioctl_int(fd, libc::TIOCOUTQ)
+}
+
+/// The TCP state of the socket (`tcpi_state` of TCP_INFO, a `TCP_*` value
+/// of the kernel's `tcp_states.h`).
+///
+/// Fails with `EOPNOTSUPP` on a socket that is not TCP.
+pub fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
+    // tcpi_state is the first byte of struct tcp_info, and the kernel copies
+    // only as much of the struct as asked for: one byte is all it takes.
+    let mut state: u8 = 0;
+    let mut len: libc::socklen_t = 1;
+    // SAFETY: `fd` is live for the borrow; the kernel writes at most `len`
+    // (one) bytes into `state` and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_TCP,
+            libc::TCP_INFO,
+            (&mut state as *mut u8).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(state)
 }
 
 /// Discards up to `len` queued bytes of a TCP socket without copying them
