@@ -11,12 +11,18 @@
 %% connection's duplicate and discards the peer's bytes meanwhile; it also
 %% keeps the one clock: when it gives up on the socket (timeout, drain
 %% limit, reset) it tells the keeper, which closes the port then.
+%%
+%% It also writes the debug log line of every socket that is cut off; it is
+%% told of all of them while debug logging is on for it.
 -module(fin_close_keeper).
 -behaviour(gen_server).
+
+-include_lib("kernel/include/logger.hrl").
 
 -export([start_link/0]).
 -export([find/0]).
 -export([flush_and_close/3]).
+-export([logging/0]).
 -export([init/1]).
 -export([handle_call/3]).
 -export([handle_cast/2]).
@@ -82,6 +88,12 @@ flush_and_close(Keeper, Port, Ticket) ->
             {error, keeper_down}
     end.
 
+%% @doc Whether the keeper writes debug log lines (set with
+%% `logger:set_application_level(fin_close, debug)').
+-spec logging() -> boolean().
+logging() ->
+    logger:allow(debug, ?MODULE).
+
 -spec init([]) -> {ok, watched()}.
 init([]) ->
     process_flag(trap_exit, true),
@@ -129,14 +141,18 @@ handle_info({poll, Port}, Watched) when is_map_key(Port, Watched) ->
         undefined ->
             handle_info({'EXIT', Port, closed}, Watched)
     end;
-handle_info({fin_close, Ticket, _Result}, Watched) when is_map_key({ticket, Ticket}, Watched) ->
+handle_info({fin_close, Ticket, Result}, Watched) when is_map_key({ticket, Ticket}, Watched) ->
     %% The reactor gave up before the port drained (timeout, reset, drain
     %% limit) and has set SO_LINGER 0 where it cut off: closing the port,
     %% now the last descriptor, carries that out.
+    log_end(Result),
     Port = maps:get({ticket, Ticket}, Watched),
     {_, Rest} = forget(Port, Watched),
     discard_port(Port),
     {noreply, Rest};
+handle_info({fin_close, _Ticket, Result}, Watched) ->
+    log_end(Result),
+    {noreply, Watched};
 handle_info({'EXIT', Port, _}, Watched) when is_map_key(Port, Watched) ->
     %% The port died with output it never wrote.
     {Ticket, Rest} = forget(Port, Watched),
@@ -147,6 +163,24 @@ handle_info(_Ignored, Watched) ->
     %% ports this process closed itself, and reports of sockets whose port
     %% it has already closed.
     {noreply, Watched}.
+
+-spec log_end(fin_close:result()) -> ok.
+log_end(#{outcome := clean}) ->
+    ok;
+log_end(#{outcome := Outcome, local := Local, peer := Peer, lingered_ms := Ms, drained := Drained} = Result) ->
+    Why = case Outcome of
+              timeout -> "cut off by linger_timeout";
+              drain_limit -> "cut off by max_drain";
+              reset -> "reset by the peer";
+              error -> io_lib:format("ended by error ~p", [maps:get(reason, Result, undefined)])
+          end,
+    ?LOG_DEBUG("fin_close: ~s -> ~s ~s after ~b ms, ~b bytes discarded",
+               [address(Local), address(Peer), Why, Ms, Drained],
+               #{domain => [fin_close], fin_close => Result}).
+
+-spec address(fin_close:address() | undefined) -> string().
+address({IP, Port}) -> inet:ntoa(IP) ++ ":" ++ integer_to_list(Port);
+address(undefined) -> "(gone)".
 
 -spec forget(port(), watched()) -> {reference(), watched()}.
 forget(Port, Watched) ->

@@ -12,6 +12,8 @@
 -export([linger/5]).
 -export([port_done/2]).
 -export([ended/1]).
+-export([info/1]).
+-export([lingering/2]).
 -export([stats/0]).
 
 -on_load(load/0).
@@ -60,6 +62,16 @@ port_done(_Ticket, _Flushed) -> erlang:nif_error(nif_not_loaded).
 %% Whether the socket has ended (tracked when linger/5 had pids to tell).
 -spec ended(reference()) -> boolean().
 ended(_Ticket) -> erlang:nif_error(nif_not_loaded).
+
+%% The socket's TCP state, addresses and kernel queues.
+-spec info(fd()) -> {ok, #{state := atom(), local := address(), peer := address() | undefined,
+                          recv_q := non_neg_integer() | undefined,
+                          send_q := non_neg_integer() | undefined}} | {error, atom()}.
+info(_Fd) -> erlang:nif_error(nif_not_loaded).
+
+%% ok: Pid gets {fin_close_lingering, Ref, [map()]} soon; none: no reactor.
+-spec lingering(pid(), reference()) -> ok | none.
+lingering(_Pid, _Ref) -> erlang:nif_error(nif_not_loaded).
 
 -spec stats() -> #{atom() => non_neg_integer()}.
 stats() -> erlang:nif_error(nif_not_loaded).

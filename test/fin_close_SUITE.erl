@@ -17,7 +17,9 @@
          wire_shows_fin_not_rst/1, active_mode_socket/1, closed_by_non_owner/1,
          linger_zero_still_ends_with_fin/1, abort_resets_peer/1, bad_input_is_refused/1,
          stats_count_outcomes/1, api_module_reload/1, unread_reply_cut_off_at_timeout/1,
-         peer_reset_while_port_drains/1]).
+         peer_reset_while_port_drains/1, socket_table_shows_queues/1, cut_off_is_logged_at_debug/1]).
+%% The logger handler of cut_off_is_logged_at_debug.
+-export([log/2]).
 
 -define(REQUEST, 1000).
 -define(PIPELINED, 5000).
@@ -34,7 +36,7 @@ groups() ->
              wire_shows_fin_not_rst, active_mode_socket, closed_by_non_owner,
              linger_zero_still_ends_with_fin, abort_resets_peer, bad_input_is_refused,
              stats_count_outcomes, api_module_reload, unread_reply_cut_off_at_timeout,
-             peer_reset_while_port_drains],
+             peer_reset_while_port_drains, socket_table_shows_queues, cut_off_is_logged_at_debug],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases}].
 
 init_per_suite(Config) ->
@@ -394,7 +396,105 @@ stats_count_outcomes(Config) ->
     #{clean := Clean1, timeout := Timeout1, drained := Drained1} = fin_close:stats(),
     ?assertEqual({1, 1}, {Clean1 - Clean0, Timeout1 - Timeout0}),
     ?assert(Drained1 - Drained0 >= ?REQUEST),
+    %% Shaped for a metrics poller: these keys, each an integer.
+    Stats = fin_close:stats(),
+    ?assertEqual([clean, drain_limit, drained, error, lingering, reset, timeout],
+                 lists:sort(maps:keys(Stats))),
+    ?assert(lists:all(fun(V) -> is_integer(V) andalso V >= 0 end, maps:values(Stats))),
     gen_tcp:close(C2).
+
+%% sockets/0 shows our socket with its owner, addresses, state and the
+%% exact unread bytes; once closed with fin_close it shows as lingering in
+%% FIN_WAIT2 with what was drained, and it is gone when the peer closes.
+socket_table_shows_queues(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(Client, bytes(?REQUEST)),
+    wait_inq(Server, ?REQUEST),
+    {ok, ClientAddr} = inet:sockname(Client),
+    {ok, ServerAddr} = inet:peername(Client),
+    Kind = case kind(Config) of inet -> port; socket -> gen_tcp_socket; esock -> socket end,
+    [Row] = [R || #{socket := S} = R <- fin_close:sockets(), S =:= Server],
+    ?assertMatch(#{kind := Kind, owner := Owner, local := ServerAddr, peer := ClientAddr,
+                   state := established, recv_q := ?REQUEST, send_q := 0}
+                   when Owner =:= self(), Row),
+    ?assertEqual(Kind =:= port, is_integer(maps:get(port_q, Row))),
+    %% The client's own socket is there too, from the other side.
+    ?assertMatch([#{state := established, recv_q := 0}],
+                 [R || #{local := L} = R <- fin_close:sockets(), L =:= ClientAddr]),
+
+    ok = fin_close:close(Server),
+    IsOurs = fun(#{kind := lingering, local := L, peer := P}) -> {L, P} =:= {ServerAddr, ClientAddr};
+                (_) -> false
+             end,
+    Lingering = fun() -> lists:filter(IsOurs, fin_close:sockets()) end,
+    wait(fun() -> case Lingering() of [#{state := fin_wait2}] -> true; _ -> false end end),
+    ?assertMatch([#{drained := ?REQUEST, peer_fin := false, port_pending := false,
+                    remaining_ms := Left}] when Left > 25000, Lingering()),
+    Printed = printed(fun fin_close:i/0),
+    ct:log("~ts", [Printed]),
+    ?assertMatch({match, _}, re:run(Printed, "lingering +reactor +127\\.0\\.0\\.1:[0-9]+ .* fin_wait2 ")),
+    ok = gen_tcp:close(Client),
+    wait(fun() -> Lingering() =:= [] end).
+
+%% With debug logging on for the application, a socket cut off by a limit
+%% gives one debug line in the fin_close domain naming the limit and the
+%% addresses; a clean close gives none, and with logging off there is none.
+cut_off_is_logged_at_debug(Config) ->
+    ok = logger:add_handler(fin_close_test, ?MODULE, #{config => #{pid => self()}}),
+    try
+        {S1, C1} = pair(Config, ?LOOP4, []),
+        {ok, Quiet} = fin_close:close(S1, #{notify => self(), linger_timeout => 50}),
+        #{outcome := timeout} = outcome(Quiet),
+        ok = logger:set_application_level(fin_close, debug),
+        {S2, C2} = pair(Config, ?LOOP4, []),
+        {ok, {_, Port}} = inet:sockname(C2),
+        {ok, Ref} = fin_close:close(S2, #{notify => self(), linger_timeout => 50}),
+        #{outcome := timeout} = outcome(Ref),
+        {S3, C3} = pair(Config, ?LOOP4, []),
+        {ok, Clean} = fin_close:close(S3, #{notify => self()}),
+        ok = gen_tcp:close(C3),
+        #{outcome := clean} = outcome(Clean),
+        timer:sleep(100),
+        [#{level := debug, meta := #{domain := [fin_close]}} = Event] = logged(),
+        Line = lists:flatten(logger_formatter:format(Event, #{single_line => true})),
+        ct:log("~ts", [Line]),
+        ?assertNotEqual(nomatch, string:find(Line, "cut off by linger_timeout")),
+        ?assertNotEqual(nomatch, string:find(Line, "127.0.0.1:" ++ integer_to_list(Port))),
+        [gen_tcp:close(C) || C <- [C1, C2]]
+    after
+        logger:unset_application_level(fin_close),
+        logger:remove_handler(fin_close_test)
+    end.
+
+log(Event, #{config := #{pid := Pid}}) ->
+    Pid ! {logged, Event}.
+
+logged() ->
+    receive {logged, E} -> [E | logged()] after 0 -> [] end.
+
+%% What F prints, captured through a group leader of our own.
+printed(F) ->
+    Self = self(),
+    Leader = spawn_link(fun() -> capture(Self, []) end),
+    Old = group_leader(),
+    group_leader(Leader, self()),
+    try F() after group_leader(Old, self()) end,
+    Leader ! {done, Self},
+    receive {printed, Leader, Text} -> Text after 5000 -> error(no_output) end.
+
+capture(Owner, Acc) ->
+    receive
+        {io_request, From, Ref, Request} ->
+            From ! {io_reply, Ref, ok},
+            capture(Owner, [io_text(Request) | Acc]);
+        {done, Owner} ->
+            Owner ! {printed, self(), unicode:characters_to_list(lists:reverse(Acc))}
+    end.
+
+io_text({put_chars, unicode, Chars}) -> Chars;
+io_text({put_chars, unicode, M, F, A}) -> apply(M, F, A);
+io_text({put_chars, latin1, Chars}) -> Chars;
+io_text(_) -> [].
 
 %% The API module can be reloaded while sockets linger; the NIF module stays
 %% loaded and the lingering sockets still end cleanly.

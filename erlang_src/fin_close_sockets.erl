@@ -1,0 +1,154 @@
+%% @private
+%% @doc The socket table behind `fin_close:sockets/0' and `fin_close:i/0':
+%% every TCP socket of the node, and every socket lingering in the reactor.
+%%
+%% Each live socket is read as `inq/1' is: its descriptor, the native read,
+%% then the descriptor again, so that a socket closed meanwhile (and its
+%% number taken by another) is left out rather than shown with another
+%% socket's figures.
+-module(fin_close_sockets).
+
+-export([list/0]).
+-export([print/1]).
+
+%% How long to wait for the reactor's list; it answers between two rounds
+%% of its work, within microseconds unless it is ending thousands of sockets.
+-define(LIST_TIMEOUT, 5000).
+
+-spec list() -> [fin_close:socket_info()].
+list() ->
+    Ports = [P || P <- erlang:ports(), erlang:port_info(P, name) =:= {name, "tcp_inet"}],
+    lists:filtermap(fun port/1, Ports)
+        ++ lists:filtermap(fun esock/1, socket:which_sockets(tcp))
+        ++ lingering().
+
+-spec port(port()) -> {true, fin_close:socket_info()} | false.
+port(Port) ->
+    case read(fun() -> inet:getfd(Port) end) of
+        {ok, Info} ->
+            case {erlang:port_info(Port, connected), erlang:port_info(Port, queue_size)} of
+                {{connected, Owner}, {queue_size, Queued}} ->
+                    {true, live(port, Port, Owner, Info#{port_q => Queued})};
+                _ ->
+                    false
+            end;
+        error ->
+            false
+    end.
+
+-spec esock(socket:socket()) -> {true, fin_close:socket_info()} | false.
+esock(ESock) ->
+    case read(fun() -> socket:getopt(ESock, {otp, fd}) end) of
+        {ok, Info} ->
+            case {socket:which_socket_kind(ESock), socket:getopt(ESock, {otp, controlling_process})} of
+                {compat, {ok, Server}} ->
+                    %% A gen_tcp socket of {inet_backend, socket}: the socket
+                    %% belongs to its gen_tcp_socket process, which monitors
+                    %% the gen_tcp owner.
+                    Socket = {'$inet', gen_tcp_socket, {Server, ESock}},
+                    {true, live(gen_tcp_socket, Socket, monitored(Server), Info)};
+                {plain, {ok, Owner}} ->
+                    {true, live(socket, ESock, Owner, Info)};
+                _ ->
+                    false
+            end;
+        error ->
+            false
+    end.
+
+%% The native read, counted only when the socket has the same descriptor
+%% after it as before (an open socket never changes descriptor).
+-spec read(fun(() -> {ok, integer()} | term())) -> {ok, map()} | error.
+read(Fd) ->
+    case Fd() of
+        {ok, N} when is_integer(N), N >= 0 ->
+            Info = fin_close_nif:info(N),
+            case {Fd(), Info} of
+                {{ok, N}, {ok, Map}} -> {ok, Map};
+                _ -> error
+            end;
+        _ ->
+            error
+    end.
+
+-spec monitored(pid()) -> pid() | undefined.
+monitored(Server) ->
+    case erlang:process_info(Server, monitors) of
+        {monitors, [{process, Owner} | _]} when is_pid(Owner) -> Owner;
+        _ -> undefined
+    end.
+
+-spec live(fin_close:socket_kind(), term(), pid() | undefined, map()) -> fin_close:socket_info().
+live(Kind, Socket, Owner, Info) ->
+    Defaults = #{port_q => undefined},
+    maps:merge(Defaults, Info#{kind => Kind, socket => Socket, owner => Owner,
+                               owner_name => registered_name(Owner)}).
+
+-spec registered_name(pid() | undefined) -> atom().
+registered_name(Pid) when is_pid(Pid) ->
+    case erlang:process_info(Pid, registered_name) of
+        {registered_name, Name} -> Name;
+        _ -> undefined
+    end;
+registered_name(undefined) ->
+    undefined.
+
+-spec lingering() -> [fin_close:socket_info()].
+lingering() ->
+    Ref = make_ref(),
+    case fin_close_nif:lingering(self(), Ref) of
+        ok ->
+            receive
+                {fin_close_lingering, Ref, List} ->
+                    [L#{kind => lingering, socket => undefined, owner => undefined,
+                        owner_name => undefined, port_q => undefined} || L <- List]
+            after ?LIST_TIMEOUT ->
+                []
+            end;
+        none ->
+            []
+    end.
+
+%% The table, one line per socket, columns as wide as their widest cell.
+-spec print([fin_close:socket_info()]) -> ok.
+print(Sockets) ->
+    Header = ["Kind", "Owner", "Local", "Peer", "State", "Recv-Q", "Send-Q", "Port-Q", "Lingered"],
+    Rows = [row(S) || S <- Sockets],
+    Widths = lists:foldl(fun(Row, Ws) -> [max(W, string:length(C)) || {W, C} <- lists:zip(Ws, Row)] end,
+                         [string:length(H) || H <- Header], Rows),
+    Line = fun(Row) ->
+                   Cells = [string:pad(C, W) || {C, W} <- lists:zip(Row, Widths)],
+                   io:put_chars([string:trim(lists:join("  ", Cells), trailing), $\n])
+           end,
+    lists:foreach(Line, [Header | Rows]).
+
+-spec row(fin_close:socket_info()) -> [string()].
+row(#{kind := Kind, state := State} = S) ->
+    [kind(Kind), owner(S), address(maps:get(local, S)), address(maps:get(peer, S)),
+     atom_to_list(State), count(maps:get(recv_q, S)), count(maps:get(send_q, S)),
+     count(maps:get(port_q, S)), lingered(S)].
+
+-spec kind(fin_close:socket_kind()) -> string().
+kind(port) -> "gen_tcp";
+kind(gen_tcp_socket) -> "gen_tcp/socket";
+kind(socket) -> "socket";
+kind(lingering) -> "lingering".
+
+-spec owner(fin_close:socket_info()) -> string().
+owner(#{owner_name := Name}) when Name =/= undefined -> atom_to_list(Name);
+owner(#{owner := Pid}) when is_pid(Pid) -> pid_to_list(Pid);
+owner(#{kind := lingering}) -> "reactor";
+owner(_) -> "-".
+
+-spec address(term()) -> string().
+address({IP, Port}) when tuple_size(IP) =:= 8 -> "[" ++ inet:ntoa(IP) ++ "]:" ++ integer_to_list(Port);
+address({IP, Port}) -> inet:ntoa(IP) ++ ":" ++ integer_to_list(Port);
+address(undefined) -> "-".
+
+-spec count(non_neg_integer() | undefined) -> string().
+count(N) when is_integer(N) -> integer_to_list(N);
+count(undefined) -> "-".
+
+-spec lingered(fin_close:socket_info()) -> string().
+lingered(#{kind := lingering, lingered_ms := Ms}) -> integer_to_list(Ms) ++ " ms";
+lingered(_) -> "-".
