@@ -4,7 +4,7 @@
 SHELL := /bin/sh
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup build demo test lint test-rust test-erlang clean
+.PHONY: setup build demo test lint test-rust test-erlang test-consumers clean
 
 setup:
 	@scripts/setup.sh
@@ -15,7 +15,7 @@ build: setup
 demo: build
 	escript scripts/demo.escript
 
-test: build lint test-rust test-erlang
+test: build lint test-rust test-erlang test-consumers
 
 # Formatting, lints and docs of both halves; part of `make test`.
 lint: build
@@ -31,6 +31,11 @@ test-rust:
 
 test-erlang: build
 	scripts/ct.sh
+
+# A rebar3 project (_checkouts) and a Mix project (path dependency) built
+# from scratch, each closing a real connection with fin_close.
+test-consumers: build
+	scripts/consumers.sh
 
 clean:
 	rm -rf _build target priv doc logs

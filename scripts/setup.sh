@@ -1,11 +1,11 @@
 #!/bin/sh
 # Installs what fin_close needs to build and test on Debian 12, when it is
-# missing: Erlang/OTP (with erlang-dev, Common Test, PropEr, meck), rebar3
-# and tcpdump from Debian's packages. As root it installs them; otherwise it
+# missing: Erlang/OTP (with erlang-dev, Common Test, PropEr, meck), rebar3,
+# tcpdump and Elixir (for the Mix consumer test) from Debian's packages. As root it installs them; otherwise it
 # says exactly what to run. Rust (cargo) must already be there.
 set -eu
 
-packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-meck rebar3 tcpdump"
+packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-meck rebar3 tcpdump elixir"
 
 missing=""
 for p in $packages; do
