@@ -114,13 +114,19 @@ lingering() ->
 print(Sockets) ->
     Header = ["Kind", "Owner", "Local", "Peer", "State", "Recv-Q", "Send-Q", "Port-Q", "Lingered"],
     Rows = [row(S) || S <- Sockets],
-    Widths = lists:foldl(fun(Row, Ws) -> [max(W, string:length(C)) || {W, C} <- lists:zip(Ws, Row)] end,
-                         [string:length(H) || H <- Header], Rows),
-    Line = fun(Row) ->
-                   Cells = [string:pad(C, W) || {C, W} <- lists:zip(Row, Widths)],
-                   io:put_chars([string:trim(lists:join("  ", Cells), trailing), $\n])
-           end,
-    lists:foreach(Line, [Header | Rows]).
+    %% Every cell is a flat list of characters (addresses, numbers, atom
+    %% and pid names), so length/1 is its width.
+    Widths = lists:foldl(fun(Row, Ws) -> [max(W, length(C)) || {W, C} <- lists:zip(Ws, Row)] end,
+                         [length(H) || H <- Header], Rows),
+    Line = fun(Row) -> line(Row, Widths) end,
+    io:put_chars(lists:map(Line, [Header | Rows])).
+
+%% Cells padded to their column's width, two spaces apart; the last one
+%% unpadded.
+-spec line([string()], [non_neg_integer()]) -> iolist().
+line([Cell], _) -> [Cell, $\n];
+line([Cell | Cells], [Width | Widths]) ->
+    [Cell, lists:duplicate(Width - length(Cell) + 2, $\s) | line(Cells, Widths)].
 
 -spec row(fin_close:socket_info()) -> [string()].
 row(#{kind := Kind, state := State} = S) ->
