@@ -4,7 +4,7 @@
 SHELL := /bin/sh
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup build demo test lint test-rust test-erlang test-consumers trace clean
+.PHONY: setup build demo test lint test-rust test-erlang test-consumers trace table clean
 
 setup:
 	@scripts/setup.sh
@@ -14,6 +14,10 @@ build: setup
 
 demo: build
 	escript scripts/demo.escript
+
+# fin_close:i() on a node with one socket of each kind.
+table: build
+	escript scripts/table.escript
 
 # The wire, with gen_tcp:close/1 and with fin_close:close/1 (tcpdump).
 trace: build
