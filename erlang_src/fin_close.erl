@@ -63,7 +63,8 @@
                    drain_limit := non_neg_integer(),
                    reset := non_neg_integer(),
                    error := non_neg_integer(),
-                   drained := non_neg_integer()}.
+                   drained := non_neg_integer(),
+                   memory := non_neg_integer()}.
 %% Counters since the native library was loaded; see {@link stats/0}.
 
 -type socket_kind() :: port | gen_tcp_socket | socket | lingering.
@@ -237,6 +238,9 @@ abort(Socket) ->
 %%     ever growing): sockets ended with that outcome; see {@link close/2}.
 %%     Their sum plus `lingering' is every socket ever handed over.</li>
 %% <li>`drained' (a counter): bytes discarded from peers in all.</li>
+%% <li>`memory' (a gauge): bytes the reactor's own tables take now, an
+%%     estimate from their capacities (the kernel's socket buffers are not
+%%     counted).</li>
 %% </ul>
 %% Cheap (a few atomic reads), and it never starts the reactor.
 -spec stats() -> stats().

@@ -398,7 +398,7 @@ stats_count_outcomes(Config) ->
     ?assert(Drained1 - Drained0 >= ?REQUEST),
     %% Shaped for a metrics poller: these keys, each an integer.
     Stats = fin_close:stats(),
-    ?assertEqual([clean, drain_limit, drained, error, lingering, reset, timeout],
+    ?assertEqual([clean, drain_limit, drained, error, lingering, memory, reset, timeout],
                  lists:sort(maps:keys(Stats))),
     ?assert(lists:all(fun(V) -> is_integer(V) andalso V >= 0 end, maps:values(Stats))),
     gen_tcp:close(C2).

@@ -362,6 +362,7 @@ fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
         ("reset", s.reset),
         ("error", s.error),
         ("drained", s.drained),
+        ("memory", s.memory),
     ]
     .map(|(k, v)| (Atom::from_str(env, k).expect("atom"), v));
     Term::map_from_pairs(env, &pairs)

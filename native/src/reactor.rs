@@ -135,6 +135,7 @@ struct Stats {
     reset: AtomicU64,
     error: AtomicU64,
     drained: AtomicU64,
+    memory: AtomicU64,
 }
 
 /// A copy of the reactor's counters.
@@ -154,6 +155,9 @@ pub struct StatsSnapshot {
     pub error: u64,
     /// Bytes discarded in all.
     pub drained: u64,
+    /// Bytes the reactor's own tables take now (an estimate from their
+    /// capacities; the sockets' kernel memory is not counted).
+    pub memory: u64,
 }
 
 enum Command<T> {
@@ -317,6 +321,7 @@ impl<T: Send + 'static> Reactor<T> {
             reset: s.reset.load(Ordering::Relaxed),
             error: s.error.load(Ordering::Relaxed),
             drained: s.drained.load(Ordering::Relaxed),
+            memory: s.memory.load(Ordering::Relaxed),
         }
     }
 }
@@ -452,6 +457,20 @@ impl<T> Worker<T> {
         // read is needed here.
         self.deadlines.insert((entry.deadline, id));
         self.entries.insert(id, entry);
+        self.count_memory();
+    }
+
+    /// Publishes what the tables take: a hash table bucket (entry, key and
+    /// one control byte) per slot of capacity, and a B-tree element per
+    /// deadline, counted twice for the nodes' spare room.
+    fn count_memory(&self) {
+        let bucket = std::mem::size_of::<(LingerId, Entry<T>)>() + 1;
+        let deadline = 2 * std::mem::size_of::<(Instant, LingerId)>();
+        let bytes = self.entries.capacity() * bucket + self.deadlines.len() * deadline;
+        self.shared
+            .stats
+            .memory
+            .store(bytes as u64, Ordering::Relaxed);
     }
 
     fn list(&self, reply: ListReply) {
@@ -589,6 +608,12 @@ impl<T> Worker<T> {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         stats.lingering.fetch_sub(1, Ordering::Relaxed);
+        // Give back the room of a past burst, with slack so that a steady
+        // load does not grow and shrink the table over and over.
+        if self.entries.capacity() > 1024 && self.entries.len() * 4 < self.entries.capacity() {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+        self.count_memory();
         // A failing callback must not take the reactor down with it.
         let on_end = &mut self.on_end;
         let _ = catch_unwind(AssertUnwindSafe(|| on_end(entry.token, report)));
