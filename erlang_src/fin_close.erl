@@ -169,10 +169,11 @@ close(Socket) ->
 %%     time it took, `local' and `peer' the connection's addresses.</li>
 %% </ul>
 %%
-%% A socket cut off (any outcome but `clean') is logged with OTP `logger'
-%% at `debug' level, domain `[fin_close]', when that level is enabled for
-%% the application (`logger:set_application_level(fin_close, debug)') or
-%% the whole node. Off by default, as debug logging is.
+%% A socket that does not end `clean' is logged with OTP `logger' at
+%% `debug' level, domain `[fin_close]', when that level was enabled for the
+%% application (`logger:set_application_level(fin_close, debug)') or the
+%% whole node at the time of the close. Off by default, as debug logging
+%% is.
 %%
 %% What happens, in order: the socket's descriptor is duplicated and the
 %% duplicate checked to be the same connection (same local and peer
@@ -255,7 +256,10 @@ stats() ->
 %% <ul>
 %% <li>`kind': `port' (a `gen_tcp' socket of the default backend),
 %%     `gen_tcp_socket' (`{inet_backend, socket}'), `socket' (the `socket'
-%%     module's) or `lingering' (in the reactor; no Erlang handle left).</li>
+%%     module's) or `lingering' (in the reactor). A socket closed while its
+%%     port still held output shows twice until the port has written it:
+%%     as a `port' owned by the `fin_close_keeper' process, and as
+%%     `lingering' with `port_pending'.</li>
 %% <li>`socket': the term to pass to `gen_tcp' or `socket', or `undefined'
 %%     for a lingering one.</li>
 %% <li>`owner' and `owner_name': the owning (controlling) process and its
@@ -264,7 +268,8 @@ stats() ->
 %%     connected).</li>
 %% <li>`state': the kernel's TCP state, such as `established',
 %%     `close_wait' (the peer has sent FIN) or `fin_wait2' (ours went
-%%     out).</li>
+%%     out). For a lingering socket whose state cannot be read, the POSIX
+%%     name of the error instead (queues `undefined').</li>
 %% <li>`recv_q': unread bytes in the kernel's receive queue, what
 %%     {@link inq/1} returns; `send_q': bytes the peer has not acknowledged
 %%     yet, as {@link outq/1}; both `undefined' for a listening socket.</li>
@@ -275,10 +280,11 @@ stats() ->
 %%     far), `port_pending' (the port is still writing its queue, so no FIN
 %%     has gone out yet) and `peer_fin' (the peer's FIN has arrived).</li>
 %% </ul>
-%% A socket closed while the table is read is left out. It reads each
-%% socket with a few system calls and never waits on a peer or on a socket's
-%% owner: about 10 µs per socket (see the README for a measurement with
-%% 10,000 sockets).
+%% A socket closed while the table is read is left out, and so are the
+%% lingering sockets should the reactor not answer within 5 seconds. It
+%% reads each socket with a few system calls and never waits on a peer or
+%% on a socket's owner: 10 to 15 µs per socket here (the README has a
+%% measurement with 12,000 sockets).
 -spec sockets() -> [socket_info()].
 sockets() ->
     fin_close_sockets:list().

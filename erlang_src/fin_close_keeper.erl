@@ -164,21 +164,28 @@ handle_info(_Ignored, Watched) ->
     %% it has already closed.
     {noreply, Watched}.
 
--spec log_end(fin_close:result()) -> ok.
+-spec log_end(fin_close:result() | map()) -> ok.
 log_end(#{outcome := clean}) ->
     ok;
-log_end(#{outcome := Outcome, local := Local, peer := Peer, lingered_ms := Ms, drained := Drained} = Result) ->
+log_end(#{outcome := Outcome, lingered_ms := Ms, drained := Drained} = Result) ->
+    Local = maps:get(local, Result, undefined),
+    Peer = maps:get(peer, Result, undefined),
     Why = case Outcome of
               timeout -> "cut off by linger_timeout";
               drain_limit -> "cut off by max_drain";
               reset -> "reset by the peer";
-              error -> io_lib:format("ended by error ~p", [maps:get(reason, Result, undefined)])
+              error -> io_lib:format("ended by error ~p", [maps:get(reason, Result, undefined)]);
+              _ -> io_lib:format("ended ~p", [Outcome])
           end,
     ?LOG_DEBUG("fin_close: ~s -> ~s ~s after ~b ms, ~b bytes discarded",
                [address(Local), address(Peer), Why, Ms, Drained],
-               #{domain => [fin_close], fin_close => Result}).
+               #{domain => [fin_close], fin_close => Result});
+log_end(_) ->
+    %% A report of another shape (a library from another release).
+    ok.
 
 -spec address(fin_close:address() | undefined) -> string().
+address({IP, Port}) when tuple_size(IP) =:= 8 -> "[" ++ inet:ntoa(IP) ++ "]:" ++ integer_to_list(Port);
 address({IP, Port}) -> inet:ntoa(IP) ++ ":" ++ integer_to_list(Port);
 address(undefined) -> "(gone)".
 

@@ -36,23 +36,24 @@ port(Port) ->
             false
     end.
 
+%% The kind and owner are read first, so that the descriptor check after
+%% the native read also covers them. socket:which_socket_kind/1 would raise
+%% on a socket closed meanwhile; the option it reads does not: gen_tcp
+%% sets `meta' on the sockets of {inet_backend, socket}.
 -spec esock(socket:socket()) -> {true, fin_close:socket_info()} | false.
 esock(ESock) ->
-    case read(fun() -> socket:getopt(ESock, {otp, fd}) end) of
-        {ok, Info} ->
-            case {socket:which_socket_kind(ESock), socket:getopt(ESock, {otp, controlling_process})} of
-                {compat, {ok, Server}} ->
-                    %% A gen_tcp socket of {inet_backend, socket}: the socket
-                    %% belongs to its gen_tcp_socket process, which monitors
-                    %% the gen_tcp owner.
-                    Socket = {'$inet', gen_tcp_socket, {Server, ESock}},
-                    {true, live(gen_tcp_socket, Socket, monitored(Server), Info)};
-                {plain, {ok, Owner}} ->
-                    {true, live(socket, ESock, Owner, Info)};
-                _ ->
-                    false
-            end;
-        error ->
+    Kind = socket:getopt(ESock, {otp, meta}),
+    Owner = socket:getopt(ESock, {otp, controlling_process}),
+    case {Kind, Owner, read(fun() -> socket:getopt(ESock, {otp, fd}) end)} of
+        {{ok, undefined}, {ok, Pid}, {ok, Info}} ->
+            {true, live(socket, ESock, Pid, Info)};
+        {{ok, _Meta}, {ok, Server}, {ok, Info}} ->
+            %% A gen_tcp socket of {inet_backend, socket}: the socket
+            %% belongs to its gen_tcp_socket process, which monitors the
+            %% gen_tcp owner.
+            Socket = {'$inet', gen_tcp_socket, {Server, ESock}},
+            {true, live(gen_tcp_socket, Socket, monitored(Server), Info)};
+        _ ->
             false
     end.
 
@@ -93,20 +94,34 @@ registered_name(Pid) when is_pid(Pid) ->
 registered_name(undefined) ->
     undefined.
 
+%% The reactor answers with a message; a helper process takes it, so that
+%% an answer coming after the timeout never lands in the caller's mailbox
+%% (the alias is gone by then).
 -spec lingering() -> [fin_close:socket_info()].
 lingering() ->
+    Alias = alias([reply]),
+    {Helper, Monitor} = spawn_monitor(fun() -> Alias ! {Alias, ask_reactor()} end),
+    receive
+        {Alias, List} ->
+            erlang:demonitor(Monitor, [flush]),
+            [L#{kind => lingering, socket => undefined, owner => undefined,
+                owner_name => undefined, port_q => undefined} || L <- List];
+        {'DOWN', Monitor, process, Helper, _} ->
+            unalias(Alias),
+            []
+    after ?LIST_TIMEOUT ->
+        unalias(Alias),
+        exit(Helper, kill),
+        erlang:demonitor(Monitor, [flush]),
+        []
+    end.
+
+-spec ask_reactor() -> [map()].
+ask_reactor() ->
     Ref = make_ref(),
     case fin_close_nif:lingering(self(), Ref) of
-        ok ->
-            receive
-                {fin_close_lingering, Ref, List} ->
-                    [L#{kind => lingering, socket => undefined, owner => undefined,
-                        owner_name => undefined, port_q => undefined} || L <- List]
-            after ?LIST_TIMEOUT ->
-                []
-            end;
-        none ->
-            []
+        ok -> receive {fin_close_lingering, Ref, List} -> List end;
+        none -> []
     end.
 
 %% The table, one line per socket, columns as wide as their widest cell.

@@ -6,9 +6,17 @@
 # fin_close:close/1 and fin_close:i(), and fails unless the client got the
 # whole reply and a FIN.
 set -eu
-root=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+# A clean copy of fin_close: its tracked files only, as a user's checkout
+# has them (no priv/*.so, no _build), so the consumers really build it.
+# Cargo shares this checkout's target folder, which only saves time.
+root="$work/fin_close"
+mkdir "$root"
+(cd "$repo" && git ls-files -z | xargs -0 cp -d --parents -t "$root")
+export CARGO_TARGET_DIR="$repo/target"
 
 echo "consumers: rebar3 project with _checkouts/fin_close"
 cp -r "$root/test/consumers/rebar3_app" "$work/rebar3_app"

@@ -17,7 +17,8 @@
          wire_shows_fin_not_rst/1, active_mode_socket/1, closed_by_non_owner/1,
          linger_zero_still_ends_with_fin/1, abort_resets_peer/1, bad_input_is_refused/1,
          stats_count_outcomes/1, api_module_reload/1, unread_reply_cut_off_at_timeout/1,
-         peer_reset_while_port_drains/1, socket_table_shows_queues/1, cut_off_is_logged_at_debug/1]).
+         peer_reset_while_port_drains/1, socket_table_shows_queues/1, cut_off_is_logged_at_debug/1,
+         socket_table_survives_churn/1]).
 %% The logger handler of cut_off_is_logged_at_debug.
 -export([log/2]).
 
@@ -36,7 +37,8 @@ groups() ->
              wire_shows_fin_not_rst, active_mode_socket, closed_by_non_owner,
              linger_zero_still_ends_with_fin, abort_resets_peer, bad_input_is_refused,
              stats_count_outcomes, api_module_reload, unread_reply_cut_off_at_timeout,
-             peer_reset_while_port_drains, socket_table_shows_queues, cut_off_is_logged_at_debug],
+             peer_reset_while_port_drains, socket_table_shows_queues, cut_off_is_logged_at_debug,
+             socket_table_survives_churn],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases}].
 
 init_per_suite(Config) ->
@@ -436,11 +438,31 @@ socket_table_shows_queues(Config) ->
     ok = gen_tcp:close(Client),
     wait(fun() -> Lingering() =:= [] end).
 
+%% sockets/0 keeps answering, with a list, while other processes open and
+%% close sockets of the group's kind as fast as they can.
+socket_table_survives_churn(Config) ->
+    Self = self(),
+    Churn = fun Loop() ->
+                    {S, C} = pair(Config, ?LOOP4, []),
+                    ok = (native_close(Config))(S),
+                    ok = gen_tcp:close(C),
+                    receive stop -> Self ! {stopped, self()} after 0 -> Loop() end
+            end,
+    Churners = [spawn_link(Churn) || _ <- [1, 2, 3]],
+    Tables = [fin_close:sockets() || _ <- lists:seq(1, 300)],
+    [P ! stop || P <- Churners],
+    [receive {stopped, P} -> ok end || P <- Churners],
+    ?assert(lists:all(fun is_list/1, Tables)),
+    %% Something was listed while the churn ran.
+    ?assert(lists:sum([length(T) || T <- Tables]) > 0).
+
 %% With debug logging on for the application, a socket cut off by a limit
 %% gives one debug line in the fin_close domain naming the limit and the
 %% addresses; a clean close gives none, and with logging off there is none.
 cut_off_is_logged_at_debug(Config) ->
-    ok = logger:add_handler(fin_close_test, ?MODULE, #{config => #{pid => self()}}),
+    ok = logger:add_handler(fin_close_test, ?MODULE,
+                            #{config => #{pid => self()},
+                              filters => [{fin_close, {fun logger_filters:domain/2, {stop, not_equal, [fin_close]}}}]}),
     try
         {S1, C1} = pair(Config, ?LOOP4, []),
         {ok, Quiet} = fin_close:close(S1, #{notify => self(), linger_timeout => 50}),
