@@ -1,0 +1,476 @@
+#!/usr/bin/env escript
+%%! -noshell +P 1048576 +Q 1048576
+%% make bench: every figure measured side by side in one run on this
+%% machine, each a median over rounds with min and max. Peers live in their
+%% own OS process (target/release/examples/bench_peer) so that this VM can
+%% spend its descriptor limit on server sockets. Writes bench/results.md,
+%% bench/results.dat and, with gnuplot, bench/results.png.
+-mode(compile).
+
+-define(UNREAD, 1000).              % request bytes the server never reads
+-define(LATENCY_N, 2000).           % connections per latency round
+-define(COWBOY_N, 50).              % Cowboy-style closes per round (1 s each)
+-define(COWBOY_TIMEOUT, 1000).
+-define(THROUGHPUT_NS, [2000, 5000, 10000, 20000]).
+-define(INQ_CALLS, 200000).
+
+main(_) ->
+    Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
+    true = code:add_patha(filename:join(Root, "_build/default/lib/fin_close/ebin")),
+    {ok, _} = application:ensure_all_started(fin_close),
+    Rounds = list_to_integer(os:getenv("BENCH_ROUNDS", "3")),
+    Bin = fun(Name) -> filename:join([Root, "target", "release", "examples", Name]) end,
+    put(peer, Bin("bench_peer")),
+    Machine = machine(),
+    [io:format("~s~n", [L]) || L <- Machine],
+    io:format("rounds: ~b; measuring...~n", [Rounds]),
+    Native = native(Bin("bench_native"), Rounds),
+    Row1 = inq_row(Native, Rounds),
+    Monitor = start_long_schedule_monitor(),
+    Row2 = latency_row(Rounds),
+    {Row3, Plot} = throughput_row(Rounds),
+    Row7 = long_schedule_row(Monitor),
+    Row4 = delivery_row(Rounds),
+    Row5 = capacity_row(Rounds),
+    Row6 = drain_row(Native),
+    Table = table(Row1 ++ Row2 ++ Row3 ++ Row4 ++ Row5 ++ Row6 ++ Row7),
+    io:format("~n~s", [Table]),
+    Out = filename:join(Root, "bench"),
+    ok = file:write_file(filename:join(Out, "results.md"),
+                         ["```\n", [[L, $\n] || L <- Machine], "\n", Table, "```\n"]),
+    ok = file:write_file(filename:join(Out, "results.dat"), Plot),
+    plot(Out),
+    ok.
+
+%% The machine.
+
+machine() ->
+    {ok, Cpu} = file:read_file("/proc/cpuinfo"),
+    Model = case re:run(Cpu, "model name\\s*: (.*)", [{capture, all_but_first, list}]) of
+                {match, [M]} -> M;
+                nomatch -> "unknown"
+            end,
+    [io_lib:format("machine: ~b cores (~s), Linux ~s, ~s fds",
+                   [erlang:system_info(logical_processors_available), Model,
+                    string:trim(os:cmd("uname -r")), string:trim(os:cmd("sh -c 'ulimit -n'"))]),
+     io_lib:format("OTP ~s (erts ~s), ~s", [erlang:system_info(otp_release), erlang:system_info(version),
+                                            string:trim(os:cmd("rustc --version"))])].
+
+%% Row 1: inq/1 against a bare ioctl and a recv(S, 0, 0) probe.
+
+native(Exe, Rounds) ->
+    Lines = string:split(string:trim(os:cmd(Exe ++ " " ++ integer_to_list(Rounds))), "\n", all),
+    [string:split(L, " ", all) || L <- Lines].
+
+inq_row(Native, Rounds) ->
+    Floor = [list_to_float(V) || ["ioctl_ns", V] <- Native],
+    FloorM = median(Floor),
+    Kinds = [{"fin_close:inq/1, gen_tcp (port)", inet}, {"fin_close:inq/1, gen_tcp (socket)", socket},
+             {"fin_close:inq/1, socket module", esock}],
+    Rows = [begin
+                {S, C} = loopback_pair(Kind),
+                ok = gen_tcp:send(C, <<"hello">>),
+                wait(fun() -> fin_close:inq(S) =:= {ok, 5} end),
+                Ns = [per_call_ns(fun() -> {ok, 5} = fin_close:inq(S) end) || _ <- lists:seq(1, Rounds)],
+                close_pair(S, C),
+                row(1, "inq cost per call", Name, Ns, "ns", ratio(median(Ns), FloorM, "floor"),
+                    "<= 1.5x floor", median(Ns) =< 1.5 * FloorM)
+            end || {Name, Kind} <- Kinds],
+    {S, C} = loopback_pair(inet),
+    ok = gen_tcp:send(C, <<"hello">>),
+    wait(fun() -> fin_close:inq(S) =:= {ok, 5} end),
+    %% The probe reads the bytes it finds: give them back each time by
+    %% measuring on an empty queue (what a probe costs when nothing waits).
+    {ok, _} = gen_tcp:recv(S, 5),
+    Probe = [per_call_ns(fun() -> {error, timeout} = gen_tcp:recv(S, 0, 0) end) || _ <- lists:seq(1, Rounds)],
+    close_pair(S, C),
+    [row(1, "inq cost per call", "bare FIONREAD ioctl (Rust loop)", Floor, "ns", "floor", "", none)]
+        ++ Rows
+        ++ [row(1, "inq cost per call", "gen_tcp:recv(S, 0, 0) probe", Probe, "ns",
+                ratio(median(Probe), FloorM, "floor"), "", none)].
+
+per_call_ns(F) ->
+    F(),
+    {Us, ok} = timer:tc(fun() -> repeat(F, ?INQ_CALLS) end),
+    Us * 1000 / ?INQ_CALLS.
+
+repeat(_, 0) -> ok;
+repeat(F, N) -> F(), repeat(F, N - 1).
+
+%% Row 2: caller latency of close while the peer holds the connection open.
+
+latency_row(Rounds) ->
+    Results = [{Method, latency_round(Method)} || _ <- lists:seq(1, Rounds),
+                                                  Method <- [native, cowboy, fin_close]],
+    P = fun(Method, Q) -> [percentile(Ts, Q) / 1000 || {M, Ts} <- Results, M =:= Method] end,
+    NativeP99 = median(P(native, 99)),
+    lists:append(
+      [[row(2, "close latency p50", name(M), P(M, 50), "us", "", "", none),
+        row(2, "close latency p99", name(M), P(M, 99), "us", ratio(median(P(M, 99)), NativeP99, "gen_tcp"),
+            target(M, "<= 1.5x gen_tcp"), M =/= fin_close orelse median(P(M, 99)) =< 1.5 * NativeP99)]
+       || M <- [native, cowboy, fin_close]]).
+
+target(fin_close, T) -> T;
+target(_, _) -> "".
+
+%% Closes every connection (in this process, one after the other; the
+%% Cowboy-style ones each in a process of their own, as they block for the
+%% timeout) and returns each close's time in ns.
+latency_round(Method) ->
+    N = case Method of cowboy -> ?COWBOY_N; _ -> ?LATENCY_N end,
+    {Peer, Socks} = peer_connections(N, "now", "on_release"),
+    Times = case Method of
+                cowboy ->
+                    Self = self(),
+                    Pids = [spawn_link(fun() -> receive go -> Self ! {self(), timed(Method, S)} end end)
+                            || S <- Socks],
+                    [ok = gen_tcp:controlling_process(S, Pid) || {S, Pid} <- lists:zip(Socks, Pids)],
+                    [Pid ! go || Pid <- Pids],
+                    [receive {Pid, T} -> T end || Pid <- Pids];
+                _ ->
+                    [timed(Method, S) || S <- Socks]
+            end,
+    peer_command(Peer, "release"),
+    {_Clean, _Reset} = peer_ended(Peer),
+    wait_lingering_zero(),
+    Times.
+
+timed(Method, S) ->
+    T0 = erlang:monotonic_time(nanosecond),
+    ok = close_with(Method, S),
+    erlang:monotonic_time(nanosecond) - T0.
+
+close_with(native, S) -> gen_tcp:close(S);
+close_with(recv, S) -> _ = gen_tcp:recv(S, 0, ?COWBOY_TIMEOUT), gen_tcp:close(S);
+close_with(cowboy, S) -> cowboy_linger(S);
+close_with(fin_close, S) -> fin_close:close(S).
+
+%% As Cowboy's linger: half-close, then read and drop until the peer closes
+%% or the timeout runs out; then close.
+cowboy_linger(S) ->
+    _ = gen_tcp:shutdown(S, write),
+    Deadline = erlang:monotonic_time(millisecond) + ?COWBOY_TIMEOUT,
+    cowboy_loop(S, Deadline).
+
+cowboy_loop(S, Deadline) ->
+    case Deadline - erlang:monotonic_time(millisecond) of
+        Left when Left > 0 ->
+            case gen_tcp:recv(S, 0, Left) of
+                {ok, _} -> cowboy_loop(S, Deadline);
+                {error, _} -> gen_tcp:close(S)
+            end;
+        _ ->
+            gen_tcp:close(S)
+    end.
+
+name(native) -> "gen_tcp:close/1";
+name(recv) -> "recv(S, 0, 1 s) + close";
+name(cowboy) -> "Cowboy-style linger, 1 s";
+name(fin_close) -> "fin_close:close/1".
+
+%% Row 3: closes per second from one process, and how the peers saw the end.
+
+throughput_row(Rounds) ->
+    Limit = list_to_integer(string:trim(os:cmd("sh -c 'ulimit -n'"))),
+    %% The VM's own descriptors and the listener need some room.
+    Ns = [min(N, Limit - 300) || N <- ?THROUGHPUT_NS],
+    Methods = [native, recv, cowboy, fin_close],
+    Results = [{N, M, throughput_round(M, N)} || _ <- lists:seq(1, Rounds), N <- Ns, M <- Methods],
+    Get = fun(N, M) -> [R || {N1, M1, R} <- Results, N1 =:= N, M1 =:= M] end,
+    Rows = lists:append(
+             [begin
+                  Rate = fun(M) -> [Rate || #{rate := Rate} <- Get(N, M)] end,
+                  NativeRate = median(Rate(native)),
+                  [begin
+                       Rs = Get(N, M),
+                       CleanShare = median([100 * C / N || #{clean := C} <- Rs]),
+                       row(3, io_lib:format("closes/s, ~b conns", [N]), name(M), Rate(M), "/s",
+                           io_lib:format("~s, ~.1f% clean", [ratio(median(Rate(M)), NativeRate, "gen_tcp"),
+                                                             CleanShare]),
+                           target(M, ">= 0.9x, 100% clean"),
+                           M =/= fin_close orelse
+                               (median(Rate(M)) >= 0.9 * NativeRate andalso CleanShare == 100.0))
+                   end || M <- Methods]
+              end || N <- Ns]),
+    Plot = [["# conns method closes_per_s p99_us\n"]
+            | [io_lib:format("~b ~s ~.1f ~.1f~n",
+                             [N, M, median([R || #{rate := R} <- Get(N, M)]),
+                              median([P / 1000 || #{p99 := P} <- Get(N, M)])])
+               || M <- Methods, N <- Ns]],
+    {Rows, Plot}.
+
+throughput_round(Method, N) ->
+    {Peer, Socks} = peer_connections(N, "now", "on_eof"),
+    [wait(fun() -> fin_close:inq(S) =:= {ok, ?UNREAD} end) || S <- Socks],
+    T0 = erlang:monotonic_time(nanosecond),
+    Times = [timed(Method, S) || S <- Socks],
+    Elapsed = erlang:monotonic_time(nanosecond) - T0,
+    {Clean, _Reset} = peer_ended(Peer),
+    wait_lingering_zero(),
+    #{rate => N * 1.0e9 / Elapsed, clean => Clean, p99 => percentile(Times, 99)}.
+
+%% Row 7: long_schedule reports (1 ms) that name a fin_close function.
+
+start_long_schedule_monitor() ->
+    Collector = spawn(fun() -> collect([]) end),
+    erlang:system_monitor(Collector, [{long_schedule, 1}]),
+    Collector.
+
+collect(Events) ->
+    receive
+        {monitor, _, long_schedule, Info} -> collect([Info | Events]);
+        {stop, From} -> From ! {events, Events}
+    end.
+
+long_schedule_row(Collector) ->
+    erlang:system_monitor(undefined),
+    Collector ! {stop, self()},
+    Events = receive {events, E} -> E end,
+    Ours = [Info || Info <- Events, ours(Info)],
+    Longest = lists:max([0 | [proplists:get_value(timeout, I) || I <- Ours]]),
+    [row(7, "long_schedule > 1 ms in rows 2-3", "fin_close calls", [length(Ours)], "events",
+         io_lib:format("longest ~b ms; ~b events elsewhere", [Longest, length(Events) - length(Ours)]),
+         "none over 1 ms", Ours =:= [])].
+
+ours(Info) ->
+    lists:any(fun(Key) ->
+                      case proplists:get_value(Key, Info) of
+                          {M, _, _} -> lists:prefix("fin_close", atom_to_list(M));
+                          _ -> false
+                      end
+              end, [in, out]).
+
+%% Row 4: the slow-reader scenario, as make demo.
+
+delivery_row(Rounds) ->
+    lists:append(
+      [[begin
+            Rs = [slow_reader(Size, M) || _ <- lists:seq(1, Rounds)],
+            Got = [B || {B, _} <- Rs],
+            Endings = lists:usort([E || {_, E} <- Rs]),
+            All = lists:all(fun({B, E}) -> B =:= Size andalso E =:= {error, closed} end, Rs),
+            row(4, io_lib:format("delivered of ~b MiB", [Size div 1048576]), name(M),
+                [100 * B / Size || B <- Got], "%",
+                io_lib:format("ended ~s", [lists:join("/", [atom_to_list(R) || {error, R} <- Endings])]),
+                target(M, "100%, closed"), M =/= fin_close orelse All)
+        end || M <- [native, recv, cowboy, fin_close]]
+       || Size <- [2 * 1048576, 12 * 1048576]]).
+
+%% The client sends a request the server never reads and a pipelined one
+%% 100 ms later, and reads 16 KiB at a time, 1 ms apart; the server sends
+%% the reply and closes. Returns what the client got and how its read ended.
+slow_reader(Size, Method) ->
+    {S, C} = loopback_pair(inet),
+    Self = self(),
+    Reader = spawn_link(fun() ->
+                                ok = gen_tcp:send(C, binary:copy(<<"q">>, ?UNREAD)),
+                                timer:sleep(100),
+                                _ = gen_tcp:send(C, binary:copy(<<"p">>, 5000)),
+                                Self ! {self(), read_all(C, 0)},
+                                gen_tcp:close(C)
+                        end),
+    wait(fun() -> fin_close:inq(S) =:= {ok, ?UNREAD} end),
+    ok = gen_tcp:send(S, binary:copy(<<"r">>, Size)),
+    ok = close_with(Method, S),
+    receive {Reader, Result} -> wait_lingering_zero(), Result after 120000 -> error(reader_hung) end.
+
+read_all(S, N) ->
+    case gen_tcp:recv(S, 16384, 10000) of
+        {ok, D} -> timer:sleep(1), read_all(S, N + byte_size(D));
+        {error, _} = E -> {N, E}
+    end.
+
+%% Row 5: as many lingering sockets as the descriptor limit allows.
+
+capacity_row(Rounds) ->
+    Limit = list_to_integer(string:trim(os:cmd("sh -c 'ulimit -n'"))),
+    N = min(19000, Limit - length(element(2, file:list_dir("/proc/self/fd"))) - 300),
+    Rs = [capacity_round(N) || _ <- lists:seq(1, Rounds)],
+    G = fun(K) -> [maps:get(K, R) || R <- Rs] end,
+    [row(5, "lingering at once", "fin_close:close/1", G(lingering), "sockets", "", ">= 9000",
+         median(G(lingering)) >= 9000),
+     row(5, "extra Erlang processes", "fin_close:close/1", G(processes), "", "", "0", lists:max(G(processes)) =:= 0),
+     row(5, "RSS growth per lingering socket", "fin_close:close/1", G(rss), "bytes",
+         "whole VM, after a warm-up round", "<= 256", median(G(rss)) =< 256),
+     row(5, "reactor tables per lingering socket", "fin_close:close/1", G(tables), "bytes",
+         "stats() memory", "<= 256", median(G(tables)) =< 256),
+     row(5, "reactor CPU while idle", "fin_close:close/1", G(idle_cpu), "ms/s", "", "~0",
+         median(G(idle_cpu)) < 1),
+     row(5, "until every peer saw FIN", "fin_close:close/1", G(fin_ms), "ms", "once they read", "", none),
+     row(5, "ended clean", "fin_close:close/1", G(clean), "%", "", "100%", lists:min(G(clean)) == 100.0)].
+
+capacity_round(N) ->
+    %% Warm-up: the same number of connections opened and closed, so that
+    %% the VM's allocators have already grown for the ports.
+    {WarmPeer, Warm} = peer_connections(N, "now", "on_eof"),
+    [gen_tcp:close(S) || S <- Warm],
+    _ = peer_ended(WarmPeer),
+    garbage_collect(),
+    Procs0 = erlang:system_info(process_count),
+    Rss0 = rss(),
+    #{memory := Mem0} = fin_close:stats(),
+    {Peer, Socks} = peer_connections(N, "on_go", "on_release"),
+    [ok = fin_close:close(S) || S <- Socks],
+    wait(fun() -> maps:get(lingering, fin_close:stats()) =:= N end),
+    garbage_collect(),
+    Procs1 = erlang:system_info(process_count),
+    Rss1 = rss(),
+    #{memory := Mem1} = fin_close:stats(),
+    Tid = reactor_tid(),
+    Cpu0 = thread_cpu_ms(Tid),
+    timer:sleep(2000),
+    IdleCpu = (thread_cpu_ms(Tid) - Cpu0) / 2,
+    peer_command(Peer, "go"),
+    FinMs = receive {Peer, {data, {eol, "fin_seen " ++ Rest}}} ->
+                    [_, "ms=" ++ Ms] = string:split(Rest, " "),
+                    list_to_integer(Ms)
+            after 120000 -> error(no_fin_seen)
+            end,
+    peer_command(Peer, "release"),
+    {Clean, _} = peer_ended(Peer),
+    wait_lingering_zero(),
+    #{lingering => N, processes => Procs1 - Procs0, rss => (Rss1 - Rss0) / N,
+      tables => (Mem1 - Mem0) / N, idle_cpu => IdleCpu, fin_ms => FinMs, clean => 100 * Clean / N}.
+
+rss() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Status, "VmRSS:\\s*([0-9]+) kB", [{capture, all_but_first, list}]),
+    list_to_integer(Kb) * 1024.
+
+reactor_tid() ->
+    {ok, Tasks} = file:list_dir("/proc/self/task"),
+    hd([T || T <- Tasks,
+             {ok, <<"fin_close_react", _/binary>>} <- [file:read_file("/proc/self/task/" ++ T ++ "/comm")]]).
+
+thread_cpu_ms(Tid) ->
+    {ok, Stat} = file:read_file("/proc/self/task/" ++ Tid ++ "/stat"),
+    [_, Rest] = string:split(Stat, ") "),
+    Fields = string:split(Rest, " ", all),
+    Ticks = binary_to_integer(lists:nth(12, Fields)) + binary_to_integer(lists:nth(13, Fields)),
+    Ticks * 1000 / list_to_integer(string:trim(os:cmd("getconf CLK_TCK"))).
+
+%% Row 6: the drain rate, from bench_native.
+
+drain_row(Native) ->
+    Rate = fun(Kind, Clock) ->
+                   [list_to_integer(B) / list_to_float(case Clock of wall -> W; cpu -> C end) / 1.0e9
+                    || [K, B, W, C] <- Native, K =:= Kind, Clock =:= wall orelse C =/= "0.000"]
+           end,
+    CopyCpu = median(Rate("drain_copy", cpu)),
+    [row(6, "drain rate, wall clock", "reactor, recv(MSG_TRUNC)", Rate("drain_trunc", wall), "GB/s",
+         ratio(median(Rate("drain_trunc", wall)), median(Rate("drain_copy", wall)), "copy"), "", none),
+     row(6, "drain rate, wall clock", "thread, copying recv 64 KiB", Rate("drain_copy", wall), "GB/s", "", "", none),
+     row(6, "drain rate per CPU second", "reactor, recv(MSG_TRUNC)", Rate("drain_trunc", cpu), "GB/s",
+         ratio(median(Rate("drain_trunc", cpu)), CopyCpu, "copy"), "", none),
+     row(6, "drain rate per CPU second", "thread, copying recv 64 KiB", Rate("drain_copy", cpu), "GB/s",
+         "", "", none)].
+
+%% Peers in their own OS process.
+
+%% Starts a peer with N connections to a fresh listener and accepts them
+%% all; returns the peer's port and the accepted sockets.
+peer_connections(N, Read, Close) ->
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 4096}]),
+    {ok, Port} = inet:port(L),
+    Peer = open_port({spawn_executable, get(peer)},
+                     [{args, [integer_to_list(Port), integer_to_list(N), integer_to_list(?UNREAD), Read, Close]},
+                      {line, 1024}, exit_status, use_stdio]),
+    Socks = [begin {ok, S} = gen_tcp:accept(L, 30000), S end || _ <- lists:seq(1, N)],
+    ok = gen_tcp:close(L),
+    receive {Peer, {data, {eol, "connected " ++ _}}} -> ok
+    after 60000 -> error(peer_not_connected)
+    end,
+    {Peer, Socks}.
+
+peer_command(Peer, Line) ->
+    true = port_command(Peer, [Line, $\n]).
+
+%% Waits for the peer to report that every connection ended.
+peer_ended(Peer) ->
+    receive
+        {Peer, {data, {eol, "ended " ++ Counts}}} ->
+            {match, [C, R]} = re:run(Counts, "clean=([0-9]+) reset=([0-9]+)", [{capture, all_but_first, list}]),
+            receive {Peer, {exit_status, _}} -> ok after 5000 -> ok end,
+            {list_to_integer(C), list_to_integer(R)};
+        {Peer, {exit_status, Status}} ->
+            error({peer_exited, Status})
+    after 120000 ->
+        error(peer_did_not_end)
+    end.
+
+%% Helpers.
+
+loopback_pair(Kind) ->
+    {Backend, Wrap} = case Kind of
+                          inet -> {inet, fun(S) -> S end};
+                          socket -> {socket, fun(S) -> S end};
+                          esock -> {socket, fun({'$inet', _, {_, E}}) -> E end}
+                      end,
+    {ok, L} = gen_tcp:listen(0, [{inet_backend, Backend}, binary, {active, false}, {ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {show_econnreset, true}]),
+    {ok, S} = gen_tcp:accept(L),
+    ok = gen_tcp:close(L),
+    {Wrap(S), C}.
+
+close_pair(S, C) ->
+    ok = fin_close:close(S),
+    gen_tcp:close(C),
+    wait_lingering_zero().
+
+wait_lingering_zero() ->
+    wait(fun() -> maps:get(lingering, fin_close:stats()) =:= 0 end).
+
+wait(F) -> wait(F, 60000).
+wait(F, Left) when Left =< 0 -> F() orelse error(timeout);
+wait(F, Left) ->
+    case F() of
+        true -> ok;
+        false -> timer:sleep(1), wait(F, Left - 1)
+    end.
+
+percentile(Xs, P) ->
+    Sorted = lists:sort(Xs),
+    lists:nth(max(1, min(length(Sorted), round(P / 100 * length(Sorted)))), Sorted).
+
+median(Xs) ->
+    Sorted = lists:sort(Xs),
+    lists:nth((length(Sorted) + 1) div 2, Sorted).
+
+ratio(_, Ref, _) when Ref == 0 -> "";
+ratio(X, Ref, Name) -> io_lib:format("~.2fx ~s", [X / Ref, Name]).
+
+row(Row, Measure, Method, Values, Unit, Note, Target, Met) ->
+    {Row, lists:flatten(Measure), Method, Values, Unit, lists:flatten(Note), Target, Met}.
+
+%% The table.
+
+table(Rows) ->
+    Header = io_lib:format("~-2s ~-36s ~-32s ~12s ~12s ~12s ~-7s ~-32s ~-20s ~s~n",
+                           ["#", "measure", "method", "median", "min", "max", "unit", "ratio / note",
+                            "target", "met"]),
+    [Header | [io_lib:format("~-2b ~-36s ~-32s ~12s ~12s ~12s ~-7s ~-32s ~-20s ~s~n",
+                             [R, M, Me, num(median(V)), num(lists:min(V)), num(lists:max(V)), U, N, T,
+                              met(Met)])
+               || {R, M, Me, V, U, N, T, Met} <- Rows]].
+
+num(X) when is_integer(X) -> integer_to_list(X);
+num(X) when abs(X) >= 100 -> integer_to_list(round(X));
+num(X) -> float_to_list(X * 1.0, [{decimals, 2}]).
+
+met(none) -> "";
+met(true) -> "yes";
+met(false) -> "NO".
+
+%% The plot.
+
+plot(Out) ->
+    case os:find_executable("gnuplot") of
+        false ->
+            io:format("gnuplot not found: no plot~n");
+        Gnuplot ->
+            Script = filename:join(Out, "plot.gp"),
+            Cmd = io_lib:format("cd ~s && ~s ~s 2>&1", [Out, Gnuplot, Script]),
+            io:format("~s", [os:cmd(lists:flatten(Cmd))]),
+            io:format("plot: ~s~n", [filename:join(Out, "results.png")])
+    end.
