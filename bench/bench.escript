@@ -27,9 +27,10 @@ main(_) ->
     Native = native(Bin("bench_native"), Rounds),
     Row1 = inq_row(Native, Rounds),
     Monitor = start_long_schedule_monitor(),
+    put(fin_close_longest, 0),
     Row2 = latency_row(Rounds),
     {Row3, Plot} = throughput_row(Rounds),
-    Row7 = long_schedule_row(Monitor),
+    Row7 = long_schedule_row(Monitor, get(fin_close_longest)),
     Row4 = delivery_row(Rounds),
     Row5 = capacity_row(Rounds),
     Row6 = drain_row(Native),
@@ -138,7 +139,9 @@ latency_round(Method) ->
 timed(Method, S) ->
     T0 = erlang:monotonic_time(nanosecond),
     ok = close_with(Method, S),
-    erlang:monotonic_time(nanosecond) - T0.
+    T = erlang:monotonic_time(nanosecond) - T0,
+    Method =:= fin_close andalso put(fin_close_longest, max(T, get(fin_close_longest))),
+    T.
 
 close_with(native, S) -> gen_tcp:close(S);
 close_with(recv, S) -> _ = gen_tcp:recv(S, 0, ?COWBOY_TIMEOUT), gen_tcp:close(S);
@@ -222,15 +225,21 @@ collect(Events) ->
         {stop, From} -> From ! {events, Events}
     end.
 
-long_schedule_row(Collector) ->
+long_schedule_row(Collector, LongestCall) ->
     erlang:system_monitor(undefined),
     Collector ! {stop, self()},
     Events = receive {events, E} -> E end,
     Ours = [Info || Info <- Events, ours(Info)],
+    [io:format("long_schedule: ~p~n", [I]) || os:getenv("BENCH_DEBUG") =/= false, I <- Events],
     Longest = lists:max([0 | [proplists:get_value(timeout, I) || I <- Ours]]),
-    [row(7, "long_schedule > 1 ms in rows 2-3", "fin_close calls", [length(Ours)], "events",
-         io_lib:format("longest ~b ms; ~b events elsewhere", [Longest, length(Events) - length(Ours)]),
-         "none over 1 ms", Ours =:= [])].
+    %% A long_schedule report is about a whole time slice of a process
+    %% (thousands of reductions), which here holds hundreds of closes; the
+    %% report only names where the slice began and ended. The time of each
+    %% call is the direct measure, an upper bound (it includes preemption).
+    [row(7, "longest fin_close:close/1 call", "rows 2-3, wall clock", [LongestCall / 1000], "us", "",
+         "<= 1000 us", LongestCall =< 1000000),
+     row(7, "long_schedule > 1 ms, rows 2-3", "slice began/ended in fin_close", [length(Ours)], "events",
+         io_lib:format("longest ~b ms; ~b others", [Longest, length(Events) - length(Ours)]), "", none)].
 
 ours(Info) ->
     lists:any(fun(Key) ->
@@ -300,11 +309,14 @@ capacity_row(Rounds) ->
      row(5, "ended clean", "fin_close:close/1", G(clean), "%", "", "100%", lists:min(G(clean)) == 100.0)].
 
 capacity_round(N) ->
-    %% Warm-up: the same number of connections opened and closed, so that
-    %% the VM's allocators have already grown for the ports.
+    %% Warm-up: the same number of connections closed the same way and
+    %% ended, so that the VM's allocators (ports, the reactor's queue and
+    %% tables) have already grown once: what stays is what a lingering
+    %% socket holds, not the first growth of a heap.
     {WarmPeer, Warm} = peer_connections(N, "now", "on_eof"),
-    [gen_tcp:close(S) || S <- Warm],
+    [ok = fin_close:close(S) || S <- Warm],
     _ = peer_ended(WarmPeer),
+    wait_lingering_zero(),
     garbage_collect(),
     Procs0 = erlang:system_info(process_count),
     Rss0 = rss(),
@@ -312,6 +324,10 @@ capacity_round(N) ->
     {Peer, Socks} = peer_connections(N, "on_go", "on_release"),
     [ok = fin_close:close(S) || S <- Socks],
     wait(fun() -> maps:get(lingering, fin_close:stats()) =:= N end),
+    %% Let the reactor finish taking them over (a shutdown and an epoll
+    %% registration each, after the hand-over counted them) before its
+    %% tables are counted and it is called idle.
+    timer:sleep(1000),
     garbage_collect(),
     Procs1 = erlang:system_info(process_count),
     Rss1 = rss(),

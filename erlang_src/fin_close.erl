@@ -80,7 +80,7 @@
                          socket := socket() | undefined,
                          owner := pid() | undefined,
                          owner_name := atom(),
-                         local := address(),
+                         local := address() | undefined,
                          peer := address() | undefined,
                          state := tcp_state() | atom(),
                          recv_q := non_neg_integer() | undefined,
@@ -120,14 +120,14 @@
 %% moved data into the owner's mailbox, and such data never causes an RST.
 -spec inq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
 inq(Socket) ->
-    queue(Socket, fun fin_close_nif:inq/1).
+    queue(Socket, inq).
 
 %% @doc Bytes in the kernel's send queue of `Socket' that the peer has not
 %% acknowledged yet (SIOCOUTQ). Bytes still queued inside a port (see
 %% `inet:getstat(S, [send_pend])') are not counted.
 -spec outq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
 outq(Socket) ->
-    queue(Socket, fun fin_close_nif:outq/1).
+    queue(Socket, outq).
 
 %% @doc Closes `Socket' with FIN: a drop-in for `gen_tcp:close/1' (and
 %% `socket:close/1'). Same as `close(Socket, #{})'.
@@ -265,7 +265,8 @@ stats() ->
 %% <li>`owner' and `owner_name': the owning (controlling) process and its
 %%     registered name, or `undefined'.</li>
 %% <li>`local', `peer': the addresses (`peer' is `undefined' when not
-%%     connected).</li>
+%%     connected, and both are for a lingering socket whose state cannot be
+%%     read).</li>
 %% <li>`state': the kernel's TCP state, such as `established',
 %%     `close_wait' (the peer has sent FIN) or `fin_wait2' (ours went
 %%     out). For a lingering socket whose state cannot be read, the POSIX
@@ -354,35 +355,43 @@ fd(Handle) ->
 
 %% Runs an ioctl on the socket's descriptor. The socket can be closed, and
 %% its number taken by a new socket, while the NIF runs: the answer counts
-%% only if the socket still has the same descriptor afterwards (sockets
-%% never change descriptor while open).
--spec queue(term(), fun((non_neg_integer()) -> {ok, non_neg_integer()} | {error, atom()})) ->
-    {ok, non_neg_integer()} | {error, atom()}.
-queue(Socket, Ioctl) ->
+%% only if the socket still has the same descriptor afterwards. A socket
+%% never gets another descriptor: once closed (which a port's driver may
+%% do on its own, in passive mode when the peer's FIN comes) it has none.
+%% This is the hot path of inq/1 (see make bench): three calls, no funs.
+-spec queue(term(), inq | outq) -> {ok, non_neg_integer()} | {error, atom()}.
+queue(Socket, Which) ->
     case resolve(Socket, [Socket]) of
+        {port, Port} ->
+            case inet:getfd(Port) of
+                {ok, Fd} when is_integer(Fd), Fd >= 0 -> checked(ioctl(Which, Fd, false), inet:getfd(Port), Fd);
+                _ -> {error, closed}
+            end;
+        {gen_tcp_socket, _, ESock} ->
+            esock_queue(ESock, Which, false);
+        {socket, ESock} ->
+            %% Ports and gen_tcp sockets are TCP by construction; a
+            %% socket-module socket may be anything.
+            esock_queue(ESock, Which, true);
         {error, _} = Error ->
-            Error;
-        Handle ->
-            case fd(Handle) of
-                {ok, Fd} ->
-                    Result = case tcp_checked(Handle, Fd) of
-                                 ok -> Ioctl(Fd);
-                                 {error, _} = Error -> Error
-                             end,
-                    case fd(Handle) of
-                        {ok, Fd} -> Result;
-                        _ -> {error, closed}
-                    end;
-                {error, _} = Error ->
-                    Error
-            end
+            Error
     end.
 
-%% Ports and gen_tcp sockets are TCP by construction; a socket-module socket
-%% may be anything.
--spec tcp_checked(handle(), non_neg_integer()) -> ok | {error, atom()}.
-tcp_checked({socket, _}, Fd) -> fin_close_nif:check_tcp(Fd);
-tcp_checked(_, _) -> ok.
+-spec esock_queue(socket:socket(), inq | outq, boolean()) -> {ok, non_neg_integer()} | {error, atom()}.
+esock_queue(ESock, Which, TcpOnly) ->
+    case socket:getopt(ESock, {otp, fd}) of
+        {ok, Fd} when is_integer(Fd), Fd >= 0 -> checked(ioctl(Which, Fd, TcpOnly), socket:getopt(ESock, {otp, fd}), Fd);
+        _ -> {error, closed}
+    end.
+
+-spec ioctl(inq | outq, non_neg_integer(), boolean()) -> {ok, non_neg_integer()} | {error, atom()}.
+ioctl(inq, Fd, TcpOnly) -> fin_close_nif:inq(Fd, TcpOnly);
+ioctl(outq, Fd, TcpOnly) -> fin_close_nif:outq(Fd, TcpOnly).
+
+-spec checked(Result, {ok, term()} | {error, term()}, non_neg_integer()) -> Result | {error, closed}
+    when Result :: {ok, non_neg_integer()} | {error, atom()}.
+checked(Result, {ok, Fd}, Fd) -> Result;
+checked(_, _, _) -> {error, closed}.
 
 -spec hand_over(handle(), map()) -> ok | {ok, reference()} | {error, atom()}.
 hand_over(Handle, Limits) ->

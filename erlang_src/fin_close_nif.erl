@@ -4,8 +4,8 @@
 %% in `fin_close', which can be reloaded freely.
 -module(fin_close_nif).
 
--export([inq/1]).
--export([outq/1]).
+-export([inq/2]).
+-export([outq/2]).
 -export([check_tcp/1]).
 -export([dup/1]).
 -export([discard/1]).
@@ -36,11 +36,12 @@ priv_dir() ->
             Dir
     end.
 
--spec inq(fd()) -> {ok, non_neg_integer()} | {error, atom()}.
-inq(_Fd) -> erlang:nif_error(nif_not_loaded).
+%% TcpOnly: check that the socket is TCP first (eprototype if not).
+-spec inq(fd(), boolean()) -> {ok, non_neg_integer()} | {error, atom()}.
+inq(_Fd, _TcpOnly) -> erlang:nif_error(nif_not_loaded).
 
--spec outq(fd()) -> {ok, non_neg_integer()} | {error, atom()}.
-outq(_Fd) -> erlang:nif_error(nif_not_loaded).
+-spec outq(fd(), boolean()) -> {ok, non_neg_integer()} | {error, atom()}.
+outq(_Fd, _TcpOnly) -> erlang:nif_error(nif_not_loaded).
 
 -spec check_tcp(fd()) -> ok | {error, atom()}.
 check_tcp(_Fd) -> erlang:nif_error(nif_not_loaded).

@@ -11,14 +11,20 @@ use socket2::{Protocol, SockRef, Socket};
 
 use crate::error::Error;
 
+/// Checks that `socket` is a TCP socket (IPv4 or IPv6), with one
+/// getsockopt.
+pub fn check_protocol(socket: &Socket) -> Result<(), Error> {
+    // SO_PROTOCOL is TCP only for stream sockets of the inet families.
+    match socket.protocol()? {
+        Some(p) if p == Protocol::TCP => Ok(()),
+        _ => Err(Error::NotTcp),
+    }
+}
+
 /// Checks that `socket` is a TCP socket (IPv4 or IPv6) that is not
 /// listening: one that carries, or carried, a connection.
 pub fn check_tcp(socket: SockRef<'_>) -> Result<(), Error> {
-    // SO_PROTOCOL is TCP only for stream sockets of the inet families.
-    match socket.protocol()? {
-        Some(p) if p == Protocol::TCP => {}
-        _ => return Err(Error::NotTcp),
-    }
+    check_protocol(&socket)?;
     if socket.is_listener()? {
         return Err(Error::NotConnected);
     }

@@ -49,9 +49,19 @@ struct Ticket {
 #[rustler::resource_impl]
 impl Resource for Ticket {}
 
-/// Who to tell when a socket ends, if anyone: the caller's `notify` pid,
-/// and the keeper for a port that still held output.
-type Token = Option<(Vec<LocalPid>, ResourceArc<Ticket>)>;
+/// Who to tell when a socket ends: the caller's `notify` pid, the keeper
+/// for a port that still held output, the keeper when it logs; with the
+/// connection's addresses for the report.
+struct Told {
+    pids: Vec<LocalPid>,
+    ticket: ResourceArc<Ticket>,
+    local: std::net::SocketAddr,
+    peer: Option<std::net::SocketAddr>,
+}
+
+/// Boxed, and absent when nobody is to be told: a lingering socket's entry
+/// in the reactor then holds one null pointer for it.
+type Token = Option<Box<Told>>;
 
 static REACTOR: OnceLock<Result<Reactor<Token>, String>> = OnceLock::new();
 
@@ -62,12 +72,13 @@ fn reactor() -> Result<&'static Reactor<Token>, Error> {
         .get_or_init(|| {
             let mut env = OwnedEnv::new();
             Reactor::start(move |token: Token, report: Report| {
-                if let Some((pids, ticket)) = token {
-                    ticket.ended.store(true, Ordering::Release);
-                    for pid in &pids {
+                if let Some(told) = token {
+                    told.ticket.ended.store(true, Ordering::Release);
+                    for pid in &told.pids {
                         // A dead receiver is not an error of ours.
                         let _ = env.send_and_clear(pid, |env| {
-                            (atoms::fin_close(), &ticket, report_term(env, &report))
+                            let result = report_term(env, &report, &told);
+                            (atoms::fin_close(), &told.ticket, result)
                         });
                     }
                 }
@@ -92,15 +103,15 @@ fn millis<'a>(env: Env<'a>, d: Duration) -> Term<'a> {
     (d.as_millis() as u64).encode(env)
 }
 
-fn report_term<'a>(env: Env<'a>, report: &Report) -> Term<'a> {
+fn report_term<'a>(env: Env<'a>, report: &Report, told: &Told) -> Term<'a> {
     let map = map(
         env,
         &[
             ("outcome", atom(env, report.outcome.name())),
             ("drained", report.drained.encode(env)),
             ("lingered_ms", millis(env, report.lingered)),
-            ("local", address(env, report.local)),
-            ("peer", maybe_address(env, report.peer)),
+            ("local", address(env, told.local)),
+            ("peer", maybe_address(env, told.peer)),
         ],
     );
     match report.outcome {
@@ -155,14 +166,30 @@ fn queue_reason(e: std::io::Error) -> Reason {
     }
 }
 
-#[rustler::nif]
-fn inq(fd: i32) -> NifResult<Result<usize, Reason>> {
-    Ok(sys::inq(borrow(fd)?).map_err(queue_reason))
+/// One queue ioctl; with `tcp_only` (a socket-module socket, which may be of
+/// any protocol) after checking the socket is TCP, in the same call.
+fn queue(
+    fd: i32,
+    tcp_only: bool,
+    ioctl: fn(BorrowedFd<'_>) -> std::io::Result<usize>,
+) -> NifResult<Result<usize, Reason>> {
+    let fd = borrow(fd)?;
+    if tcp_only {
+        if let Err(e) = duplicate::check_protocol(&SockRef::from(&fd)) {
+            return Ok(Err(e.into()));
+        }
+    }
+    Ok(ioctl(fd).map_err(queue_reason))
 }
 
 #[rustler::nif]
-fn outq(fd: i32) -> NifResult<Result<usize, Reason>> {
-    Ok(sys::outq(borrow(fd)?).map_err(queue_reason))
+fn inq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
+    queue(fd, tcp_only, sys::inq)
+}
+
+#[rustler::nif]
+fn outq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
+    queue(fd, tcp_only, sys::outq)
 }
 
 #[rustler::nif]
@@ -213,8 +240,16 @@ fn address<'a>(env: Env<'a>, addr: std::net::SocketAddr) -> Term<'a> {
     (ip, addr.port()).encode(env)
 }
 
+/// Tells the VM that a NIF took about 1% of a time slice (a few system
+/// calls, some 10 µs at worst), so that a process closing thousands of
+/// sockets in a row is preempted as often as its work warrants.
+fn took_a_while(env: Env<'_>) {
+    let _ = rustler::schedule::consume_timeslice(env, 1);
+}
+
 #[rustler::nif]
 fn dup(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+    took_a_while(env);
     Ok(match Duplicate::of(borrow(fd)?) {
         Ok(d) => {
             let local = address(env, d.local());
@@ -258,6 +293,7 @@ fn linger<'a>(
         timeout: Duration::from_millis(timeout_ms),
         max_drain,
     };
+    let (local, peer) = (d.local(), d.peer());
     let mut ticket = None;
     let handed = reactor.linger(d, limits, port_pending, |id| {
         let t = ResourceArc::new(Ticket {
@@ -265,7 +301,14 @@ fn linger<'a>(
             ended: AtomicBool::new(false),
         });
         ticket = Some(t.clone());
-        (!notify.is_empty()).then_some((notify, t))
+        (!notify.is_empty()).then(|| {
+            Box::new(Told {
+                pids: notify,
+                ticket: t,
+                local,
+                peer,
+            })
+        })
     });
     Ok(match (handed, ticket) {
         (Ok(_), Some(ticket)) => (atoms::ok(), ticket).encode(env),
@@ -292,6 +335,7 @@ fn ended(ticket: ResourceArc<Ticket>) -> bool {
 /// The state, addresses and kernel queues of a TCP socket, as a map.
 #[rustler::nif]
 fn info(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+    took_a_while(env);
     Ok(match SocketInfo::of(borrow(fd)?) {
         Ok(info) => {
             let mut pairs = queue_pairs(env, &info).to_vec();
@@ -311,16 +355,20 @@ fn lingering_term<'a>(env: Env<'a>, l: &Lingering) -> Term<'a> {
         ("drained", l.drained.encode(env)),
         ("port_pending", l.port_pending.encode(env)),
         ("peer_fin", l.peer_fin.encode(env)),
-        // The addresses of the hand-over: a reset connection has no peer now.
-        ("local", address(env, l.local)),
-        ("peer", maybe_address(env, l.peer)),
     ];
+    let undefined = atoms::undefined().encode(env);
     match &l.now {
-        Ok(info) => pairs.extend(queue_pairs(env, info)),
+        Ok(info) => {
+            pairs.extend(queue_pairs(env, info));
+            pairs.push(("local", address(env, info.local)));
+            pairs.push(("peer", maybe_address(env, info.peer)));
+        }
         Err(why) => pairs.extend([
             ("state", atom(env, why)),
-            ("recv_q", atoms::undefined().encode(env)),
-            ("send_q", atoms::undefined().encode(env)),
+            ("recv_q", undefined),
+            ("send_q", undefined),
+            ("local", undefined),
+            ("peer", undefined),
         ]),
     }
     map(env, &pairs)

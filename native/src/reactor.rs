@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,10 +89,6 @@ impl Outcome {
 pub struct Report {
     /// How it ended.
     pub outcome: Outcome,
-    /// The connection's local address.
-    pub local: SocketAddr,
-    /// The peer's address at the hand-over; `None` if it was already gone.
-    pub peer: Option<SocketAddr>,
     /// Bytes discarded from the peer after the hand-over.
     pub drained: u64,
     /// Time from the hand-over to the final close.
@@ -104,11 +100,8 @@ pub struct Report {
 pub struct Lingering {
     /// The id [`Reactor::linger`] returned.
     pub id: LingerId,
-    /// The connection's local address.
-    pub local: SocketAddr,
-    /// The peer's address at the hand-over; `None` if it was already gone.
-    pub peer: Option<SocketAddr>,
-    /// The socket's state and queues now; an error if they cannot be read.
+    /// The socket's state, addresses and queues now; an error if they
+    /// cannot be read.
     pub now: Result<SocketInfo, String>,
     /// Time since the hand-over.
     pub lingered: Duration,
@@ -170,8 +163,6 @@ enum Command<T> {
 struct Adoption<T> {
     id: LingerId,
     socket: Socket,
-    local: SocketAddr,
-    peer: Option<SocketAddr>,
     limits: Limits,
     port_pending: bool,
     token: T,
@@ -273,12 +264,9 @@ impl<T: Send + 'static> Reactor<T> {
     {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let token = token(id);
-        let (local, peer) = (dup.local(), dup.peer());
         let adoption = Adoption {
             id,
             socket: dup.into_socket(),
-            local,
-            peer,
             limits,
             port_pending,
             token,
@@ -336,10 +324,11 @@ impl<T: Send + 'static> Drop for Reactor<T> {
     }
 }
 
+/// One lingering socket. Kept small: there may be as many as the process
+/// has descriptors, so what the caller wants to know about a socket (who
+/// to tell, its addresses) lives in its token, which it can keep boxed.
 struct Entry<T> {
     socket: Socket,
-    local: SocketAddr,
-    peer: Option<SocketAddr>,
     deadline: Instant,
     started: Instant,
     drained: u64,
@@ -480,8 +469,6 @@ impl<T> Worker<T> {
             .iter()
             .map(|(&id, entry)| Lingering {
                 id,
-                local: entry.local,
-                peer: entry.peer,
                 now: SocketInfo::of(entry.socket.as_fd()).map_err(|e| e.reason().to_string()),
                 lingered: now.saturating_duration_since(entry.started),
                 remaining: entry.deadline.saturating_duration_since(now),
@@ -592,8 +579,6 @@ impl<T> Worker<T> {
         }
         let report = Report {
             outcome,
-            local: entry.local,
-            peer: entry.peer,
             drained: entry.drained,
             lingered: entry.started.elapsed(),
         };
@@ -624,8 +609,6 @@ impl<T> Entry<T> {
     fn new(a: Adoption<T>) -> Entry<T> {
         Entry {
             socket: a.socket,
-            local: a.local,
-            peer: a.peer,
             deadline: a.started + a.limits.timeout,
             started: a.started,
             drained: 0,

@@ -94,8 +94,9 @@ fn the_reactor_lists_its_lingering_sockets() {
                 .is_ok_and(|i| i.state == TcpState::FinWait2)
     });
     let l = list().remove(0);
+    let now = l.now.as_ref().unwrap();
     assert_eq!(
-        (l.id, l.local, l.peer, l.port_pending, l.peer_fin),
+        (l.id, now.local, now.peer, l.port_pending, l.peer_fin),
         (id, local, Some(peer), false, false)
     );
     assert!(l.remaining <= Duration::from_secs(60) && l.remaining > Duration::from_secs(50));
