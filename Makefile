@@ -4,7 +4,7 @@
 SHELL := /bin/sh
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup build demo test lint test-rust test-erlang test-consumers trace table clean
+.PHONY: setup build demo test lint test-rust test-erlang test-consumers trace table bench clean
 
 setup:
 	@scripts/setup.sh
@@ -14,6 +14,13 @@ build: setup
 
 demo: build
 	escript scripts/demo.escript
+
+# Every alternative measured side by side (see bench/bench.escript); writes
+# bench/results.md and bench/results.png. About 5 minutes.
+bench: build
+	@scripts/setup.sh bench
+	cargo build --release --quiet --examples
+	escript bench/bench.escript
 
 # fin_close:i() on a node with one socket of each kind.
 table: build

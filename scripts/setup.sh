@@ -6,6 +6,10 @@
 set -eu
 
 packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-meck rebar3 tcpdump elixir"
+# `setup.sh bench` also installs gnuplot, which draws the benchmark's plot.
+if [ "${1:-}" = bench ]; then
+    packages="$packages gnuplot-nox"
+fi
 
 missing=""
 for p in $packages; do
