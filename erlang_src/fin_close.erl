@@ -64,7 +64,8 @@
                    reset := non_neg_integer(),
                    error := non_neg_integer(),
                    drained := non_neg_integer(),
-                   memory := non_neg_integer()}.
+                   memory := non_neg_integer(),
+                   refused := non_neg_integer()}.
 %% Counters since the native library was loaded; see {@link stats/0}.
 
 -type socket_kind() :: port | gen_tcp_socket | socket | lingering.
@@ -242,6 +243,11 @@ abort(Socket) ->
 %% <li>`memory' (a gauge): bytes the reactor's own tables take now, an
 %%     estimate from their capacities (the kernel's socket buffers are not
 %%     counted).</li>
+%% <li>`refused' (a counter): closes that could not hand the socket over
+%%     for want of a resource (no descriptor left for the duplicate, or no
+%%     reactor): each returned `{error, Reason}' (`emfile', `enfile',
+%%     `enomem', `enobufs', `reactor_down') and left the socket open and as
+%%     it was, for the caller to close otherwise or retry.</li>
 %% </ul>
 %% Cheap (a few atomic reads), and it never starts the reactor.
 -spec stats() -> stats().

@@ -31,6 +31,22 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether the system or the reactor ran out of something (descriptors,
+    /// memory, the thread itself), as opposed to a socket that cannot be
+    /// closed this way: the socket was left to the caller as it was.
+    pub fn is_exhaustion(&self) -> bool {
+        match self {
+            Error::ReactorDown => true,
+            Error::Io(e) => matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+            ),
+            Error::NotTcp | Error::NotConnected => false,
+        }
+    }
+}
+
 /// The lower-case POSIX name of `errno`, as `inet` names errors, for the
 /// errors the calls made here can return; any other is `unknown`.
 pub fn errno_name(errno: i32) -> &'static str {

@@ -4,7 +4,7 @@
 //! already resolved a socket term to its descriptor number.
 
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -64,6 +64,17 @@ struct Told {
 type Token = Option<Box<Told>>;
 
 static REACTOR: OnceLock<Result<Reactor<Token>, String>> = OnceLock::new();
+
+/// Hand-overs refused for want of a resource (see [`Error::is_exhaustion`]).
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts `e` in [`REFUSED`] if it is a want of resources, and passes it on.
+fn refused(e: Error) -> Error {
+    if e.is_exhaustion() {
+        REFUSED.fetch_add(1, Ordering::Relaxed);
+    }
+    e
+}
 
 /// The reactor, started on first use so that nodes that only call `inq/1`
 /// never get the thread.
@@ -257,7 +268,7 @@ fn dup(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
             let resource = ResourceArc::new(DupResource(Mutex::new(Some(d))));
             (atoms::ok(), (resource, local, peer)).encode(env)
         }
-        Err(e) => (atoms::error(), Reason::from(e)).encode(env),
+        Err(e) => (atoms::error(), Reason::from(refused(e))).encode(env),
     })
 }
 
@@ -284,7 +295,7 @@ fn linger<'a>(
 ) -> NifResult<Term<'a>> {
     let reactor = match reactor() {
         Ok(r) => r,
-        Err(e) => return Ok((atoms::error(), Reason::from(e)).encode(env)),
+        Err(e) => return Ok((atoms::error(), Reason::from(refused(e))).encode(env)),
     };
     let Some(d) = take(&dup) else {
         return Ok((atoms::error(), atoms::closed()).encode(env));
@@ -312,7 +323,7 @@ fn linger<'a>(
     });
     Ok(match (handed, ticket) {
         (Ok(_), Some(ticket)) => (atoms::ok(), ticket).encode(env),
-        (Err(e), _) => (atoms::error(), Reason::from(e)).encode(env),
+        (Err(e), _) => (atoms::error(), Reason::from(refused(e))).encode(env),
         (Ok(_), None) => unreachable!("linger always makes the token"),
     })
 }
@@ -411,6 +422,7 @@ fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
         ("error", s.error),
         ("drained", s.drained),
         ("memory", s.memory),
+        ("refused", REFUSED.load(Ordering::Relaxed)),
     ]
     .map(|(k, v)| (Atom::from_str(env, k).expect("atom"), v));
     Term::map_from_pairs(env, &pairs)
