@@ -5,7 +5,7 @@
 # says exactly what to run. Rust (cargo) must already be there.
 set -eu
 
-packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-meck rebar3 tcpdump elixir"
+packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-proper-dev erlang-meck rebar3 tcpdump elixir iproute2"
 # `setup.sh bench` also installs gnuplot, which draws the benchmark's plot.
 if [ "${1:-}" = bench ]; then
     packages="$packages gnuplot-nox"

@@ -1,0 +1,666 @@
+%% fin_close under faults, races and hostile peers: nothing lost, nothing
+%% else harmed, nothing blocked. The per-kind cases run once per kind of
+%% server socket, as in fin_close_SUITE: the default gen_tcp backend
+%% (inet), {inet_backend, socket} (socket) and a socket-module socket
+%% (esock); the node group is about the VM around the library.
+-module(fin_close_fault_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+-include_lib("proper/include/proper.hrl").
+
+-import(fin_close_ct, [bytes/1, check_nothing_left/1, fds/0, kind/1, native_close/1, outcome/1,
+                       pair/3, read_to_closed/1, recv_exactly/2, send/2, wait/1, wait/2, wait_inq/2]).
+
+-export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
+         init_per_testcase/2, end_per_testcase/2]).
+-export([bad_input_is_refused_property/1, fd_reuse_storm_harms_no_bystander/1,
+         never_reading_peer_times_out/1, never_closing_peer_times_out/1,
+         half_closing_peer_ends_clean/1, resetting_peer_mid_linger_is_reset/1,
+         vanishing_peer_times_out/1, out_of_descriptors_refuses_and_keeps_socket/1,
+         owner_killed_mid_close_leaks_nothing/1,
+         nif_reload_is_refused_and_harmless/1, init_stop_with_lingering_sockets/1]).
+%% Run on the peer node of init_stop_with_lingering_sockets.
+-export([lingering_server/1, wait_lingering/1]).
+
+-define(LOOP4, {127, 0, 0, 1}).
+-define(NETNS, "fin_close_test").
+-define(HOST_IF, "fcv0").
+-define(NS_IF, "fcv1").
+-define(HOST_IP, {10, 201, 0, 1}).
+-define(NS_IP, "10.201.0.2").
+
+all() ->
+    [{group, inet}, {group, socket}, {group, esock}, {group, node}].
+
+groups() ->
+    Cases = [bad_input_is_refused_property, fd_reuse_storm_harms_no_bystander,
+             never_reading_peer_times_out, never_closing_peer_times_out,
+             half_closing_peer_ends_clean, resetting_peer_mid_linger_is_reset,
+             vanishing_peer_times_out, out_of_descriptors_refuses_and_keeps_socket,
+             owner_killed_mid_close_leaks_nothing],
+    [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
+     {node, [], [nif_reload_is_refused_and_harmless, init_stop_with_lingering_sockets]}].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(fin_close),
+    %% Start the reactor before the first case counts descriptors.
+    {S, C} = pair([{kind, inet}], ?LOOP4, []),
+    ok = fin_close:close(S),
+    ok = gen_tcp:close(C),
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+init_per_group(Kind, Config) ->
+    [{kind, Kind} | Config].
+
+end_per_group(_Kind, _Config) ->
+    ok.
+
+init_per_testcase(_Case, Config) ->
+    [{fds, fds()} | Config].
+
+end_per_testcase(_Case, Config) ->
+    case ?config(tc_status, Config) of
+        ok -> check_nothing_left(?config(fds, Config));
+        _Failed -> ok
+    end.
+
+%% Cases.
+
+%% Every exported function, on random terms, random options and sockets in
+%% every state, gives what its documentation says (badarg, {error, Reason}
+%% or success), leaves a refused object as it was, and never disturbs a
+%% bystander connection.
+bad_input_is_refused_property(Config) ->
+    Bystander = pair(Config, ?LOOP4, []),
+    Prop = ?FORALL({Fun, Target, Opts}, {oneof([inq, outq, close, close_opts, abort]), target(Config), opts()},
+                   %% Debian's PropEr cannot report an exception on OTP 25
+                   %% (it calls erlang:get_stacktrace/0): catch and log.
+                   try
+                       {Term, Check} = make_target(Target, Config),
+                       Result = try call(Fun, Term, Opts) catch error:badarg -> badarg end,
+                       Expected = expected(Fun, Target, Opts, kind(Config)),
+                       Untouched = Check(Result),
+                       Alive = bystander_alive(Bystander),
+                       ?WHENFAIL(ct:pal("~p ~p ~p: got ~p, expected ~p, object ok: ~p, bystander ok: ~p",
+                                        [Fun, Target, Opts, Result, Expected, Untouched, Alive]),
+                                 matches(Result, Expected) andalso Untouched andalso Alive)
+                   catch Class:Reason:Stack ->
+                           ct:pal("~p ~p ~p raised ~p:~p~n~p", [Fun, Target, Opts, Class, Reason, Stack]),
+                           false
+                   end),
+    ?assert(proper:quickcheck(Prop, [{numtests, 200}, {to_file, user}, noshrink])),
+    %% The functions that take no socket.
+    ?assert(is_map(fin_close:stats())),
+    ?assert(is_list(fin_close:sockets())),
+    {S, C} = Bystander,
+    ok = fin_close:close(S),
+    ok = gen_tcp:close(C).
+
+%% Dozens of processes open, use and close sockets while others close and
+%% inspect them with fin_close, also through stale terms whose descriptor
+%% number already belongs to a newer socket: every bystander connection
+%% keeps its unread bytes and still carries data both ways afterwards, and
+%% no descriptor leaks.
+fd_reuse_storm_harms_no_bystander(Config) ->
+    Bystanders = [begin
+                      {S, C} = pair(Config, ?LOOP4, []),
+                      ok = gen_tcp:send(C, <<"unread">>),
+                      {S, C}
+                  end || _ <- lists:seq(1, 20)],
+    Stale = ets:new(stale, [public, set]),
+    Self = self(),
+    Worker = fun(N) ->
+                     fun() ->
+                             storm(Config, N, 150, Stale),
+                             Self ! {done, self()}
+                     end
+             end,
+    Pids = [spawn_link(Worker(N)) || N <- lists:seq(1, 24)],
+    [receive {done, P} -> ok after 120000 -> error(storm_hung) end || P <- Pids],
+    ets:delete(Stale),
+    [begin
+         wait_inq(S, 6),
+         ?assertEqual({ok, 6}, fin_close:inq(S)),
+         ok = recv_exactly(S, 6),
+         ?assert(bystander_alive({S, C})),
+         ok = fin_close:close(S),
+         ?assertEqual({ok, <<>>}, read_to_closed(C)),
+         ok = gen_tcp:close(C)
+     end || {S, C} <- Bystanders].
+
+storm(_Config, _N, 0, _Stale) ->
+    ok;
+storm(Config, N, Rounds, Stale) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(C, <<"x">>),
+    %% Old terms of closed sockets, whose numbers are being reused now,
+    %% maybe by this very connection.
+    [begin _ = fin_close:inq(Old), _ = fin_close:outq(Old), _ = fin_close:close(Old) end
+     || _ <- [1, 2, 3], {_, Old} <- ets:lookup(Stale, rand:uniform(100))],
+    %% This connection is intact: its byte is there, and it carries another
+    %% one back.
+    ok = recv_exactly(S, 1),
+    ok = send(S, <<"y">>),
+    {ok, <<"y">>} = gen_tcp:recv(C, 1, 5000),
+    case Rounds rem 3 of
+        0 ->
+            ok = (native_close(Config))(S);
+        1 ->
+            ok = fin_close:close(S, #{linger_timeout => 2000});
+        2 ->
+            %% Two closers race: another process natively, this one with
+            %% fin_close, so that the number may be freed, and taken by a
+            %% socket of another worker, in the middle of the hand-over.
+            Close = native_close(Config),
+            Racer = spawn_link(fun() -> receive go -> _ = Close(S) end end),
+            Racer ! go,
+            _ = fin_close:close(S, #{linger_timeout => 2000}),
+            unlink(Racer)
+    end,
+    ok = gen_tcp:close(C),
+    ets:insert(Stale, {rand:uniform(100), S}),
+    storm(Config, N, Rounds - 1, Stale).
+
+%% A peer that never reads: our FIN sits behind a full send buffer, and the
+%% socket is cut off at linger_timeout, while another socket handed over
+%% meanwhile still ends clean.
+never_reading_peer_times_out(Config) ->
+    {S, C} = pair(Config, ?LOOP4, [{sndbuf, 65536}]),
+    ok = gen_tcp:send(C, bytes(100)),
+    wait_inq(S, 100),
+    fill(S),
+    {ok, Ref} = fin_close:close(S, #{notify => self(), linger_timeout => 500}),
+    served_meanwhile(Config),
+    #{outcome := timeout, lingered_ms := Ms} = outcome(Ref),
+    ?assert(Ms >= 500 andalso Ms < 1500),
+    ok = gen_tcp:close(C).
+
+%% A peer that reads everything but never closes: cut off at
+%% linger_timeout, after it got every byte and our FIN.
+never_closing_peer_times_out(Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    %% Else the client's port closes its socket on reading our FIN.
+    ok = inet:setopts(C, [{exit_on_close, false}]),
+    ok = send(S, bytes(10000)),
+    {ok, Ref} = fin_close:close(S, #{notify => self(), linger_timeout => 300}),
+    ?assertEqual({ok, bytes(10000)}, read_to_closed(C)),
+    served_meanwhile(Config),
+    #{outcome := timeout, lingered_ms := Ms} = outcome(Ref),
+    ?assert(Ms >= 300 andalso Ms < 1300),
+    ok = gen_tcp:close(C).
+
+%% A peer that half-closes first (its FIN before ours): the close ends
+%% clean as soon as our FIN is acknowledged, and the peer read it all.
+half_closing_peer_ends_clean(Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(C, bytes(500)),
+    ok = gen_tcp:shutdown(C, write),
+    wait_inq(S, 500),
+    ok = send(S, bytes(3000)),
+    {ok, Ref} = fin_close:close(S, #{notify => self()}),
+    ?assertEqual({ok, bytes(3000)}, read_to_closed(C)),
+    #{outcome := clean, drained := 500} = outcome(Ref),
+    ok = gen_tcp:close(C).
+
+%% A peer that resets in the middle of the linger: outcome reset, at once.
+resetting_peer_mid_linger_is_reset(Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = inet:setopts(C, [{exit_on_close, false}]),
+    ok = gen_tcp:send(C, bytes(100)),
+    wait_inq(S, 100),
+    {ok, Ref} = fin_close:close(S, #{notify => self(), linger_timeout => 10000}),
+    {ok, <<>>} = read_to_closed(C),
+    ok = inet:setopts(C, [{linger, {true, 0}}]),
+    ok = gen_tcp:close(C),
+    #{outcome := reset, lingered_ms := Ms} = outcome(Ref),
+    ?assert(Ms < 5000).
+
+%% A peer that vanishes (no packet gets through any more: its link goes
+%% down) is cut off at linger_timeout, while another socket handed over
+%% meanwhile still ends clean. The peer is an Erlang node in a network
+%% namespace of its own, reached over a veth pair.
+vanishing_peer_times_out(Config) ->
+    case netns_up() of
+        {skip, _} = Skip ->
+            Skip;
+        ok ->
+            try vanishing_peer(Config) after netns_down() end
+    end.
+
+vanishing_peer(Config) ->
+    {ok, L} = fin_close_ct:listen(Config, ?HOST_IP, []),
+    Peer = netns_peer(fin_close_ct:listen_port(Config, L)),
+    {ok, S} = case kind(Config) of
+                  esock -> socket:accept(L, 20000);
+                  _ -> gen_tcp:accept(L, 20000)
+              end,
+    ok = fin_close_ct:close_listener(Config, L),
+    wait_inq(S, 100),
+    os_cmd(["ip link set ", ?HOST_IF, " down"]),
+    {ok, Ref} = fin_close:close(S, #{notify => self(), linger_timeout => 800}),
+    served_meanwhile(Config),
+    #{outcome := timeout, lingered_ms := Ms} = outcome(Ref),
+    ?assert(Ms >= 800 andalso Ms < 1800),
+    catch erlang:port_close(Peer),
+    ok.
+
+%% Out of descriptors (the duplicate fails with EMFILE): close says so with
+%% {error, emfile}, counts it in stats() as refused, and leaves the socket
+%% open with its unread bytes; once descriptors are free again it closes
+%% with FIN.
+out_of_descriptors_refuses_and_keeps_socket(Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(C, bytes(200)),
+    wait_inq(S, 200),
+    #{refused := Refused0} = fin_close:stats(),
+    %% prlimit runs from a shell started beforehand: at the limit, starting
+    %% a program (pipes) would fail too.
+    Shell = open_port({spawn, "sh"}, [exit_status, stream]),
+    %% A soft limit of 3: no new descriptor at all (0 to 2 are taken).
+    limit(Shell, 3),
+    Result = try fin_close:close(S) after limit(Shell, unlimited) end,
+    port_close(Shell),
+    ?assertEqual({error, emfile}, Result),
+    ?assertMatch(#{refused := R} when R =:= Refused0 + 1, fin_close:stats()),
+    ?assertEqual({ok, 200}, fin_close:inq(S)),
+    ok = recv_exactly(S, 200),
+    ?assert(bystander_alive({S, C})),
+    ok = send(S, bytes(1000)),
+    ok = fin_close:close(S),
+    ?assertEqual({ok, bytes(1000)}, read_to_closed(C)),
+    ok = gen_tcp:close(C).
+
+%% The closing process killed at random points of close/1, hundreds of
+%% times: every peer still sees the connection end (FIN or RST, never a
+%% hang), and nothing is left open.
+owner_killed_mid_close_leaks_nothing(Config) ->
+    Ends = [killed_close(Config, rand:uniform(300)) || _ <- lists:seq(1, 200)],
+    ct:log("peer saw: ~p", [lists:foldl(fun(E, M) -> maps:update_with(E, fun(N) -> N + 1 end, 1, M) end,
+                                         #{}, Ends)]),
+    ?assert(lists:all(fun(E) -> lists:member(E, [closed, econnreset]) end, Ends)).
+
+killed_close(Config, DelayUs) ->
+    Self = self(),
+    Owner = spawn(fun() ->
+                          {S, C} = pair(Config, ?LOOP4, []),
+                          ok = gen_tcp:controlling_process(C, Self),
+                          ok = gen_tcp:send(C, <<"request">>),
+                          wait_inq(S, 7),
+                          Self ! {ready, self(), C},
+                          receive go -> fin_close:close(S) end,
+                          receive never -> ok end
+                  end),
+    C = receive {ready, Owner, Client} -> Client after 5000 -> error(no_pair) end,
+    Owner ! go,
+    busy_wait(DelayUs),
+    exit(Owner, kill),
+    End = case read_to_closed(C) of
+              {ok, _} -> closed;
+              {error, Reason} -> Reason
+          end,
+    ok = gen_tcp:close(C),
+    End.
+
+%% Loading the NIF library a second time (a new fin_close_nif) is refused
+%% by the VM; the loaded one goes on: sockets lingering meanwhile end clean
+%% and new closes work.
+nif_reload_is_refused_and_harmless(_Config) ->
+    Kind = [{kind, inet}],
+    {S, C} = pair(Kind, ?LOOP4, []),
+    {ok, Ref} = fin_close:close(S, #{notify => self()}),
+    Before = code:which(fin_close_nif),
+    ?assertMatch({error, _}, code:load_file(fin_close_nif)),
+    ?assertEqual(Before, code:which(fin_close_nif)),
+    ?assertEqual({ok, <<>>}, read_to_closed(C)),
+    ok = gen_tcp:close(C),
+    ?assertMatch(#{outcome := clean}, outcome(Ref)),
+    {S2, C2} = pair(Kind, ?LOOP4, []),
+    ok = fin_close:close(S2),
+    ?assertEqual({ok, <<>>}, read_to_closed(C2)),
+    ok = gen_tcp:close(C2).
+
+%% init:stop/0 on a node with sockets lingering: the node stops promptly
+%% (no hang on the reactor thread), and each peer sees its connection end
+%% (the kernel closes what the node held: RST, as bytes were unread).
+init_stop_with_lingering_sockets(_Config) ->
+    %% Absolute paths: the peer starts in CT's log folder.
+    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
+    {ok, Peer, _} = peer:start_link(#{connection => standard_io,
+                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    PeerProc = erlang:monitor(process, Peer),
+    Port = peer:call(Peer, ?MODULE, lingering_server, [50]),
+    Clients = [begin
+                   {ok, C} = gen_tcp:connect(?LOOP4, Port, [binary, {active, false}, {show_econnreset, true}]),
+                   ok = gen_tcp:send(C, <<"request">>),
+                   C
+               end || _ <- lists:seq(1, 50)],
+    ok = peer:call(Peer, ?MODULE, wait_lingering, [50], 20000),
+    T0 = erlang:monotonic_time(millisecond),
+    peer:cast(Peer, init, stop, []),
+    receive {'DOWN', PeerProc, process, Peer, _} -> ok after 20000 -> error(node_did_not_stop) end,
+    ct:log("node stopped in ~b ms", [erlang:monotonic_time(millisecond) - T0]),
+    %% Each connection ends: FIN already sent by the reactor, then the
+    %% kernel's close at exit (RST, or FIN when nothing was unread).
+    Ends = [read_to_closed(C) || C <- Clients],
+    ct:log("ends: ~p", [lists:usort(Ends)]),
+    ?assert(lists:all(fun({ok, _}) -> true; ({error, econnreset}) -> true; (_) -> false end, Ends)),
+    [gen_tcp:close(C) || C <- Clients].
+
+%% On the peer node: accepts N connections, waits for each one's request
+%% and closes it with fin_close (unread: the request), so that all linger
+%% while their clients hold them open.
+lingering_server(N) ->
+    {ok, _} = application:ensure_all_started(fin_close),
+    Caller = self(),
+    %% The listener belongs to a process that outlives this call.
+    _ = spawn(fun() ->
+                      {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, ?LOOP4}, {backlog, N}]),
+                      Caller ! {port, inet:port(L)},
+                      [begin
+                           {ok, S} = gen_tcp:accept(L),
+                           wait_inq(S, 7),
+                           ok = fin_close:close(S, #{linger_timeout => 600000})
+                       end || _ <- lists:seq(1, N)],
+                      receive never -> ok end
+              end),
+    receive {port, {ok, Port}} -> Port after 5000 -> error(no_listener) end.
+
+wait_lingering(N) ->
+    wait(fun() -> maps:get(lingering, fin_close:stats()) =:= N end, 15000).
+
+%% Helpers: bad input.
+
+target(Config) ->
+    Kinds = [connected, peer_half_closed, self_half_closed, closed, listening, udp, unix, program],
+    oneof(Kinds ++ [connecting || kind(Config) =:= esock] ++ [{term, any()}]).
+
+opts() ->
+    oneof([#{},
+           #{linger_timeout => range(0, 3000), max_drain => range(0, 100000)},
+           ?LET(T, any(), T),
+           ?LET(Pairs, list({oneof([linger_timeout, max_drain, notify, atom()]), any()}), maps:from_list(Pairs))]).
+
+call(inq, Term, _) -> fin_close:inq(Term);
+call(outq, Term, _) -> fin_close:outq(Term);
+call(close, Term, _) -> fin_close:close(Term);
+call(close_opts, Term, Opts) -> fin_close:close(Term, Opts);
+call(abort, Term, _) -> fin_close:abort(Term).
+
+valid_opts(Opts) when is_map(Opts) ->
+    lists:all(fun({linger_timeout, T}) -> is_integer(T) andalso T >= 0 andalso T =< 16#FFFFFFFF;
+                 ({max_drain, M}) -> is_integer(M) andalso M >= 0 andalso M =< 16#FFFFFFFFFFFFFFFF;
+                 ({notify, P}) -> is_pid(P) andalso node(P) =:= node();
+                 (_) -> false
+              end, maps:to_list(Opts));
+valid_opts(_) ->
+    false.
+
+%% What the documentation promises.
+expected(close_opts, Target, Opts, Kind) ->
+    case valid_opts(Opts) of
+        true -> expected(close, Target, Opts, Kind);
+        false -> badarg
+    end;
+expected(_, {term, _}, _, _) -> badarg;
+expected(_, closed, _, _) -> {error, closed};
+expected(_, listening, _, _) -> {error, enotconn};
+expected(_, udp, _, _) -> {error, eprototype};
+expected(_, program, _, _) -> {error, enotsock};
+expected(Fun, unix, _, Kind) when Fun =:= inq; Fun =:= outq ->
+    case Kind of esock -> {error, eprototype}; _ -> count end;
+expected(_, unix, _, _) -> {error, eprototype};
+expected(Fun, _, _, _) when Fun =:= inq; Fun =:= outq -> count;
+expected(_, connecting, _, _) -> ok_or_error;
+expected(_, _, _, _) -> ok.
+
+matches(ok, ok) -> true;
+matches({ok, Ref}, ok) -> is_reference(Ref);
+matches({ok, N}, count) -> is_integer(N) andalso N >= 0;
+matches(ok, ok_or_error) -> true;
+matches({error, R}, ok_or_error) -> is_atom(R);
+matches(Same, Same) -> true;
+matches(_, _) -> false.
+
+%% A fresh object, and a check run with the call's result: for a refused
+%% one, that it is as it was; for a closed one, that the peer saw the end.
+make_target({term, T}, _) ->
+    {T, fun(_) -> true end};
+make_target(connected, Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    {S, connection_check(Config, S, C, false)};
+make_target(peer_half_closed, Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:shutdown(C, write),
+    {S, connection_check(Config, S, C, peer_half_closed)};
+make_target(self_half_closed, Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = shutdown_write(S),
+    {S, connection_check(Config, S, C, self_half_closed)};
+make_target(closed, Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = (native_close(Config))(S),
+    ok = gen_tcp:close(C),
+    {S, fun(_) -> true end};
+make_target(listening, Config) ->
+    {ok, L} = fin_close_ct:listen(Config, ?LOOP4, []),
+    Port = fin_close_ct:listen_port(Config, L),
+    {L, fun(_) ->
+                %% Still listening: a client gets through.
+                {ok, C} = gen_tcp:connect(?LOOP4, Port, []),
+                {ok, S} = fin_close_ct:accept(Config, L),
+                _ = (native_close(Config))(S),
+                ok = gen_tcp:close(C),
+                ok =:= fin_close_ct:close_listener(Config, L)
+        end};
+make_target(udp, Config) ->
+    {ok, U} = fin_close_ct:udp(Config),
+    {U, fun(_) -> Alive = udp_alive(U), fin_close_ct:close_udp(U), Alive end};
+make_target(unix, Config) ->
+    {S, C, Cleanup} = unix_pair(Config),
+    {S, fun(_) -> Alive = unix_alive(S, C), Cleanup(), Alive end};
+make_target(program, _) ->
+    P = open_port({spawn, "cat"}, []),
+    {P, fun(_) -> Alive = erlang:port_info(P, name) =/= undefined, port_close(P), Alive end};
+make_target(connecting, _) ->
+    %% A SYN that gets no answer: a listener whose accept queue is full
+    %% drops it, and the socket stays in SYN_SENT.
+    {ok, L} = gen_tcp:listen(0, [{backlog, 0}, {ip, ?LOOP4}]),
+    {ok, Port} = inet:port(L),
+    Fill = [element(2, gen_tcp:connect(?LOOP4, Port, [], 200)) || _ <- [1, 2, 3]],
+    {ok, E} = socket:open(inet, stream, tcp),
+    _ = socket:connect(E, #{family => inet, addr => ?LOOP4, port => Port}, nowait),
+    {E, fun(_) ->
+                _ = socket:close(E),
+                [gen_tcp:close(F) || F <- Fill, is_port(F) orelse is_tuple(F)],
+                gen_tcp:close(L),
+                true
+        end}.
+
+%% After a successful close the peer sees FIN (and for abort/1 RST); after
+%% anything else the connection still carries data both ways.
+connection_check(Config, S, C, Half) ->
+    fun(Result) ->
+            Ok = case Result of
+                     ok -> true;
+                     {ok, Ref} when is_reference(Ref) -> true;
+                     _ -> false
+                 end,
+            Fine = case {Ok, Half} of
+                       {true, _} ->
+                           case read_to_closed(C) of
+                               {ok, _} -> true;
+                               {error, econnreset} -> true;
+                               _ -> false
+                           end;
+                       {false, self_half_closed} ->
+                           %% We can still read.
+                           ok = gen_tcp:send(C, <<"y">>),
+                           ok =:= recv_exactly(S, 1);
+                       {false, peer_half_closed} ->
+                           %% We can still write.
+                           ok = send(S, <<"y">>),
+                           {ok, <<"y">>} =:= gen_tcp:recv(C, 1, 5000);
+                       {false, _} ->
+                           bystander_alive({S, C})
+                   end,
+            case Ok of
+                true -> ok;
+                false -> _ = (native_close(Config))(S)
+            end,
+            ok = gen_tcp:close(C),
+            Fine
+    end.
+
+shutdown_write({'$socket', _} = S) -> socket:shutdown(S, write);
+shutdown_write(S) -> gen_tcp:shutdown(S, write).
+
+%% A byte each way; both arrive intact.
+bystander_alive({S, C}) ->
+    ok = gen_tcp:send(C, <<"p">>),
+    In = case S of
+             {'$socket', _} -> socket:recv(S, 1, 5000);
+             _ -> gen_tcp:recv(S, 1, 5000)
+         end,
+    Out = send(S, <<"q">>),
+    Back = gen_tcp:recv(C, 1, 5000),
+    {In, Out, Back} =:= {{ok, <<"p">>}, ok, {ok, <<"q">>}}.
+
+udp_alive({'$socket', _} = U) ->
+    %% A socket-module socket is bound only once it is used.
+    ok = case socket:sockname(U) of
+             {ok, #{port := 0}} -> socket:bind(U, #{family => inet, addr => ?LOOP4, port => 0});
+             {ok, _} -> ok
+         end,
+    {ok, #{port := Port}} = socket:sockname(U),
+    ok = socket:sendto(U, <<"u">>, #{family => inet, addr => ?LOOP4, port => Port}),
+    {ok, <<"u">>} =:= socket:recv(U, 0, 5000);
+udp_alive(U) ->
+    ok = inet:setopts(U, [{active, false}]),
+    {ok, {Ip, Port}} = inet:sockname(U),
+    ok = gen_udp:send(U, Ip, Port, <<"u">>),
+    case gen_udp:recv(U, 0, 5000) of
+        {ok, {_, _, Data}} -> iolist_to_binary(Data) =:= <<"u">>;
+        _ -> false
+    end.
+
+unix_pair(Config) ->
+    Path = "/tmp/fin_close_fault_" ++ integer_to_list(erlang:unique_integer([positive])),
+    case kind(Config) of
+        esock ->
+            {ok, L} = socket:open(local, stream, default),
+            ok = socket:bind(L, #{family => local, path => Path}),
+            ok = socket:listen(L),
+            {ok, C} = socket:open(local, stream, default),
+            ok = socket:connect(C, #{family => local, path => Path}),
+            {ok, S} = socket:accept(L, 5000),
+            {S, C, fun() -> [socket:close(X) || X <- [S, C, L]], file:delete(Path) end};
+        Backend ->
+            {ok, L} = gen_tcp:listen(0, [{inet_backend, Backend}, binary, {active, false},
+                                         {ifaddr, {local, Path}}]),
+            {ok, C} = gen_tcp:connect({local, Path}, 0, [{inet_backend, Backend}, binary, {active, false}]),
+            {ok, S} = gen_tcp:accept(L, 5000),
+            {S, C, fun() -> [gen_tcp:close(X) || X <- [S, C, L]], file:delete(Path) end}
+    end.
+
+unix_alive({'$socket', _} = S, C) ->
+    ok = socket:send(C, <<"z">>),
+    {ok, <<"z">>} =:= socket:recv(S, 1, 5000);
+unix_alive(S, C) ->
+    ok = gen_tcp:send(C, <<"z">>),
+    {ok, <<"z">>} =:= gen_tcp:recv(S, 1, 5000).
+
+%% Helpers: peers and the rest.
+
+%% Writes into S until the kernel takes no more (the peer does not read).
+fill({'$socket', _} = S) ->
+    case socket:send(S, bytes(65536), 100) of
+        ok -> fill(S);
+        {error, {timeout, _}} -> ok;
+        {error, timeout} -> ok
+    end;
+fill(S) ->
+    ok = inet:setopts(S, [{send_timeout, 100}]),
+    case gen_tcp:send(S, bytes(65536)) of
+        ok -> fill(S);
+        {error, timeout} -> ok;
+        {error, {timeout, _}} -> ok
+    end.
+
+%% While another socket lingers, the reactor still ends a new one clean.
+served_meanwhile(Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(C, bytes(10)),
+    wait_inq(S, 10),
+    {ok, Ref} = fin_close:close(S, #{notify => self()}),
+    ?assertEqual({ok, <<>>}, read_to_closed(C)),
+    ok = gen_tcp:close(C),
+    ?assertMatch(#{outcome := clean}, outcome(Ref)).
+
+busy_wait(Us) ->
+    End = erlang:monotonic_time(microsecond) + Us,
+    busy_until(End).
+
+busy_until(End) ->
+    case erlang:monotonic_time(microsecond) < End of
+        true -> busy_until(End);
+        false -> ok
+    end.
+
+%% Sets the VM's soft descriptor limit through Shell.
+limit(Shell, N) ->
+    Pid = os:getpid(),
+    Value = case N of
+                unlimited -> ["$(prlimit --pid ", Pid, " --nofile --raw --noheadings -o HARD)"];
+                _ -> integer_to_list(N)
+            end,
+    Cmd = ["prlimit --pid ", Pid, " --nofile=", Value, ": && echo done\n"],
+    true = port_command(Shell, Cmd),
+    receive {Shell, {data, "done\n"}} -> ok
+    after 5000 -> error({prlimit, N})
+    end.
+
+os_cmd(Cmd) ->
+    Out = os:cmd(lists:flatten([Cmd, " 2>&1; echo \"exit=$?\""])),
+    ct:log("~s~n~s", [Cmd, Out]),
+    Out.
+
+%% A namespace with a veth pair: HOST_IP here, NS_IP there.
+netns_up() ->
+    case os:find_executable("ip") of
+        false ->
+            {skip, "no ip command (iproute2)"};
+        _ ->
+            netns_down(),
+            Steps = [["ip netns add ", ?NETNS],
+                     ["ip link add ", ?HOST_IF, " type veth peer name ", ?NS_IF],
+                     ["ip link set ", ?NS_IF, " netns ", ?NETNS],
+                     ["ip addr add 10.201.0.1/24 dev ", ?HOST_IF],
+                     ["ip link set ", ?HOST_IF, " up"],
+                     ["ip netns exec ", ?NETNS, " ip addr add ", ?NS_IP, "/24 dev ", ?NS_IF],
+                     ["ip netns exec ", ?NETNS, " ip link set ", ?NS_IF, " up"],
+                     ["ip netns exec ", ?NETNS, " ip link set lo up"]],
+            case lists:all(fun(Step) -> string:find(os_cmd(Step), "exit=0") =/= nomatch end, Steps) of
+                true -> ok;
+                false -> netns_down(), {skip, "cannot make a network namespace here (needs root)"}
+            end
+    end.
+
+netns_down() ->
+    os_cmd(["ip netns del ", ?NETNS]),
+    os_cmd(["ip link del ", ?HOST_IF]),
+    ok.
+
+%% An Erlang peer inside the namespace: connects, sends 100 bytes, then
+%% holds the connection open and reads nothing.
+netns_peer(Port) ->
+    Code = lists:flatten(io_lib:format(
+                           "{ok, S} = gen_tcp:connect({10,201,0,1}, ~b, [binary, {active, false}], 10000), "
+                           "ok = gen_tcp:send(S, binary:copy(<<\"v\">>, 100)), receive never -> ok end.",
+                           [Port])),
+    open_port({spawn_executable, os:find_executable("ip")},
+              [{args, ["netns", "exec", ?NETNS, os:find_executable("erl"), "-noshell", "-eval", Code]},
+               exit_status]).
