@@ -650,17 +650,21 @@ netns_up() ->
     end.
 
 netns_down() ->
+    %% The peer node and anything else still running in there first: they
+    %% would outlive the namespace (and hold this node's output open).
+    os_cmd(["ip netns pids ", ?NETNS, " | xargs -r kill -9"]),
     os_cmd(["ip netns del ", ?NETNS]),
     os_cmd(["ip link del ", ?HOST_IF]),
     ok.
 
 %% An Erlang peer inside the namespace: connects, sends 100 bytes, then
-%% holds the connection open and reads nothing.
+%% holds the connection open and reads nothing; it stops by itself after a
+%% minute should the cleanup miss it.
 netns_peer(Port) ->
     Code = lists:flatten(io_lib:format(
                            "{ok, S} = gen_tcp:connect({10,201,0,1}, ~b, [binary, {active, false}], 10000), "
-                           "ok = gen_tcp:send(S, binary:copy(<<\"v\">>, 100)), receive never -> ok end.",
+                           "ok = gen_tcp:send(S, binary:copy(<<\"v\">>, 100)), receive never -> ok after 60000 -> halt() end.",
                            [Port])),
     open_port({spawn_executable, os:find_executable("ip")},
               [{args, ["netns", "exec", ?NETNS, os:find_executable("erl"), "-noshell", "-eval", Code]},
-               exit_status]).
+               exit_status, stderr_to_stdout]).
