@@ -19,7 +19,8 @@
          half_closing_peer_ends_clean/1, resetting_peer_mid_linger_is_reset/1,
          vanishing_peer_times_out/1, out_of_descriptors_refuses_and_keeps_socket/1,
          owner_killed_mid_close_leaks_nothing/1,
-         nif_reload_is_refused_and_harmless/1, init_stop_with_lingering_sockets/1]).
+         nif_reload_is_refused_and_harmless/1, init_stop_with_lingering_sockets/1,
+         modules_reloaded_while_port_drains/1]).
 %% Run on the peer node of init_stop_with_lingering_sockets.
 -export([lingering_server/1, wait_lingering/1]).
 
@@ -40,7 +41,8 @@ groups() ->
              vanishing_peer_times_out, out_of_descriptors_refuses_and_keeps_socket,
              owner_killed_mid_close_leaks_nothing],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
-     {node, [], [nif_reload_is_refused_and_harmless, init_stop_with_lingering_sockets]}].
+     {node, [], [nif_reload_is_refused_and_harmless, init_stop_with_lingering_sockets,
+                 modules_reloaded_while_port_drains]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(fin_close),
@@ -322,6 +324,33 @@ nif_reload_is_refused_and_harmless(_Config) ->
     ok = fin_close:close(S2),
     ?assertEqual({ok, <<>>}, read_to_closed(C2)),
     ok = gen_tcp:close(C2).
+
+%% Every Erlang module of the library but the NIF loader reloaded (new
+%% code loaded, the old one then purged softly) while the keeper holds a
+%% port that is still writing a 4 MiB reply to a reader that has not
+%% started: nothing is killed, the reader gets every byte and a FIN, and
+%% the outcome is clean.
+modules_reloaded_while_port_drains(_Config) ->
+    Kind = [{kind, inet}],
+    Size = 4 * 1024 * 1024,
+    {S, C} = pair(Kind, ?LOOP4, []),
+    ok = gen_tcp:send(C, bytes(100)),
+    wait_inq(S, 100),
+    ok = gen_tcp:send(S, bytes(Size)),
+    ?assertMatch({queue_size, N} when N > 0, erlang:port_info(S, queue_size)),
+    {ok, Ref} = fin_close:close(S, #{notify => self()}),
+    ?assertMatch(#{S := _}, sys:get_state(fin_close_keeper)),
+    Keeper = whereis(fin_close_keeper),
+    Modules = [fin_close, fin_close_keeper, fin_close_sockets, fin_close_app],
+    [{module, M} = code:load_file(M) || M <- Modules],
+    %% The keeper runs the new code from its next callback on.
+    _ = sys:get_state(fin_close_keeper),
+    ?assertEqual([true, true, true, true], [code:soft_purge(M) || M <- Modules]),
+    ?assertEqual(Keeper, whereis(fin_close_keeper)),
+    ?assertEqual({ok, bytes(Size)}, read_to_closed(C)),
+    ok = gen_tcp:close(C),
+    ?assertMatch(#{outcome := clean, drained := 100}, outcome(Ref)),
+    ?assert(is_list(fin_close:sockets())).
 
 %% init:stop/0 on a node with sockets lingering: the node stops promptly
 %% (no hang on the reactor thread), and each peer sees its connection end
