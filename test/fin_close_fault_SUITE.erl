@@ -342,6 +342,9 @@ modules_reloaded_while_port_drains(_Config) ->
     ?assertMatch(#{S := _}, sys:get_state(fin_close_keeper)),
     Keeper = whereis(fin_close_keeper),
     Modules = [fin_close, fin_close_keeper, fin_close_sockets, fin_close_app],
+    %% Old code left by earlier reloads (fin_close_SUITE reloads the API
+    %% module) must go first; nothing may be running it.
+    [true = code:soft_purge(M) || M <- Modules],
     [{module, M} = code:load_file(M) || M <- Modules],
     %% The keeper runs the new code from its next callback on.
     _ = sys:get_state(fin_close_keeper),
