@@ -18,7 +18,7 @@ main(_) ->
     true = code:add_patha(filename:join(Root, "_build/default/lib/fin_close/ebin")),
     {ok, _} = application:ensure_all_started(fin_close),
     io:format("~s~n", [header()]),
-    io:format("~-18s ~5s ~17s ~11s ~19s ~-20s ~-18s ~-18s~n",
+    io:format("~-18s ~5s ~17s ~11s ~19s ~-20s ~-26s ~s~n",
               ["close with", "round", "inq before close", "close took", "client received",
                "client's read ended", "TCPAbortOnClose", "TCPAbortOnData"]),
     Methods = [{"gen_tcp:close/1", fun gen_tcp:close/1},
@@ -51,7 +51,7 @@ run(Name, Close, Round) ->
     {Received, Ended} = receive {Client, Result} -> Result after 60000 -> {0, hung} end,
     timer:sleep(100),
     After = counters(),
-    io:format("~-18s ~5B ~17B ~8.2f ms ~19s ~-20w ~-18s ~-18s~n",
+    io:format("~-18s ~5B ~17B ~8.2f ms ~19s ~-20w ~-26s ~s~n",
               [Name, Round, Inq, Micros / 1000, io_lib:format("~B of ~B", [Received, ?REPLY]), Ended,
                delta(Before, After, "TCPAbortOnClose"), delta(Before, After, "TCPAbortOnData")]).
 
