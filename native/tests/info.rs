@@ -1,34 +1,19 @@
 //! The socket table's view of one socket, and of the reactor's lingering
 //! sockets, on real loopback connections without a VM.
 
+mod common;
+
 use std::io::Write;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::mpsc::channel;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{eventually, pair, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
 use fin_close_nif::info::{SocketInfo, TcpState};
 use fin_close_nif::reactor::{Limits, Reactor};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    (server, client)
-}
-
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
 fn a_connection_shows_its_state_addresses_and_queues() {

@@ -2,6 +2,8 @@
 //! socket" is a std `TcpStream` that is dropped after the hand-over, as the
 //! port closes its descriptor.
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
@@ -9,20 +11,12 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{eventually, pair, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
 use fin_close_nif::reactor::{Limits, Outcome, Reactor, Report};
 use fin_close_nif::sys;
 use socket2::SockRef;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-fn pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    (server, client)
-}
 
 fn reactor() -> (Reactor<u32>, Receiver<(u32, Report)>) {
     let (tx, rx) = channel();
@@ -48,15 +42,6 @@ fn hand_over(reactor: &Reactor<u32>, server: TcpStream, limits: Limits) {
 /// The outcome of the next socket to end.
 fn next_outcome(reports: &Receiver<(u32, Report)>) -> Outcome {
     reports.recv_timeout(WAIT).unwrap().1.outcome
-}
-
-/// Waits until `f` holds, polling; panics after [`WAIT`].
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Reads until end of stream or error, returning the byte count and how it ended.
