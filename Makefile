@@ -16,7 +16,7 @@ demo: build
 	escript scripts/demo.escript
 
 # Every alternative measured side by side (see bench/bench.escript); writes
-# bench/results.md and bench/results.png. About 5 minutes.
+# bench/results.md and bench/results.png. About 4 minutes.
 bench: build
 	@scripts/setup.sh bench
 	cargo build --release --quiet --examples

@@ -14,7 +14,8 @@
 %% `{inet_backend, socket}', or a `socket:socket()'; IPv4 or IPv6. A term
 %% that is no socket raises `badarg'. A socket that is closed, listening,
 %% not TCP, or a port that is no socket gives `{error, Reason}' and is left
-%% as it was:
+%% as it was (one exception: {@link inq/1} and {@link outq/1} on a `gen_tcp'
+%% socket over a Unix domain socket give the kernel's figures):
 %% <ul>
 %% <li>`closed': the socket is closed (also: it was closed by another
 %%     process while the call ran).</li>
@@ -100,7 +101,8 @@
 
 %% 30 s in all, as nginx's lingering_time and Apache's lingering close: long
 %% enough for the kernel to deliver a large reply to a slow reader. All a
-%% lingering socket holds meanwhile is one descriptor and about 200 bytes.
+%% lingering socket holds meanwhile is one descriptor and about 160 bytes
+%% of tables (more with `notify', which keeps who to tell).
 -define(LINGER_TIMEOUT, 30000).
 %% More than any request a client pipelines or still has in flight when it
 %% gets an early reply. A peer that sends more after our FIN is not reading
@@ -241,8 +243,10 @@ abort(Socket) ->
 %%     Their sum plus `lingering' is every socket ever handed over.</li>
 %% <li>`drained' (a counter): bytes discarded from peers in all.</li>
 %% <li>`memory' (a gauge): bytes the reactor's own tables take now, an
-%%     estimate from their capacities (the kernel's socket buffers are not
-%%     counted).</li>
+%%     estimate from their capacities. Not counted: the kernel's socket
+%%     buffers, and for a socket closed with `notify' (or while the keeper
+%%     holds its port, or debug logging is on) the record of who to tell,
+%%     some 100 to 250 bytes more.</li>
 %% <li>`refused' (a counter): closes that could not hand the socket over
 %%     for want of a resource (no descriptor left for the duplicate, or no
 %%     reactor): each returned `{error, Reason}' (`emfile', `enfile',
@@ -370,7 +374,10 @@ queue(Socket, Which) ->
     case resolve(Socket, [Socket]) of
         {port, Port} ->
             case inet:getfd(Port) of
-                {ok, Fd} when is_integer(Fd), Fd >= 0 -> checked(ioctl(Which, Fd, false), inet:getfd(Port), Fd);
+                {ok, Fd} when is_integer(Fd), Fd >= 0 ->
+                    %% Bound first: the second read must come after the ioctl.
+                    Result = ioctl(Which, Fd, false),
+                    checked(Result, inet:getfd(Port), Fd);
                 _ -> {error, closed}
             end;
         {gen_tcp_socket, _, ESock} ->
@@ -386,7 +393,9 @@ queue(Socket, Which) ->
 -spec esock_queue(socket:socket(), inq | outq, boolean()) -> {ok, non_neg_integer()} | {error, atom()}.
 esock_queue(ESock, Which, TcpOnly) ->
     case socket:getopt(ESock, {otp, fd}) of
-        {ok, Fd} when is_integer(Fd), Fd >= 0 -> checked(ioctl(Which, Fd, TcpOnly), socket:getopt(ESock, {otp, fd}), Fd);
+        {ok, Fd} when is_integer(Fd), Fd >= 0 ->
+            Result = ioctl(Which, Fd, TcpOnly),
+            checked(Result, socket:getopt(ESock, {otp, fd}), Fd);
         _ -> {error, closed}
     end.
 
@@ -415,7 +424,9 @@ hand_over(Handle, Limits) ->
                             {error, closed}
                     end;
                 {error, _} = Error ->
-                    Error
+                    %% The error counts only if it was about this socket:
+                    %% one closed meanwhile no longer has the number.
+                    checked(Error, fd(Handle), Fd)
             end;
         {error, _} = Error ->
             Error

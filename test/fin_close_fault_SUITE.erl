@@ -117,7 +117,13 @@ fd_reuse_storm_harms_no_bystander(Config) ->
     Self = self(),
     Worker = fun(N) ->
                      fun() ->
-                             storm(Config, N, 150, Stale),
+                             %% One listener per worker: a fresh one per
+                             %% connection would leave thousands of ports in
+                             %% TIME_WAIT and run out of them.
+                             {ok, L} = fin_close_ct:listen(Config, ?LOOP4, []),
+                             Listener = {L, fin_close_ct:listen_port(Config, L)},
+                             storm(Config, Listener, N, 150, Stale),
+                             ok = fin_close_ct:close_listener(Config, L),
                              Self ! {done, self()}
                      end
              end,
@@ -134,10 +140,10 @@ fd_reuse_storm_harms_no_bystander(Config) ->
          ok = gen_tcp:close(C)
      end || {S, C} <- Bystanders].
 
-storm(_Config, _N, 0, _Stale) ->
+storm(_Config, _Listener, _N, 0, _Stale) ->
     ok;
-storm(Config, N, Rounds, Stale) ->
-    {S, C} = pair(Config, ?LOOP4, []),
+storm(Config, {L, Port} = Listener, N, Rounds, Stale) ->
+    {S, C} = fin_close_ct:accept_pair(Config, L, ?LOOP4, Port, []),
     ok = gen_tcp:send(C, <<"x">>),
     %% Old terms of closed sockets, whose numbers are being reused now,
     %% maybe by this very connection.
@@ -165,7 +171,7 @@ storm(Config, N, Rounds, Stale) ->
     end,
     ok = gen_tcp:close(C),
     ets:insert(Stale, {rand:uniform(100), S}),
-    storm(Config, N, Rounds - 1, Stale).
+    storm(Config, Listener, N, Rounds - 1, Stale).
 
 %% A peer that never reads: our FIN sits behind a full send buffer, and the
 %% socket is cut off at linger_timeout, while another socket handed over

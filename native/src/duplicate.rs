@@ -7,14 +7,16 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use socket2::{Protocol, SockRef, Socket};
+use socket2::{Protocol, SockRef, Socket, Type};
 
 use crate::error::Error;
 
 /// Checks that `socket` is a TCP socket (IPv4 or IPv6), with one
-/// getsockopt.
+/// getsockopt. A raw socket of protocol TCP (which needs CAP_NET_RAW) passes
+/// too; [`Duplicate::of`] also checks the type.
 pub fn check_protocol(socket: &Socket) -> Result<(), Error> {
-    // SO_PROTOCOL is TCP only for stream sockets of the inet families.
+    // SO_PROTOCOL is TCP for stream sockets of the inet families, and for
+    // raw sockets opened with protocol TCP.
     match socket.protocol()? {
         Some(p) if p == Protocol::TCP => Ok(()),
         _ => Err(Error::NotTcp),
@@ -53,6 +55,11 @@ impl Duplicate {
         check_tcp(SockRef::from(&fd))?;
         let socket = SockRef::from(&fd).try_clone()?;
         check_tcp(SockRef::from(&socket))?;
+        // A raw socket would have the reactor drain every TCP segment the
+        // host receives.
+        if socket.r#type()? != Type::STREAM {
+            return Err(Error::NotTcp);
+        }
         let local = socket.local_addr()?.as_socket().ok_or(Error::NotTcp)?;
         // A connection the peer has reset has no peer any more, but is still
         // one to close; the reactor finds out how it ended.

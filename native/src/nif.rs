@@ -63,7 +63,12 @@ struct Told {
 /// in the reactor then holds one null pointer for it.
 type Token = Option<Box<Told>>;
 
-static REACTOR: OnceLock<Result<Reactor<Token>, String>> = OnceLock::new();
+static REACTOR: OnceLock<Reactor<Token>> = OnceLock::new();
+
+/// Held while the reactor starts, so that only one caller starts it. A start
+/// that fails (no descriptor left for its epoll, no thread) is not kept: the
+/// next close tries again.
+static STARTING: Mutex<()> = Mutex::new(());
 
 /// Hand-overs refused for want of a resource (see [`Error::is_exhaustion`]).
 static REFUSED: AtomicU64 = AtomicU64::new(0);
@@ -79,25 +84,27 @@ fn refused(e: Error) -> Error {
 /// The reactor, started on first use so that nodes that only call `inq/1`
 /// never get the thread.
 fn reactor() -> Result<&'static Reactor<Token>, Error> {
-    REACTOR
-        .get_or_init(|| {
-            let mut env = OwnedEnv::new();
-            Reactor::start(move |token: Token, report: Report| {
-                if let Some(told) = token {
-                    told.ticket.ended.store(true, Ordering::Release);
-                    for pid in &told.pids {
-                        // A dead receiver is not an error of ours.
-                        let _ = env.send_and_clear(pid, |env| {
-                            let result = report_term(env, &report, &told);
-                            (atoms::fin_close(), &told.ticket, result)
-                        });
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|_| Error::ReactorDown)
+    if let Some(reactor) = REACTOR.get() {
+        return Ok(reactor);
+    }
+    let _starting = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(reactor) = REACTOR.get() {
+        return Ok(reactor);
+    }
+    let mut env = OwnedEnv::new();
+    let reactor = Reactor::start(move |token: Token, report: Report| {
+        if let Some(told) = token {
+            told.ticket.ended.store(true, Ordering::Release);
+            for pid in &told.pids {
+                // A dead receiver is not an error of ours.
+                let _ = env.send_and_clear(pid, |env| {
+                    let result = report_term(env, &report, &told);
+                    (atoms::fin_close(), &told.ticket, result)
+                });
+            }
+        }
+    })?;
+    Ok(REACTOR.get_or_init(|| reactor))
 }
 
 fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
@@ -390,7 +397,7 @@ fn lingering_term<'a>(env: Env<'a>, l: &Lingering) -> Term<'a> {
 /// reactor runs, so there is nothing to list.
 #[rustler::nif]
 fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
-    let Some(Ok(reactor)) = REACTOR.get() else {
+    let Some(reactor) = REACTOR.get() else {
         return atoms::none().encode(env);
     };
     let mut owned = OwnedEnv::new();
@@ -410,7 +417,7 @@ fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
 #[rustler::nif]
 fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
     let s = match REACTOR.get() {
-        Some(Ok(r)) => r.stats(),
+        Some(r) => r.stats(),
         _ => Default::default(),
     };
     let pairs = [

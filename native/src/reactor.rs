@@ -455,7 +455,9 @@ impl<T> Worker<T> {
     fn count_memory(&self) {
         let bucket = std::mem::size_of::<(LingerId, Entry<T>)>() + 1;
         let deadline = 2 * std::mem::size_of::<(Instant, LingerId)>();
-        let bytes = self.entries.capacity() * bucket + self.deadlines.len() * deadline;
+        // capacity() is 7/8 of the buckets the table holds.
+        let buckets = self.entries.capacity() * 8 / 7;
+        let bytes = buckets * bucket + self.deadlines.len() * deadline;
         self.shared
             .stats
             .memory
