@@ -101,7 +101,7 @@
 
 %% 30 s in all, as nginx's lingering_time and Apache's lingering close: long
 %% enough for the kernel to deliver a large reply to a slow reader. All a
-%% lingering socket holds meanwhile is one descriptor and about 160 bytes
+%% lingering socket holds meanwhile is one descriptor and about 170 bytes
 %% of tables (more with `notify', which keeps who to tell).
 -define(LINGER_TIMEOUT, 30000).
 %% More than any request a client pipelines or still has in flight when it

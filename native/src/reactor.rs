@@ -450,7 +450,7 @@ impl<T> Worker<T> {
     }
 
     /// Publishes what the tables take: a hash table bucket (entry, key and
-    /// one control byte) per slot of capacity, and a B-tree element per
+    /// one control byte) per bucket allocated, and a B-tree element per
     /// deadline, counted twice for the nodes' spare room.
     fn count_memory(&self) {
         let bucket = std::mem::size_of::<(LingerId, Entry<T>)>() + 1;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{eventually, pair, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
-use fin_close_nif::reactor::{Limits, Outcome, Reactor, Report};
+use fin_close_nif::reactor::{Limits, LingerId, Outcome, Reactor, Report};
 use fin_close_nif::sys;
 use socket2::SockRef;
 
@@ -37,6 +37,15 @@ fn hand_over(reactor: &Reactor<u32>, server: TcpStream, limits: Limits) {
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
     reactor.linger(dup, limits, false, |_| 0).unwrap();
+}
+
+/// Hands `server` over as a port that still holds output does: the VM
+/// keeps its descriptor, and the reactor holds back FIN until `port_done`.
+fn hand_over_with_port_pending(reactor: &Reactor<u32>, server: &TcpStream) -> LingerId {
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    reactor
+        .linger(dup, limits(10_000, 1 << 20), true, |_| 0)
+        .unwrap()
 }
 
 /// The outcome of the next socket to end.
@@ -279,11 +288,8 @@ fn peer_reset_is_reported_as_reset() {
 fn pending_port_output_holds_back_fin_until_port_done() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
-    let dup = Duplicate::of(server.as_fd()).unwrap();
     // The "port" keeps its descriptor and output; no FIN may go yet.
-    let id = reactor
-        .linger(dup, limits(10_000, 1 << 20), true, |_| 0)
-        .unwrap();
+    let id = hand_over_with_port_pending(&reactor, &server);
     client
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -310,10 +316,7 @@ fn pending_port_output_holds_back_fin_until_port_done() {
 fn reset_after_the_peers_fin_while_the_port_writes_is_not_clean() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
-    let dup = Duplicate::of(server.as_fd()).unwrap();
-    let id = reactor
-        .linger(dup, limits(10_000, 1 << 20), true, |_| 0)
-        .unwrap();
+    let id = hand_over_with_port_pending(&reactor, &server);
     // The peer half-closes (the reactor sees its FIN), then resets before
     // the port has written everything.
     client.shutdown(Shutdown::Write).unwrap();
@@ -332,10 +335,7 @@ fn reset_after_the_peers_fin_while_the_port_writes_is_not_clean() {
 fn port_that_died_with_output_resets_the_peer() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
-    let dup = Duplicate::of(server.as_fd()).unwrap();
-    let id = reactor
-        .linger(dup, limits(10_000, 1 << 20), true, |_| 0)
-        .unwrap();
+    let id = hand_over_with_port_pending(&reactor, &server);
     drop(server);
     reactor.port_done(id, false).unwrap();
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
