@@ -20,7 +20,7 @@
          vanishing_peer_times_out/1, out_of_descriptors_refuses_and_keeps_socket/1,
          owner_killed_mid_close_leaks_nothing/1,
          nif_reload_is_refused_and_harmless/1, init_stop_with_lingering_sockets/1,
-         modules_reloaded_while_port_drains/1]).
+         modules_reloaded_while_port_drains/1, reused_number_is_not_taken_for_the_socket/1]).
 %% Run on the peer node of init_stop_with_lingering_sockets.
 -export([lingering_server/1, wait_lingering/1]).
 
@@ -39,7 +39,7 @@ groups() ->
              never_reading_peer_times_out, never_closing_peer_times_out,
              half_closing_peer_ends_clean, resetting_peer_mid_linger_is_reset,
              vanishing_peer_times_out, out_of_descriptors_refuses_and_keeps_socket,
-             owner_killed_mid_close_leaks_nothing],
+             owner_killed_mid_close_leaks_nothing, reused_number_is_not_taken_for_the_socket],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
      {node, [], [nif_reload_is_refused_and_harmless, init_stop_with_lingering_sockets,
                  modules_reloaded_while_port_drains]}].
@@ -172,6 +172,109 @@ storm(Config, {L, Port} = Listener, N, Rounds, Stale) ->
     ok = gen_tcp:close(C),
     ets:insert(Stale, {rand:uniform(100), S}),
     storm(Config, Listener, N, Rounds - 1, Stale).
+
+%% A socket closed, and its descriptor number taken by another connection,
+%% just after close/1 or inq/1 read the number: both say {error, closed},
+%% and the connection that got the number keeps its unread bytes, is not
+%% shut down and still carries data. Deterministic, unlike the storm: the
+%% function that reads the number (inet:getfd/1, socket:getopt/2) is
+%% wrapped with meck to close the socket and hand its number on at once.
+reused_number_is_not_taken_for_the_socket(Config) ->
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, ?LOOP4}]),
+    {ok, Port} = inet:port(L),
+    Module = case kind(Config) of inet -> inet; _ -> socket end,
+    ok = meck:new(Module, [unstick, passthrough, no_link]),
+    try
+        [begin
+             {S, C} = pair(Config, ?LOOP4, []),
+             ok = gen_tcp:send(C, <<"abc">>),
+             wait_inq(S, 3),
+             Opened = usurp_on_first_read(Module, S, closer(Config, S, C), {L, Port}),
+             ?assertEqual({error, closed}, Call(S)),
+             {U, P} = receive {usurped, Pair} -> Pair after 0 -> error(not_usurped) end,
+             %% The connection that got the number: its 5 unread bytes are
+             %% still there, no FIN reached its peer, and it works both ways.
+             ?assertEqual({ok, 5}, fin_close:inq(U)),
+             ?assertEqual({error, timeout}, gen_tcp:recv(P, 0, 200)),
+             ok = gen_tcp:send(U, <<"pong">>),
+             ?assertEqual({ok, <<"pong">>}, gen_tcp:recv(P, 4, 5000)),
+             ?assertEqual({ok, <<"hello">>}, gen_tcp:recv(U, 5, 5000)),
+             ?assertEqual(0, maps:get(lingering, fin_close:stats())),
+             [ok = gen_tcp:close(X) || X <- [C | [X || {_, X} <- ets:tab2list(Opened)]]],
+             ets:delete(Opened)
+         end || Call <- [fun fin_close:close/1, fun fin_close:inq/1, fun fin_close:outq/1]]
+    after
+        meck:unload(Module),
+        gen_tcp:close(L)
+    end.
+
+%% How S loses its descriptor. A port in passive mode closes its own when
+%% the peer's FIN is read, and stays alive: only the identity check can
+%% tell. Other sockets are closed as their owner would.
+closer(Config, S, C) ->
+    case kind(Config) of
+        inet ->
+            fun() ->
+                    ok = gen_tcp:shutdown(C, write),
+                    {ok, <<"abc">>} = read_to_closed(S),
+                    ?assertNotEqual(undefined, erlang:port_info(S))
+            end;
+        _ ->
+            Close = native_close(Config),
+            fun() -> ok = Close(S) end
+    end.
+
+%% Makes the next read of S's number, by this process, run Close first and
+%% open connections until one of them has that number; returns a table of
+%% every socket it opened, and sends {usurped, {Socket, Peer}} to this
+%% process.
+usurp_on_first_read(Module, S, Close, Listener) ->
+    Self = self(),
+    Armed = make_ref(),
+    put(Armed, true),
+    Reads = fun(Args) ->
+                    case {self(), Args, get(Armed)} of
+                        {Self, [S], true} -> true;
+                        {Self, [{'$socket', _} = E, {otp, fd}], true} -> E =:= esock(S);
+                        _ -> false
+                    end
+            end,
+    Opened = ets:new(opened, [public, bag]),
+    Take = fun(Args) ->
+                   {ok, Fd} = meck:passthrough(Args),
+                   erase(Armed),
+                   Close(),
+                   {U, P} = take_number(Fd, Listener, Opened, 64),
+                   ok = gen_tcp:send(P, <<"hello">>),
+                   wait_inq(U, 5),
+                   Self ! {usurped, {U, P}},
+                   {ok, Fd}
+           end,
+    Expect = case Module of
+                 inet -> fun(Port) -> case Reads([Port]) of true -> Take([Port]); false -> meck:passthrough([Port]) end end;
+                 socket -> fun(E, Opt) -> case Reads([E, Opt]) of true -> Take([E, Opt]); false -> meck:passthrough([E, Opt]) end end
+             end,
+    ok = meck:expect(Module, getopt_or_getfd(Module), Expect),
+    Opened.
+
+getopt_or_getfd(inet) -> getfd;
+getopt_or_getfd(socket) -> getopt.
+
+esock({'$inet', gen_tcp_socket, {_, ESock}}) -> ESock;
+esock(ESock) -> ESock.
+
+%% Opens default-backend connections until one end has descriptor Fd.
+take_number(_Fd, _Listener, _Opened, 0) ->
+    error(number_not_reused);
+take_number(Fd, {L, Port} = Listener, Opened, Left) ->
+    {ok, P} = gen_tcp:connect(?LOOP4, Port, [binary, {active, false}]),
+    {ok, U} = gen_tcp:accept(L, 5000),
+    ets:insert(Opened, [{x, P}, {x, U}]),
+    case {inet:getfd(U), inet:getfd(P)} of
+        {{ok, Fd}, _} -> {U, P};
+        {_, {ok, Fd}} -> {P, U};
+        _ -> take_number(Fd, Listener, Opened, Left - 1)
+    end.
 
 %% A peer that never reads: our FIN sits behind a full send buffer, and the
 %% socket is cut off at linger_timeout, while another socket handed over
