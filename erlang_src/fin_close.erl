@@ -42,6 +42,7 @@
 
 -type opts() :: #{linger_timeout => non_neg_integer(),
                   max_drain => non_neg_integer(),
+                  max_lingering => non_neg_integer() | infinity,
                   notify => pid()}.
 %% Options of {@link close/2}.
 
@@ -110,7 +111,9 @@
 -define(MAX_DRAIN, 1048576).
 
 -define(MAX_TIMEOUT, 16#FFFFFFFF).
+%% What the native side takes (u64); its largest value is no limit at all.
 -define(MAX_DRAIN_LIMIT, 16#FFFFFFFFFFFFFFFF).
+-define(NO_LIMIT, 16#FFFFFFFFFFFFFFFF).
 
 %% What a socket term is made of.
 -type handle() :: {port, port()}
@@ -162,6 +165,13 @@ close(Socket) ->
 %% <li>`max_drain' (bytes, default 1048576): how much the peer may still
 %%     send; one byte more and the socket is reset (outcome
 %%     `drain_limit').</li>
+%% <li>`max_lingering' (a count or `infinity', the default): refuse the
+%%     hand-over when this many sockets (closed by any process) linger
+%%     already. The call then returns `{error, reactor_full}', counted in
+%%     `refused' of {@link stats/0}, and the socket is left as it was, open
+%%     and still the caller's: a server can bound what lingering sockets
+%%     hold (a descriptor each, and their kernel buffers) and choose what to
+%%     do instead, such as {@link abort/1} or closing it later.</li>
 %% <li>`notify' (a local pid, default none): the call then returns
 %%     `{ok, Ref}', and the pid gets `{fin_close, Ref, Result}' when the
 %%     socket is closed for good, where `Result' is a {@type result()}:
@@ -248,10 +258,13 @@ abort(Socket) ->
 %%     holds its port, or debug logging is on) the record of who to tell,
 %%     some 100 to 250 bytes more.</li>
 %% <li>`refused' (a counter): closes that could not hand the socket over
-%%     for want of a resource (no descriptor left for the duplicate, or no
+%%     for want of a resource (no descriptor left for the duplicate, no
+%%     room in the reactor's epoll set, which `fs.epoll.max_user_watches'
+%%     bounds, the `max_lingering' of {@link close/2} reached, or no
 %%     reactor): each returned `{error, Reason}' (`emfile', `enfile',
-%%     `enomem', `enobufs', `reactor_down') and left the socket open and as
-%%     it was, for the caller to close otherwise or retry.</li>
+%%     `enomem', `enobufs', `enospc', `reactor_full', `reactor_down') and
+%%     left the socket open and as it was, for the caller to close
+%%     otherwise or retry.</li>
 %% </ul>
 %% Cheap (a few atomic reads), and it never starts the reactor.
 -spec stats() -> stats().
@@ -312,9 +325,11 @@ i() ->
 
 -spec options(term(), [term()]) -> #{linger_timeout := non_neg_integer(),
                                       max_drain := non_neg_integer(),
+                                      max_lingering := non_neg_integer() | infinity,
                                       notify := pid() | undefined}.
 options(Opts, Args) when is_map(Opts) ->
-    Defaults = #{linger_timeout => ?LINGER_TIMEOUT, max_drain => ?MAX_DRAIN, notify => undefined},
+    Defaults = #{linger_timeout => ?LINGER_TIMEOUT, max_drain => ?MAX_DRAIN,
+                 max_lingering => infinity, notify => undefined},
     maps:fold(fun(Key, Value, Acc) ->
                       case valid_option(Key, Value) of
                           true -> Acc#{Key => Value};
@@ -327,6 +342,8 @@ options(_, Args) ->
 -spec valid_option(term(), term()) -> boolean().
 valid_option(linger_timeout, T) -> is_integer(T) andalso T >= 0 andalso T =< ?MAX_TIMEOUT;
 valid_option(max_drain, M) -> is_integer(M) andalso M >= 0 andalso M =< ?MAX_DRAIN_LIMIT;
+valid_option(max_lingering, infinity) -> true;
+valid_option(max_lingering, N) -> is_integer(N) andalso N >= 0 andalso N < ?NO_LIMIT;
 valid_option(notify, Pid) -> is_pid(Pid) andalso node(Pid) =:= node();
 valid_option(_, _) -> false.
 
@@ -489,10 +506,11 @@ close_handle({socket, ESock}, Dup, Limits) ->
 %% reactor holds the connection either way.
 -spec linger_then(reference(), map(), boolean(), fun((reference()) -> ok | {error, atom()})) ->
     ok | {ok, reference()} | {error, atom()}.
-linger_then(Dup, #{linger_timeout := Timeout, max_drain := MaxDrain, notify := Notify} = Limits,
-            PortPending, CloseHandle) ->
+linger_then(Dup, #{linger_timeout := Timeout, max_drain := MaxDrain, max_lingering := MaxLingering,
+                  notify := Notify} = Limits, PortPending, CloseHandle) ->
     Told = [Pid || Pid <- [Notify, maps:get(keeper, Limits, logger_pid())], Pid =/= undefined],
-    case fin_close_nif:linger(Dup, Timeout, MaxDrain, Told, PortPending) of
+    Room = case MaxLingering of infinity -> ?NO_LIMIT; N -> N end,
+    case fin_close_nif:linger(Dup, Timeout, MaxDrain, Room, Told, PortPending) of
         {ok, Ticket} ->
             case {CloseHandle(Ticket), Notify} of
                 {ok, undefined} -> ok;

@@ -9,7 +9,7 @@
 -export([check_tcp/1]).
 -export([dup/1]).
 -export([discard/1]).
--export([linger/5]).
+-export([linger/6]).
 -export([port_done/2]).
 -export([ended/1]).
 -export([info/1]).
@@ -53,14 +53,16 @@ dup(_Fd) -> erlang:nif_error(nif_not_loaded).
 discard(_Dup) -> erlang:nif_error(nif_not_loaded).
 
 %% Every pid in Notify gets {fin_close, Ticket, Result} when the socket ends.
--spec linger(reference(), non_neg_integer(), non_neg_integer(), [pid()], boolean()) ->
-    {ok, reference()} | {error, atom()}.
-linger(_Dup, _TimeoutMs, _MaxDrain, _Notify, _PortPending) -> erlang:nif_error(nif_not_loaded).
+%% Refused (reactor_full) when MaxLingering sockets linger already.
+-spec linger(reference(), non_neg_integer(), non_neg_integer(), non_neg_integer(), [pid()],
+             boolean()) -> {ok, reference()} | {error, atom()}.
+linger(_Dup, _TimeoutMs, _MaxDrain, _MaxLingering, _Notify, _PortPending) ->
+    erlang:nif_error(nif_not_loaded).
 
 -spec port_done(reference(), boolean()) -> ok | {error, atom()}.
 port_done(_Ticket, _Flushed) -> erlang:nif_error(nif_not_loaded).
 
-%% Whether the socket has ended (tracked when linger/5 had pids to tell).
+%% Whether the socket has ended (tracked when linger/6 had pids to tell).
 -spec ended(reference()) -> boolean().
 ended(_Ticket) -> erlang:nif_error(nif_not_loaded).
 

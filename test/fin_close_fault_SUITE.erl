@@ -18,6 +18,7 @@
          never_reading_peer_times_out/1, never_closing_peer_times_out/1,
          half_closing_peer_ends_clean/1, resetting_peer_mid_linger_is_reset/1,
          vanishing_peer_times_out/1, out_of_descriptors_refuses_and_keeps_socket/1,
+         full_reactor_refuses_and_keeps_socket/1,
          owner_killed_mid_close_leaks_nothing/1,
          nif_reload_is_refused_and_harmless/1, init_stop_with_lingering_sockets/1,
          modules_reloaded_while_port_drains/1, reused_number_is_not_taken_for_the_socket/1]).
@@ -39,7 +40,7 @@ groups() ->
              never_reading_peer_times_out, never_closing_peer_times_out,
              half_closing_peer_ends_clean, resetting_peer_mid_linger_is_reset,
              vanishing_peer_times_out, out_of_descriptors_refuses_and_keeps_socket,
-             owner_killed_mid_close_leaks_nothing, reused_number_is_not_taken_for_the_socket],
+             full_reactor_refuses_and_keeps_socket, owner_killed_mid_close_leaks_nothing, reused_number_is_not_taken_for_the_socket],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
      {node, [], [nif_reload_is_refused_and_harmless, init_stop_with_lingering_sockets,
                  modules_reloaded_while_port_drains]}].
@@ -385,6 +386,38 @@ out_of_descriptors_refuses_and_keeps_socket(Config) ->
     ?assertEqual({ok, bytes(1000)}, read_to_closed(C)),
     ok = gen_tcp:close(C).
 
+%% The reactor full (max_lingering reached): close says so with
+%% {error, reactor_full}, counts it as refused, and leaves the socket open
+%% with its unread bytes; the sockets lingering meanwhile end clean, and
+%% once they have, the same close goes through with FIN.
+full_reactor_refuses_and_keeps_socket(Config) ->
+    Lingering = [begin
+                     {S, C} = pair(Config, ?LOOP4, []),
+                     ok = inet:setopts(C, [{exit_on_close, false}]),
+                     {ok, Ref} = fin_close:close(S, #{notify => self()}),
+                     {C, Ref}
+                 end || _ <- [1, 2]],
+    #{lingering := Now, refused := Refused0} = fin_close:stats(),
+    ?assert(Now >= 2),
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(C, bytes(200)),
+    wait_inq(S, 200),
+    ?assertEqual({error, reactor_full}, fin_close:close(S, #{max_lingering => Now})),
+    ?assertMatch(#{refused := R} when R =:= Refused0 + 1, fin_close:stats()),
+    ?assertEqual({ok, 200}, fin_close:inq(S)),
+    ok = recv_exactly(S, 200),
+    ?assert(bystander_alive({S, C})),
+    [begin
+         {ok, <<>>} = read_to_closed(Peer),
+         ok = gen_tcp:close(Peer),
+         ?assertMatch(#{outcome := clean}, outcome(Ref))
+     end || {Peer, Ref} <- Lingering],
+    ok = send(S, bytes(1000)),
+    wait(fun() -> maps:get(lingering, fin_close:stats()) < Now end),
+    ok = fin_close:close(S, #{max_lingering => Now}),
+    ?assertEqual({ok, bytes(1000)}, read_to_closed(C)),
+    ok = gen_tcp:close(C).
+
 %% The closing process killed at random points of close/1, hundreds of
 %% times: every peer still sees the connection end (FIN or RST, never a
 %% hang), and nothing is left open.
@@ -521,9 +554,10 @@ target(Config) ->
 
 opts() ->
     oneof([#{},
-           #{linger_timeout => range(0, 3000), max_drain => range(0, 100000)},
+           #{linger_timeout => range(0, 3000), max_drain => range(0, 100000),
+             max_lingering => oneof([infinity, 0, range(1000000, 2000000)])},
            ?LET(T, any(), T),
-           ?LET(Pairs, list({oneof([linger_timeout, max_drain, notify, atom()]), any()}), maps:from_list(Pairs))]).
+           ?LET(Pairs, list({oneof([linger_timeout, max_drain, max_lingering, notify, atom()]), any()}), maps:from_list(Pairs))]).
 
 call(inq, Term, _) -> fin_close:inq(Term);
 call(outq, Term, _) -> fin_close:outq(Term);
@@ -534,6 +568,8 @@ call(abort, Term, _) -> fin_close:abort(Term).
 valid_opts(Opts) when is_map(Opts) ->
     lists:all(fun({linger_timeout, T}) -> is_integer(T) andalso T >= 0 andalso T =< 16#FFFFFFFF;
                  ({max_drain, M}) -> is_integer(M) andalso M >= 0 andalso M =< 16#FFFFFFFFFFFFFFFF;
+                 ({max_lingering, infinity}) -> true;
+                 ({max_lingering, N}) -> is_integer(N) andalso N >= 0 andalso N < 16#FFFFFFFFFFFFFFFF;
                  ({notify, P}) -> is_pid(P) andalso node(P) =:= node();
                  (_) -> false
               end, maps:to_list(Opts));
@@ -543,7 +579,7 @@ valid_opts(_) ->
 %% What the documentation promises.
 expected(close_opts, Target, Opts, Kind) ->
     case valid_opts(Opts) of
-        true -> expected(close, Target, Opts, Kind);
+        true -> room(maps:get(max_lingering, Opts, infinity), expected(close, Target, Opts, Kind));
         false -> badarg
     end;
 expected(_, {term, _}, _, _) -> badarg;
@@ -558,11 +594,20 @@ expected(Fun, _, _, _) when Fun =:= inq; Fun =:= outq -> count;
 expected(_, connecting, _, _) -> ok_or_error;
 expected(_, _, _, _) -> ok.
 
+%% A socket that could be handed over meets max_lingering last: 0 always
+%% refuses, another count may (other sockets may linger now).
+room(infinity, Expected) -> Expected;
+room(0, ok) -> {error, reactor_full};
+room(_, ok) -> ok_or_full;
+room(_, Expected) -> Expected.
+
 matches(ok, ok) -> true;
 matches({ok, Ref}, ok) -> is_reference(Ref);
 matches({ok, N}, count) -> is_integer(N) andalso N >= 0;
 matches(ok, ok_or_error) -> true;
 matches({error, R}, ok_or_error) -> is_atom(R);
+matches({error, reactor_full}, ok_or_full) -> true;
+matches(Result, ok_or_full) -> matches(Result, ok);
 matches(Same, Same) -> true;
 matches(_, _) -> false.
 

@@ -105,6 +105,7 @@ fn drain_with_reactor() -> (u64, Duration, Duration) {
     let limits = Limits {
         timeout: FLOOD * 10,
         max_drain: u64::MAX,
+        max_lingering: u64::MAX,
     };
     reactor.linger(dup, limits, false, |_| ()).unwrap();
     let sent = flooder.join().unwrap();

@@ -14,6 +14,10 @@ pub enum Error {
     /// The reactor thread could not be started or has stopped.
     #[error("the lingering reactor is not running")]
     ReactorDown,
+    /// The reactor holds as many sockets as the caller allows
+    /// ([`crate::reactor::Limits::max_lingering`]).
+    #[error("the lingering reactor is full")]
+    Full,
     /// A system call failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -26,6 +30,7 @@ impl Error {
             Error::NotTcp => "eprototype",
             Error::NotConnected => "enotconn",
             Error::ReactorDown => "reactor_down",
+            Error::Full => "reactor_full",
             Error::Io(e) => errno_name(e.raw_os_error().unwrap_or(0)),
         }
     }
@@ -33,14 +38,15 @@ impl Error {
 
 impl Error {
     /// Whether the system or the reactor ran out of something (descriptors,
-    /// memory, the thread itself), as opposed to a socket that cannot be
-    /// closed this way: the socket was left to the caller as it was.
+    /// memory, epoll watches, room under the caller's limit, the thread
+    /// itself), as opposed to a socket that cannot be closed this way: the
+    /// socket was left to the caller as it was.
     pub fn is_exhaustion(&self) -> bool {
         match self {
-            Error::ReactorDown => true,
+            Error::ReactorDown | Error::Full => true,
             Error::Io(e) => matches!(
                 e.raw_os_error(),
-                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::ENOSPC)
             ),
             Error::NotTcp | Error::NotConnected => false,
         }

@@ -297,6 +297,7 @@ fn linger<'a>(
     dup: ResourceArc<DupResource>,
     timeout_ms: u64,
     max_drain: u64,
+    max_lingering: u64,
     notify: Vec<LocalPid>,
     port_pending: bool,
 ) -> NifResult<Term<'a>> {
@@ -310,6 +311,7 @@ fn linger<'a>(
     let limits = Limits {
         timeout: Duration::from_millis(timeout_ms),
         max_drain,
+        max_lingering,
     };
     let (local, peer) = (d.local(), d.peer());
     let mut ticket = None;

@@ -9,8 +9,10 @@
 //! bounded; a socket cut off by either is closed abortively (RST) and its
 //! [`Report`] says so.
 //!
-//! Nothing here blocks the caller of [`Reactor::linger`]: it queues a command
-//! and, if the thread is asleep, writes one eventfd.
+//! Nothing here blocks the caller of [`Reactor::linger`]: it registers the
+//! socket with the epoll set (so that a socket the reactor cannot take is
+//! refused there, still the caller's), queues a command and, if the thread
+//! is asleep, writes one eventfd.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -38,14 +40,22 @@ const WAKE: u64 = 0;
 /// Largest single discard request: one `recv` empties any receive queue.
 const MAX_DISCARD: u64 = 1 << 30;
 
-/// How long a socket may linger and how much it may discard.
+/// How long a socket may linger and how much it may discard, and when the
+/// reactor refuses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Time from the hand-over until the socket is cut off.
     pub timeout: Duration,
     /// Bytes the reactor may discard; one more and the socket is cut off.
     pub max_drain: u64,
+    /// The hand-over is refused ([`Error::Full`]) when this many sockets
+    /// linger already; `u64::MAX` for no limit.
+    pub max_lingering: u64,
 }
+
+/// The epoll events of a lingering socket: edge-triggered, so a socket
+/// whose peer sends nothing costs no wake-up.
+const EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
 
 /// How a lingering socket ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +180,8 @@ struct Adoption<T> {
 }
 
 struct Shared<T> {
+    /// Written by callers (registration) and waited on by the thread.
+    epoll: Epoll,
     inbox: Mutex<Vec<Command<T>>>,
     /// True while a wake-up is written and not yet consumed, so a burst of
     /// hand-overs costs one eventfd write, not one each.
@@ -189,11 +201,12 @@ impl<T> Shared<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn push(&self, command: Command<T>) -> Result<(), Error> {
+    /// Queues `command`; gives it back if the thread has stopped.
+    fn push(&self, command: Command<T>) -> Result<(), Command<T>> {
         {
             let mut inbox = self.inbox();
             if !self.running.load(Ordering::Acquire) {
-                return Err(Error::ReactorDown);
+                return Err(command);
             }
             inbox.push(command);
         }
@@ -218,7 +231,9 @@ impl<T: Send + 'static> Reactor<T> {
     where
         F: FnMut(T, Report) + Send + 'static,
     {
+        let epoll = Epoll::new()?;
         let shared = Arc::new(Shared {
+            epoll,
             inbox: Mutex::new(Vec::new()),
             wake_pending: AtomicBool::new(false),
             waker: EventFd::new()?,
@@ -226,10 +241,10 @@ impl<T: Send + 'static> Reactor<T> {
             next_id: AtomicU64::new(WAKE + 1),
             stats: Stats::default(),
         });
-        let epoll = Epoll::new()?;
-        epoll.add(shared.waker.as_fd(), libc::EPOLLIN as u32, WAKE)?;
+        shared
+            .epoll
+            .add(shared.waker.as_fd(), libc::EPOLLIN as u32, WAKE)?;
         let worker = Worker {
-            epoll,
             shared: Arc::clone(&shared),
             entries: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -247,6 +262,12 @@ impl<T: Send + 'static> Reactor<T> {
     /// Hands `dup` over: the reactor now owns the connection's last
     /// descriptor and will close it. Returns at once.
     ///
+    /// Refused, with `dup` dropped here, when [`Limits::max_lingering`]
+    /// sockets linger already ([`Error::Full`]), when the epoll set takes no
+    /// more (ENOSPC at `fs.epoll.max_user_watches`, ENOMEM) or when the
+    /// thread has stopped ([`Error::ReactorDown`]). The caller still holds
+    /// the socket then, so dropping the duplicate sends nothing.
+    ///
     /// With `port_pending` the VM still holds output for the socket that it
     /// has not written yet; the reactor then sends no FIN (which would cut
     /// that output off) and does not finish until [`Reactor::port_done`].
@@ -262,22 +283,33 @@ impl<T: Send + 'static> Reactor<T> {
     where
         F: FnOnce(LingerId) -> T,
     {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let token = token(id);
+        let shared = &*self.shared;
+        let lingering = &shared.stats.lingering;
+        lingering
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < limits.max_lingering).then_some(n + 1)
+            })
+            .map_err(|_| Error::Full)?;
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = shared.epoll.add(dup.as_fd(), EVENTS, id) {
+            lingering.fetch_sub(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
         let adoption = Adoption {
             id,
             socket: dup.into_socket(),
             limits,
             port_pending,
-            token,
+            token: token(id),
             started: Instant::now(),
         };
-        self.shared.stats.lingering.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .push(Command::Adopt(adoption))
-            .inspect_err(|_| {
-                self.shared.stats.lingering.fetch_sub(1, Ordering::Relaxed);
-            })?;
+        if let Err(Command::Adopt(refused)) = shared.push(Command::Adopt(adoption)) {
+            // The caller's descriptor keeps the file open, and with it this
+            // registration: remove it before the duplicate goes.
+            let _ = shared.epoll.delete(refused.socket.as_fd());
+            lingering.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::ReactorDown);
+        }
         Ok(id)
     }
 
@@ -285,7 +317,9 @@ impl<T: Send + 'static> Reactor<T> {
     /// wrote all its output first (the reactor then sends FIN), otherwise its
     /// output is lost and the socket is reset. Unknown ids are ignored.
     pub fn port_done(&self, id: LingerId, flushed: bool) -> Result<(), Error> {
-        self.shared.push(Command::PortDone { id, flushed })
+        self.shared
+            .push(Command::PortDone { id, flushed })
+            .map_err(|_| Error::ReactorDown)
     }
 
     /// Lists the sockets lingering now: `reply` runs on the reactor thread
@@ -295,7 +329,9 @@ impl<T: Send + 'static> Reactor<T> {
     where
         F: FnOnce(Vec<Lingering>) + Send + 'static,
     {
-        self.shared.push(Command::List(Box::new(reply)))
+        self.shared
+            .push(Command::List(Box::new(reply)))
+            .map_err(|_| Error::ReactorDown)
     }
 
     /// The counters now.
@@ -341,7 +377,6 @@ struct Entry<T> {
 type OnEnd<T> = Box<dyn FnMut(T, Report) + Send>;
 
 struct Worker<T> {
-    epoll: Epoll,
     shared: Arc<Shared<T>>,
     entries: HashMap<LingerId, Entry<T>>,
     /// Deadlines in order, so the next wait knows how long it may sleep.
@@ -381,7 +416,7 @@ impl<T> Worker<T> {
                 .deadlines
                 .first()
                 .map(|(deadline, _)| deadline.saturating_duration_since(Instant::now()));
-            if self.epoll.wait(&mut events, timeout).is_err() {
+            if self.shared.epoll.wait(&mut events, timeout).is_err() {
                 // EBADF/EINVAL on our own epoll cannot recover.
                 return;
             }
@@ -431,22 +466,20 @@ impl<T> Worker<T> {
         // {true, 0}} there would turn our close into RST, and a positive
         // linger would make our last close() block this thread.
         if let Err(e) = entry.socket.set_linger(None) {
-            return self.end_unregistered(id, entry, os_outcome(&e));
+            return self.end_at_adoption(id, entry, os_outcome(&e));
         }
         if !port_pending {
             // A connection already gone needs no FIN; the first read tells
             // whether it ended cleanly or was reset.
             send_fin(&entry.socket);
         }
-        let events = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-        if let Err(e) = self.epoll.add(entry.socket.as_fd(), events, id) {
-            return self.end_unregistered(id, entry, os_outcome(&e));
-        }
-        // Registration reports data or FIN that is already queued, so no
-        // read is needed here.
         self.deadlines.insert((entry.deadline, id));
         self.entries.insert(id, entry);
         self.count_memory();
+        // The socket was registered by the caller, and an edge that came
+        // before this entry existed was dropped: read until the queue is
+        // empty (as if the peer's FIN were queued) to miss nothing.
+        self.on_ready(id, libc::EPOLLRDHUP as u32);
     }
 
     /// Publishes what the tables take: a hash table bucket (entry, key and
@@ -483,7 +516,7 @@ impl<T> Worker<T> {
         let _ = catch_unwind(AssertUnwindSafe(|| reply(list)));
     }
 
-    fn end_unregistered(&mut self, id: LingerId, entry: Entry<T>, outcome: Outcome) {
+    fn end_at_adoption(&mut self, id: LingerId, entry: Entry<T>, outcome: Outcome) {
         self.entries.insert(id, entry);
         self.finish(id, outcome);
     }
@@ -575,7 +608,7 @@ impl<T> Worker<T> {
         // The VM may still hold a descriptor of this socket (a port whose
         // output is pending), and epoll forgets a file only on its last
         // close: remove it explicitly. Fails harmlessly if never added.
-        let _ = self.epoll.delete(entry.socket.as_fd());
+        let _ = self.shared.epoll.delete(entry.socket.as_fd());
         if outcome.abortive() {
             let _ = entry.socket.set_linger(Some(Duration::ZERO));
         }

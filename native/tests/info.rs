@@ -59,6 +59,7 @@ fn the_reactor_lists_its_lingering_sockets() {
     let limits = Limits {
         timeout: Duration::from_secs(60),
         max_drain: 1 << 20,
+        max_lingering: u64::MAX,
     };
     let id = reactor.linger(dup, limits, false, |_| ()).unwrap();
 

@@ -36,6 +36,7 @@ fn no_descriptor_outlives_its_socket() {
                 Limits {
                     timeout: Duration::from_millis(timeout),
                     max_drain: 1 << 20,
+                    max_lingering: u64::MAX,
                 },
                 false,
                 |_| (),

@@ -28,6 +28,7 @@ fn limits(timeout_ms: u64, max_drain: u64) -> Limits {
     Limits {
         timeout: Duration::from_millis(timeout_ms),
         max_drain,
+        max_lingering: u64::MAX,
     }
 }
 
@@ -379,4 +380,57 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
     tokens.sort();
     assert_eq!(tokens, (0..200).collect::<Vec<_>>());
     assert_eq!(reactor.stats().lingering, 0);
+}
+
+#[test]
+fn a_full_reactor_refuses_and_the_socket_stays_the_callers() {
+    let (reactor, reports) = reactor();
+    let cap = Limits {
+        max_lingering: 2,
+        ..limits(10_000, 1 << 20)
+    };
+    let mut peers = Vec::new();
+    for i in 0..2u32 {
+        let (server, client) = pair();
+        let dup = Duplicate::of(server.as_fd()).unwrap();
+        drop(server);
+        reactor.linger(dup, cap, false, |_| i).unwrap();
+        peers.push(client);
+    }
+
+    let (server, mut client) = pair();
+    client.write_all(b"unread").unwrap();
+    eventually("the bytes to arrive", || {
+        sys::inq(server.as_fd()).unwrap() == 6
+    });
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    let refused = reactor.linger(dup, cap, false, |_| 9);
+    assert!(matches!(refused, Err(Error::Full)), "{refused:?}");
+    assert_eq!(reactor.stats().lingering, 2);
+    // Untouched: the bytes are unread, no FIN went out, data flows both ways.
+    assert_eq!(sys::inq(server.as_fd()).unwrap(), 6);
+    (&server).write_all(b"still here").unwrap();
+    let mut buf = [0u8; 10];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"still here");
+
+    // The two lingering sockets end as usual, and then there is room.
+    for peer in peers {
+        let mut rest = Vec::new();
+        (&peer).read_to_end(&mut rest).unwrap();
+    }
+    for _ in 0..2 {
+        assert_eq!(next_outcome(&reports), Outcome::Clean);
+    }
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    drop(server);
+    reactor.linger(dup, cap, false, |_| 3).unwrap();
+    let (received, ended) = read_to_end(&client, Duration::ZERO);
+    assert_eq!((received, ended.is_ok()), (0, true));
+    drop(client);
+    let (token, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(
+        (token, report.outcome, report.drained),
+        (3, Outcome::Clean, 6)
+    );
 }

@@ -42,6 +42,7 @@ fn concurrent_pushes_never_lose_the_wakeup() {
         let limits = Limits {
             timeout: Duration::ZERO,
             max_drain: 0,
+            max_lingering: u64::MAX,
         };
         reactor.linger(dup, limits, false, |_| round).unwrap();
         if rx.recv_timeout(Duration::from_secs(5)) != Ok(round) {
