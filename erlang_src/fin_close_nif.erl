@@ -15,6 +15,8 @@
 -export([info/1]).
 -export([lingering/2]).
 -export([stats/0]).
+-export([measure_held/1]).
+-export([held/0]).
 
 -on_load(load/0).
 
@@ -78,3 +80,16 @@ lingering(_Pid, _Ref) -> erlang:nif_error(nif_not_loaded).
 
 -spec stats() -> #{atom() => non_neg_integer()}.
 stats() -> erlang:nif_error(nif_not_loaded).
+
+%% Measuring how long each native call holds its scheduler thread (CPU
+%% time; wall time of calls during which the thread slept, or was
+%% preempted), for tests and diagnosis: two system calls more per call
+%% while on. Switching it on clears what was measured.
+-spec measure_held(boolean()) -> ok.
+measure_held(_On) -> erlang:nif_error(nif_not_loaded).
+
+-spec held() -> #{calls := non_neg_integer(), max_cpu_us := non_neg_integer(),
+                  slept := non_neg_integer(), max_slept_us := non_neg_integer(),
+                  preempted := non_neg_integer(), max_preempted_us := non_neg_integer(),
+                  max_wall_us := non_neg_integer()}.
+held() -> erlang:nif_error(nif_not_loaded).

@@ -18,7 +18,7 @@
          never_reading_peer_times_out/1, never_closing_peer_times_out/1,
          half_closing_peer_ends_clean/1, resetting_peer_mid_linger_is_reset/1,
          vanishing_peer_times_out/1, out_of_descriptors_refuses_and_keeps_socket/1,
-         full_reactor_refuses_and_keeps_socket/1,
+         full_reactor_refuses_and_keeps_socket/1, schedulers_stay_free_under_load/1,
          owner_killed_mid_close_leaks_nothing/1,
          nif_reload_is_refused_and_harmless/1, init_stop_with_lingering_sockets/1,
          modules_reloaded_while_port_drains/1, reused_number_is_not_taken_for_the_socket/1]).
@@ -31,6 +31,7 @@
 -define(NS_IF, "fcv1").
 -define(HOST_IP, {10, 201, 0, 1}).
 -define(NS_IP, "10.201.0.2").
+-define(MODULES, [fin_close, fin_close_nif, fin_close_keeper, fin_close_sockets, fin_close_app]).
 
 all() ->
     [{group, inet}, {group, socket}, {group, esock}, {group, node}].
@@ -40,7 +41,7 @@ groups() ->
              never_reading_peer_times_out, never_closing_peer_times_out,
              half_closing_peer_ends_clean, resetting_peer_mid_linger_is_reset,
              vanishing_peer_times_out, out_of_descriptors_refuses_and_keeps_socket,
-             full_reactor_refuses_and_keeps_socket, owner_killed_mid_close_leaks_nothing, reused_number_is_not_taken_for_the_socket],
+             full_reactor_refuses_and_keeps_socket, schedulers_stay_free_under_load, owner_killed_mid_close_leaks_nothing, reused_number_is_not_taken_for_the_socket],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
      {node, [], [nif_reload_is_refused_and_harmless, init_stop_with_lingering_sockets,
                  modules_reloaded_while_port_drains]}].
@@ -114,23 +115,7 @@ fd_reuse_storm_harms_no_bystander(Config) ->
                       ok = gen_tcp:send(C, <<"unread">>),
                       {S, C}
                   end || _ <- lists:seq(1, 20)],
-    Stale = ets:new(stale, [public, set]),
-    Self = self(),
-    Worker = fun(N) ->
-                     fun() ->
-                             %% One listener per worker: a fresh one per
-                             %% connection would leave thousands of ports in
-                             %% TIME_WAIT and run out of them.
-                             {ok, L} = fin_close_ct:listen(Config, ?LOOP4, []),
-                             Listener = {L, fin_close_ct:listen_port(Config, L)},
-                             storm(Config, Listener, N, 150, Stale),
-                             ok = fin_close_ct:close_listener(Config, L),
-                             Self ! {done, self()}
-                     end
-             end,
-    Pids = [spawn_link(Worker(N)) || N <- lists:seq(1, 24)],
-    [receive {done, P} -> ok after 120000 -> error(storm_hung) end || P <- Pids],
-    ets:delete(Stale),
+    storm(Config, 24, 150),
     [begin
          wait_inq(S, 6),
          ?assertEqual({ok, 6}, fin_close:inq(S)),
@@ -141,9 +126,27 @@ fd_reuse_storm_harms_no_bystander(Config) ->
          ok = gen_tcp:close(C)
      end || {S, C} <- Bystanders].
 
-storm(_Config, _Listener, _N, 0, _Stale) ->
+%% Workers processes, each opening, using and closing Rounds connections.
+storm(Config, Workers, Rounds) ->
+    Stale = ets:new(stale, [public, set]),
+    Self = self(),
+    Worker = fun() ->
+                     %% One listener per worker: a fresh one per connection
+                     %% would leave thousands of ports in TIME_WAIT and run
+                     %% out of them.
+                     {ok, L} = fin_close_ct:listen(Config, ?LOOP4, []),
+                     Listener = {L, fin_close_ct:listen_port(Config, L)},
+                     storm_rounds(Config, Listener, Rounds, Stale),
+                     ok = fin_close_ct:close_listener(Config, L),
+                     Self ! {done, self()}
+             end,
+    Pids = [spawn_link(Worker) || _ <- lists:seq(1, Workers)],
+    [receive {done, P} -> ok after 120000 -> error(storm_hung) end || P <- Pids],
+    ets:delete(Stale).
+
+storm_rounds(_Config, _Listener, 0, _Stale) ->
     ok;
-storm(Config, {L, Port} = Listener, N, Rounds, Stale) ->
+storm_rounds(Config, {L, Port} = Listener, Rounds, Stale) ->
     {S, C} = fin_close_ct:accept_pair(Config, L, ?LOOP4, Port, []),
     ok = gen_tcp:send(C, <<"x">>),
     %% Old terms of closed sockets, whose numbers are being reused now,
@@ -172,7 +175,7 @@ storm(Config, {L, Port} = Listener, N, Rounds, Stale) ->
     end,
     ok = gen_tcp:close(C),
     ets:insert(Stale, {rand:uniform(100), S}),
-    storm(Config, Listener, N, Rounds - 1, Stale).
+    storm_rounds(Config, Listener, Rounds - 1, Stale).
 
 %% A socket closed, and its descriptor number taken by another connection,
 %% just after close/1 or inq/1 read the number: both say {error, closed},
@@ -276,6 +279,93 @@ take_number(Fd, {L, Port} = Listener, Opened, Left) ->
         {_, {ok, Fd}} -> {P, U};
         _ -> take_number(Fd, Listener, Opened, Left - 1)
     end.
+
+%% Under the load of the storm and of hostile peers (never reading,
+%% dripping, flooding, resetting), no native call of fin_close holds its
+%% scheduler thread 1 ms or more, neither running nor asleep (measured in
+%% the NIFs: the machine's preemption does not count), long_schedule (1 ms)
+%% reports no time slice that began or ended in fin_close, and every
+%% hostile peer gets its outcome.
+schedulers_stay_free_under_load(Config) ->
+    Self = self(),
+    Monitor = spawn_link(fun() -> long_schedules(Self, []) end),
+    Previous = erlang:system_monitor(Monitor, [{long_schedule, 1}]),
+    ok = fin_close_nif:measure_held(true),
+    try
+        Hostile = [{How, hostile_peer(Config, How)}
+                   || How <- [never_reading, dripping, flooding, resetting], _ <- [1, 2, 3]],
+        storm(Config, 16, 100),
+        Outcomes = [{How, maps:get(outcome, outcome(Ref))} || {How, Ref} <- Hostile],
+        Held = fin_close_nif:held(),
+        Monitor ! report,
+        Reports = receive {long_schedules, R} -> R after 5000 -> error(no_report) end,
+        Ours = [Report || {_, Info} = Report <- Reports, in_fin_close(Info)],
+        ct:pal("native calls: ~p~nlong_schedule >= 1 ms: ~p in all, ~p began or ended in fin_close~n"
+               "all of them: ~p", [Held, length(Reports), length(Ours), Reports]),
+        Expected = #{never_reading => timeout, dripping => timeout, flooding => drain_limit,
+                     resetting => reset},
+        ?assertEqual([{How, maps:get(How, Expected)} || {How, _} <- Outcomes], Outcomes),
+        #{calls := Calls, max_cpu_us := Cpu, max_slept_us := Slept} = Held,
+        ?assert(Calls > 1000),
+        ?assert(Cpu < 1000),
+        ?assert(Slept < 1000),
+        ?assertEqual([], Ours)
+    after
+        ok = fin_close_nif:measure_held(false),
+        _ = case Previous of
+                undefined -> erlang:system_monitor(undefined);
+                {Pid, Opts} -> erlang:system_monitor(Pid, Opts)
+            end,
+        unlink(Monitor),
+        exit(Monitor, kill)
+    end.
+
+long_schedules(Test, Acc) ->
+    receive
+        {monitor, Who, long_schedule, Info} -> long_schedules(Test, [{Who, Info} | Acc]);
+        report -> Test ! {long_schedules, lists:reverse(Acc)}
+    end.
+
+%% A slice that began or ended in a function of fin_close.
+in_fin_close(Info) ->
+    lists:any(fun({Where, {M, _, _}}) when Where =:= in; Where =:= out -> lists:member(M, ?MODULES);
+                 (_) -> false
+              end, Info).
+
+%% A connection closed with fin_close whose peer misbehaves in its own
+%% process while the test goes on; returns the notify reference.
+hostile_peer(Config, How) ->
+    Self = self(),
+    Opts = case How of never_reading -> [{sndbuf, 65536}]; _ -> [] end,
+    spawn_link(fun() ->
+                       {S, C} = pair(Config, ?LOOP4, Opts),
+                       ok = inet:setopts(C, [{exit_on_close, false}]),
+                       %% A flood ends at max_drain, however slowly it comes.
+                       Timeout = case How of flooding -> 30000; _ -> 2000 end,
+                       Limits = #{notify => Self, linger_timeout => Timeout, max_drain => 256 bsl 20},
+                       How =:= never_reading andalso fill(S),
+                       {ok, Ref} = fin_close:close(S, Limits),
+                       Self ! {hostile, self(), Ref},
+                       misbehave(How, C),
+                       gen_tcp:close(C)
+               end),
+    receive {hostile, _, Ref} -> Ref after 10000 -> error(no_hostile_peer) end.
+
+misbehave(never_reading, _C) ->
+    timer:sleep(3000);
+misbehave(dripping, C) ->
+    timer:sleep(10),
+    case gen_tcp:send(C, <<"d">>) of
+        ok -> misbehave(dripping, C);
+        {error, _} -> ok
+    end;
+misbehave(flooding, C) ->
+    _ = fin_close_ct:flood(C, bytes(65536), 8192),
+    ok;
+misbehave(resetting, C) ->
+    {ok, <<>>} = read_to_closed(C),
+    timer:sleep(rand:uniform(500)),
+    ok = inet:setopts(C, [{linger, {true, 0}}]).
 
 %% A peer that never reads: our FIN sits behind a full send buffer, and the
 %% socket is cut off at linger_timeout, while another socket handed over

@@ -13,6 +13,7 @@ use socket2::SockRef;
 
 use crate::duplicate::{self, Duplicate};
 use crate::error::Error;
+use crate::held::{self, Span};
 use crate::info::SocketInfo;
 use crate::reactor::{Limits, LingerId, Lingering, Reactor, Report};
 use crate::sys;
@@ -202,16 +203,19 @@ fn queue(
 
 #[rustler::nif]
 fn inq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
+    let _held = Span::start();
     queue(fd, tcp_only, sys::inq)
 }
 
 #[rustler::nif]
 fn outq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
+    let _held = Span::start();
     queue(fd, tcp_only, sys::outq)
 }
 
 #[rustler::nif]
 fn check_tcp(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+    let _held = Span::start();
     let fd = borrow(fd)?;
     Ok(match duplicate::check_tcp(SockRef::from(&fd)) {
         Ok(()) => atoms::ok().encode(env),
@@ -267,6 +271,7 @@ fn took_a_while(env: Env<'_>) {
 
 #[rustler::nif]
 fn dup(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+    let _held = Span::start();
     took_a_while(env);
     Ok(match Duplicate::of(borrow(fd)?) {
         Ok(d) => {
@@ -285,6 +290,7 @@ fn take(dup: &DupResource) -> Option<Duplicate> {
 
 #[rustler::nif]
 fn discard(dup: ResourceArc<DupResource>) -> Atom {
+    let _held = Span::start();
     if let Some(dup) = take(&dup) {
         dup.dispose();
     }
@@ -301,6 +307,7 @@ fn linger<'a>(
     notify: Vec<LocalPid>,
     port_pending: bool,
 ) -> NifResult<Term<'a>> {
+    let _held = Span::start();
     let reactor = match reactor() {
         Ok(r) => r,
         Err(e) => return Ok((atoms::error(), Reason::from(refused(e))).encode(env)),
@@ -339,6 +346,7 @@ fn linger<'a>(
 
 #[rustler::nif]
 fn port_done(env: Env<'_>, ticket: ResourceArc<Ticket>, flushed: bool) -> Term<'_> {
+    let _held = Span::start();
     match reactor().and_then(|r| r.port_done(ticket.id, flushed)) {
         Ok(()) => atoms::ok().encode(env),
         Err(e) => (atoms::error(), Reason::from(e)).encode(env),
@@ -349,12 +357,14 @@ fn port_done(env: Env<'_>, ticket: ResourceArc<Ticket>, flushed: bool) -> Term<'
 /// someone to tell.
 #[rustler::nif]
 fn ended(ticket: ResourceArc<Ticket>) -> bool {
+    let _held = Span::start();
     ticket.ended.load(Ordering::Acquire)
 }
 
 /// The state, addresses and kernel queues of a TCP socket, as a map.
 #[rustler::nif]
 fn info(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+    let _held = Span::start();
     took_a_while(env);
     Ok(match SocketInfo::of(borrow(fd)?) {
         Ok(info) => {
@@ -399,6 +409,7 @@ fn lingering_term<'a>(env: Env<'a>, l: &Lingering) -> Term<'a> {
 /// reactor runs, so there is nothing to list.
 #[rustler::nif]
 fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
+    let _held = Span::start();
     let Some(reactor) = REACTOR.get() else {
         return atoms::none().encode(env);
     };
@@ -418,6 +429,7 @@ fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
 
 #[rustler::nif]
 fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
+    let _held = Span::start();
     let s = match REACTOR.get() {
         Some(r) => r.stats(),
         _ => Default::default(),
@@ -432,6 +444,32 @@ fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
         ("drained", s.drained),
         ("memory", s.memory),
         ("refused", REFUSED.load(Ordering::Relaxed)),
+    ]
+    .map(|(k, v)| (Atom::from_str(env, k).expect("atom"), v));
+    Term::map_from_pairs(env, &pairs)
+}
+
+/// Switches measuring how long native calls hold their scheduler on or off
+/// (see [`crate::held`]).
+#[rustler::nif]
+fn measure_held(on: bool) -> Atom {
+    held::measure(on);
+    atoms::ok()
+}
+
+/// What was measured since measuring was switched on, times in microseconds.
+#[rustler::nif]
+fn held(env: Env<'_>) -> NifResult<Term<'_>> {
+    let h = held::held();
+    let us = |d: Duration| d.as_micros() as u64;
+    let pairs = [
+        ("calls", h.calls),
+        ("max_cpu_us", us(h.max_cpu)),
+        ("slept", h.slept),
+        ("max_slept_us", us(h.max_slept_wall)),
+        ("preempted", h.preempted),
+        ("max_preempted_us", us(h.max_preempted_wall)),
+        ("max_wall_us", us(h.max_wall)),
     ]
     .map(|(k, v)| (Atom::from_str(env, k).expect("atom"), v));
     Term::map_from_pairs(env, &pairs)

@@ -2,8 +2,8 @@
 //!
 //! socket2 covers dup, shutdown, SO_LINGER and the address and type queries;
 //! what it lacks (the SIOCINQ/SIOCOUTQ ioctls, the TCP state, a discarding `recv` that takes
-//! no buffer, epoll and eventfd) lives here so that no other module needs
-//! `unsafe`.
+//! no buffer, epoll and eventfd, a thread's own CPU time and context
+//! switches) lives here so that no other module needs `unsafe`.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -196,4 +196,38 @@ impl EventFd {
         // (nothing pending) is the only expected failure and is harmless.
         let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
     }
+}
+
+/// What the calling thread has used so far: CPU time, and how often it left
+/// the CPU because it waited for something (voluntary context switches) or
+/// because the kernel gave the CPU to another thread (involuntary ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ThreadUsage {
+    /// User and system time.
+    pub cpu: Duration,
+    /// Times the thread slept: a blocking call, a contended lock.
+    pub voluntary: u64,
+    /// Times the thread was preempted.
+    pub involuntary: u64,
+}
+
+/// The calling thread's [`ThreadUsage`]: CPU time from its CPU clock
+/// (exact; getrusage's split into user and system time is estimated from
+/// ticks and jumps by milliseconds), switches from getrusage.
+pub fn thread_usage() -> io::Result<ThreadUsage> {
+    let mut cpu = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the kernel writes one timespec into the live local.
+    cvt(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut cpu) })?;
+    // SAFETY: rusage is plain integers, for which all zeroes is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes one rusage into the live local.
+    cvt(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) })?;
+    Ok(ThreadUsage {
+        cpu: Duration::new(cpu.tv_sec as u64, cpu.tv_nsec as u32),
+        voluntary: usage.ru_nvcsw as u64,
+        involuntary: usage.ru_nivcsw as u64,
+    })
 }

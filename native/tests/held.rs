@@ -1,0 +1,47 @@
+//! Measuring how long calls hold their thread tells a call that slept from
+//! one that ran, and costs nothing while off. One test: the figures are
+//! process-wide.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fin_close_nif::held::{self, Span};
+
+fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+#[test]
+fn sleeping_and_running_calls_are_told_apart() {
+    assert!(Span::start().is_none(), "measuring is off by default");
+
+    held::measure(true);
+    {
+        let _call = Span::start();
+        thread::sleep(Duration::from_millis(3));
+    }
+    let h = held::held();
+    assert_eq!((h.calls, h.slept), (1, 1));
+    assert!(h.max_slept_wall >= Duration::from_millis(3), "{h:?}");
+    assert!(h.max_cpu < Duration::from_millis(1), "{h:?}");
+
+    {
+        let _call = Span::start();
+        spin(Duration::from_millis(5));
+    }
+    let h = held::held();
+    assert_eq!(h.calls, 2);
+    // Preemption may take some of the 5 ms wall clock, not all of it.
+    assert!(h.max_cpu >= Duration::from_millis(1), "{h:?}");
+    assert!(h.max_wall >= Duration::from_millis(5), "{h:?}");
+
+    held::measure(false);
+    assert_eq!(held::held(), held::Held::default());
+    {
+        let _call = Span::start();
+    }
+    assert_eq!(held::held().calls, 0);
+}
