@@ -81,15 +81,17 @@ lingering(_Pid, _Ref) -> erlang:nif_error(nif_not_loaded).
 -spec stats() -> #{atom() => non_neg_integer()}.
 stats() -> erlang:nif_error(nif_not_loaded).
 
-%% Measuring how long each native call holds its scheduler thread (CPU
-%% time; wall time of calls during which the thread slept, or was
-%% preempted), for tests and diagnosis: two system calls more per call
-%% while on. Switching it on clears what was measured.
+%% Measuring how long each native call holds its scheduler thread, for
+%% tests and diagnosis: a few system calls more per call while on.
+%% Switching it on clears what was measured. held/0 gives, over the calls
+%% since, the most one call spent on the CPU, asleep (blocked: must never
+%% happen) and waiting for a CPU (preempted by the kernel), its wall time,
+%% and how many calls slept or were preempted at all.
 -spec measure_held(boolean()) -> ok.
 measure_held(_On) -> erlang:nif_error(nif_not_loaded).
 
 -spec held() -> #{calls := non_neg_integer(), max_cpu_us := non_neg_integer(),
-                  slept := non_neg_integer(), max_slept_us := non_neg_integer(),
-                  preempted := non_neg_integer(), max_preempted_us := non_neg_integer(),
+                  max_asleep_us := non_neg_integer(), slept := non_neg_integer(),
+                  max_waiting_us := non_neg_integer(), preempted := non_neg_integer(),
                   max_wall_us := non_neg_integer()}.
 held() -> erlang:nif_error(nif_not_loaded).

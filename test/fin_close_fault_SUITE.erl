@@ -282,10 +282,12 @@ take_number(Fd, {L, Port} = Listener, Opened, Left) ->
 
 %% Under the load of the storm and of hostile peers (never reading,
 %% dripping, flooding, resetting), no native call of fin_close holds its
-%% scheduler thread 1 ms or more, neither running nor asleep (measured in
-%% the NIFs: the machine's preemption does not count), long_schedule (1 ms)
-%% reports no time slice that began or ended in fin_close, and every
-%% hostile peer gets its outcome.
+%% scheduler thread 1 ms or more, neither running nor asleep, and every
+%% hostile peer gets its outcome. The NIFs measure themselves: long_schedule
+%% (1 ms, on meanwhile) is wall-clock time, which on 2 busy cores includes
+%% the kernel's preemption of the scheduler thread, and it could not
+%% attribute a 3 ms sleep put into a NIF on purpose ({in, undefined},
+%% {out, undefined}). Its reports that name fin_close are printed.
 schedulers_stay_free_under_load(Config) ->
     Self = self(),
     Monitor = spawn_link(fun() -> long_schedules(Self, []) end),
@@ -300,16 +302,15 @@ schedulers_stay_free_under_load(Config) ->
         Monitor ! report,
         Reports = receive {long_schedules, R} -> R after 5000 -> error(no_report) end,
         Ours = [Report || {_, Info} = Report <- Reports, in_fin_close(Info)],
-        ct:pal("native calls: ~p~nlong_schedule >= 1 ms: ~p in all, ~p began or ended in fin_close~n"
-               "all of them: ~p", [Held, length(Reports), length(Ours), Reports]),
+        ct:pal("native calls: ~p~nlong_schedule >= 1 ms: ~p in all, ~p began or ended in fin_close: ~p~n"
+               "all of them: ~p", [Held, length(Reports), length(Ours), Ours, Reports]),
         Expected = #{never_reading => timeout, dripping => timeout, flooding => drain_limit,
                      resetting => reset},
         ?assertEqual([{How, maps:get(How, Expected)} || {How, _} <- Outcomes], Outcomes),
-        #{calls := Calls, max_cpu_us := Cpu, max_slept_us := Slept} = Held,
+        #{calls := Calls, max_cpu_us := Cpu, max_asleep_us := Asleep} = Held,
         ?assert(Calls > 1000),
         ?assert(Cpu < 1000),
-        ?assert(Slept < 1000),
-        ?assertEqual([], Ours)
+        ?assert(Asleep < 1000)
     after
         ok = fin_close_nif:measure_held(false),
         _ = case Previous of

@@ -1,12 +1,13 @@
 //! How long native calls hold the thread that runs them: an Erlang scheduler,
 //! which must never be kept 1 ms or more. For tests and diagnosis; off
-//! unless switched on, since it costs two system calls per call.
+//! unless switched on, since it costs a few system calls per call.
 //!
 //! Wall-clock time alone cannot tell: on a busy machine the kernel may take
-//! the CPU from a scheduler thread in the middle of any call. So each call
-//! is split by what the thread did: the CPU time it used, and whether it
-//! slept (a voluntary context switch: a blocking system call or a contended
-//! lock) or was preempted (an involuntary one, the machine's doing).
+//! the CPU from a scheduler thread in the middle of any call. So each call's
+//! time is split as the kernel's scheduler counts it: time on a CPU (the
+//! call's own work), time runnable but waiting for a CPU (the machine's
+//! doing), and the rest, time asleep: a blocking system call or a contended
+//! lock, which is what must never happen.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,42 +17,47 @@ use crate::sys::{thread_usage, ThreadUsage};
 static ON: AtomicBool = AtomicBool::new(false);
 static CALLS: AtomicU64 = AtomicU64::new(0);
 static MAX_CPU_NS: AtomicU64 = AtomicU64::new(0);
+static MAX_ASLEEP_NS: AtomicU64 = AtomicU64::new(0);
 static SLEPT: AtomicU64 = AtomicU64::new(0);
-static MAX_SLEPT_WALL_NS: AtomicU64 = AtomicU64::new(0);
+static MAX_WAITING_NS: AtomicU64 = AtomicU64::new(0);
 static PREEMPTED: AtomicU64 = AtomicU64::new(0);
-static MAX_PREEMPTED_WALL_NS: AtomicU64 = AtomicU64::new(0);
 static MAX_WALL_NS: AtomicU64 = AtomicU64::new(0);
 
-/// What the calls measured since [`measure`] was switched on used.
+const COUNTERS: [&AtomicU64; 7] = [
+    &CALLS,
+    &MAX_CPU_NS,
+    &MAX_ASLEEP_NS,
+    &SLEPT,
+    &MAX_WAITING_NS,
+    &PREEMPTED,
+    &MAX_WALL_NS,
+];
+
+/// What the calls measured since [`measure`] was switched on did; each
+/// `max_` is the largest of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Held {
     /// Calls measured.
     pub calls: u64,
-    /// The most CPU time one call used.
+    /// CPU time. Interrupts handled meanwhile count too (unless the kernel
+    /// accounts IRQ time apart).
     pub max_cpu: Duration,
-    /// Calls during which the thread slept.
+    /// Time asleep (neither running nor waiting for a CPU), of the calls
+    /// that slept: those that switched out of their own accord.
+    pub max_asleep: Duration,
+    /// Calls during which the thread went to sleep at least once.
     pub slept: u64,
-    /// The longest of those, wall clock: the most a call blocked a thread.
-    pub max_slept_wall: Duration,
-    /// Calls during which the thread was preempted (and did not sleep).
+    /// Time runnable but waiting for a CPU: preemption by the kernel.
+    pub max_waiting: Duration,
+    /// Calls during which the thread was preempted at least once.
     pub preempted: u64,
-    /// The longest of those, wall clock.
-    pub max_preempted_wall: Duration,
-    /// The longest call of all, wall clock.
+    /// Wall-clock time: the sum of the three above.
     pub max_wall: Duration,
 }
 
 /// Switches measuring on (clearing what was measured) or off.
 pub fn measure(on: bool) {
-    for counter in [
-        &CALLS,
-        &MAX_CPU_NS,
-        &SLEPT,
-        &MAX_SLEPT_WALL_NS,
-        &PREEMPTED,
-        &MAX_PREEMPTED_WALL_NS,
-        &MAX_WALL_NS,
-    ] {
+    for counter in COUNTERS {
         counter.store(0, Ordering::Relaxed);
     }
     ON.store(on, Ordering::Relaxed);
@@ -63,10 +69,10 @@ pub fn held() -> Held {
     Held {
         calls: CALLS.load(Ordering::Relaxed),
         max_cpu: ns(&MAX_CPU_NS),
+        max_asleep: ns(&MAX_ASLEEP_NS),
         slept: SLEPT.load(Ordering::Relaxed),
-        max_slept_wall: ns(&MAX_SLEPT_WALL_NS),
+        max_waiting: ns(&MAX_WAITING_NS),
         preempted: PREEMPTED.load(Ordering::Relaxed),
-        max_preempted_wall: ns(&MAX_PREEMPTED_WALL_NS),
         max_wall: ns(&MAX_WALL_NS),
     }
 }
@@ -84,30 +90,39 @@ impl Span {
         if !ON.load(Ordering::Relaxed) {
             return None;
         }
+        // The wall clock spans both readings of the usage, so that waiting
+        // counted while reading it is inside the call's time and cannot
+        // hide time asleep.
+        let wall = Instant::now();
         Some(Span {
             usage: thread_usage().ok()?,
-            wall: Instant::now(),
+            wall,
         })
     }
 }
 
 impl Drop for Span {
     fn drop(&mut self) {
-        let wall = self.wall.elapsed();
         let Ok(now) = thread_usage() else { return };
+        let wall = self.wall.elapsed();
         let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
+        let cpu = now.on_cpu.saturating_sub(self.usage.on_cpu);
+        let waiting = now.waiting.saturating_sub(self.usage.waiting);
         CALLS.fetch_add(1, Ordering::Relaxed);
         MAX_WALL_NS.fetch_max(ns(wall), Ordering::Relaxed);
-        MAX_CPU_NS.fetch_max(
-            ns(now.cpu.saturating_sub(self.usage.cpu)),
-            Ordering::Relaxed,
-        );
+        MAX_CPU_NS.fetch_max(ns(cpu), Ordering::Relaxed);
+        MAX_WAITING_NS.fetch_max(ns(waiting), Ordering::Relaxed);
+        // A thread that never switched out of its own accord never slept.
+        // One that did slept for what the CPU and the run queue do not
+        // explain; the readings' own time counts as asleep, and so may a
+        // preemption at their edges: an overestimate, never less.
         if now.voluntary > self.usage.voluntary {
             SLEPT.fetch_add(1, Ordering::Relaxed);
-            MAX_SLEPT_WALL_NS.fetch_max(ns(wall), Ordering::Relaxed);
-        } else if now.involuntary > self.usage.involuntary {
+            let asleep = wall.saturating_sub(cpu).saturating_sub(waiting);
+            MAX_ASLEEP_NS.fetch_max(ns(asleep), Ordering::Relaxed);
+        }
+        if now.involuntary > self.usage.involuntary {
             PREEMPTED.fetch_add(1, Ordering::Relaxed);
-            MAX_PREEMPTED_WALL_NS.fetch_max(ns(wall), Ordering::Relaxed);
         }
     }
 }

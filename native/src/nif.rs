@@ -465,10 +465,10 @@ fn held(env: Env<'_>) -> NifResult<Term<'_>> {
     let pairs = [
         ("calls", h.calls),
         ("max_cpu_us", us(h.max_cpu)),
+        ("max_asleep_us", us(h.max_asleep)),
         ("slept", h.slept),
-        ("max_slept_us", us(h.max_slept_wall)),
+        ("max_waiting_us", us(h.max_waiting)),
         ("preempted", h.preempted),
-        ("max_preempted_us", us(h.max_preempted_wall)),
         ("max_wall_us", us(h.max_wall)),
     ]
     .map(|(k, v)| (Atom::from_str(env, k).expect("atom"), v));

@@ -9,10 +9,12 @@
 //! bounded; a socket cut off by either is closed abortively (RST) and its
 //! [`Report`] says so.
 //!
-//! Nothing here blocks the caller of [`Reactor::linger`]: it registers the
-//! socket with the epoll set (so that a socket the reactor cannot take is
-//! refused there, still the caller's), queues a command and, if the thread
-//! is asleep, writes one eventfd.
+//! Nothing here makes the caller of [`Reactor::linger`] wait on a peer or on
+//! the reactor's work: it registers the socket with the epoll set (so that a
+//! socket the reactor cannot take is refused there, still the caller's),
+//! queues a command and, if the thread is asleep, writes one eventfd. The
+//! only waits possible are two short critical sections shared with the
+//! thread: the inbox's lock, and the kernel's lock of the epoll set.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -172,7 +174,7 @@ enum Command<T> {
 
 struct Adoption<T> {
     id: LingerId,
-    socket: Socket,
+    dup: Duplicate,
     limits: Limits,
     port_pending: bool,
     token: T,
@@ -262,11 +264,13 @@ impl<T: Send + 'static> Reactor<T> {
     /// Hands `dup` over: the reactor now owns the connection's last
     /// descriptor and will close it. Returns at once.
     ///
-    /// Refused, with `dup` dropped here, when [`Limits::max_lingering`]
+    /// Refused, with `dup` disposed of, when [`Limits::max_lingering`]
     /// sockets linger already ([`Error::Full`]), when the epoll set takes no
     /// more (ENOSPC at `fs.epoll.max_user_watches`, ENOMEM) or when the
-    /// thread has stopped ([`Error::ReactorDown`]). The caller still holds
-    /// the socket then, so dropping the duplicate sends nothing.
+    /// thread has stopped ([`Error::ReactorDown`]). The caller normally still
+    /// holds the socket then, and closing the duplicate sends nothing; should
+    /// the socket have been closed meanwhile, [`Duplicate::dispose`] keeps
+    /// that last close from blocking this thread.
     ///
     /// With `port_pending` the VM still holds output for the socket that it
     /// has not written yet; the reactor then sends no FIN (which would cut
@@ -285,29 +289,34 @@ impl<T: Send + 'static> Reactor<T> {
     {
         let shared = &*self.shared;
         let lingering = &shared.stats.lingering;
-        lingering
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < limits.max_lingering).then_some(n + 1)
-            })
-            .map_err(|_| Error::Full)?;
+        let room = lingering.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < limits.max_lingering).then_some(n + 1)
+        });
+        if room.is_err() {
+            dup.dispose();
+            return Err(Error::Full);
+        }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = token(id);
         if let Err(e) = shared.epoll.add(dup.as_fd(), EVENTS, id) {
             lingering.fetch_sub(1, Ordering::Relaxed);
+            dup.dispose();
             return Err(e.into());
         }
         let adoption = Adoption {
             id,
-            socket: dup.into_socket(),
+            dup,
             limits,
             port_pending,
-            token: token(id),
+            token,
             started: Instant::now(),
         };
         if let Err(Command::Adopt(refused)) = shared.push(Command::Adopt(adoption)) {
             // The caller's descriptor keeps the file open, and with it this
             // registration: remove it before the duplicate goes.
-            let _ = shared.epoll.delete(refused.socket.as_fd());
+            let _ = shared.epoll.delete(refused.dup.as_fd());
             lingering.fetch_sub(1, Ordering::Relaxed);
+            refused.dup.dispose();
             return Err(Error::ReactorDown);
         }
         Ok(id)
@@ -477,9 +486,12 @@ impl<T> Worker<T> {
         self.entries.insert(id, entry);
         self.count_memory();
         // The socket was registered by the caller, and an edge that came
-        // before this entry existed was dropped: read until the queue is
-        // empty (as if the peer's FIN were queued) to miss nothing.
-        self.on_ready(id, libc::EPOLLRDHUP as u32);
+        // before this entry existed was dropped. One pass reads what is
+        // queued; a FIN queued behind it raised no edge this entry saw, so
+        // a second pass takes one more read (0 at a FIN, EAGAIN when empty).
+        // Anything arriving later raises an edge of its own.
+        self.on_ready(id, 0);
+        self.on_ready(id, 0);
     }
 
     /// Publishes what the tables take: a hash table bucket (entry, key and
@@ -643,7 +655,7 @@ impl<T> Worker<T> {
 impl<T> Entry<T> {
     fn new(a: Adoption<T>) -> Entry<T> {
         Entry {
-            socket: a.socket,
+            socket: a.dup.into_socket(),
             deadline: a.started + a.limits.timeout,
             started: a.started,
             drained: 0,
