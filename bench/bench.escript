@@ -280,18 +280,18 @@ quiet_held_rows(Rounds, N) ->
                    {Max, Held}
                end || _ <- lists:seq(1, Rounds)],
     Get = fun(Key) -> [maps:get(Key, H) || {_, H} <- Results] end,
-    [row(7, "quiet, measured: most CPU in one NIF call", name(fin_close), Get(max_cpu_us), "us",
+    [row(7, "quiet, NIFs: most CPU in one call", name(fin_close), Get(max_cpu_us), "us",
          io_lib:format("of ~b NIF calls", [lists:max(Get(calls))]), "< 1000 us",
          lists:max(Get(max_cpu_us)) < 1000),
-     row(7, "quiet, measured: most asleep in one NIF call", name(fin_close), Get(max_asleep_us), "us",
+     row(7, "quiet, NIFs: most asleep in one call", name(fin_close), Get(max_asleep_us), "us",
          io_lib:format("~b calls slept at all", [lists:max(Get(slept))]), "< 1000 us",
          lists:max(Get(max_asleep_us)) < 1000),
-     row(7, "quiet, measured: most waiting for a CPU", name(fin_close), Get(max_waiting_us), "us",
+     row(7, "quiet, NIFs: most waiting for a CPU", name(fin_close), Get(max_waiting_us), "us",
          io_lib:format("preempted: ~b calls", [lists:max(Get(preempted))]), "", none),
-     row(7, "quiet, measured: longest NIF call", name(fin_close), Get(max_wall_us), "us",
+     row(7, "quiet, NIFs: longest call", name(fin_close), Get(max_wall_us), "us",
          "wall clock", "", none),
-     row(7, "quiet, measured: longest close call", name(fin_close), [Max / 1000 || {Max, _} <- Results],
-         "us", "wall clock, the NIFs' time included", "", none)].
+     row(7, "quiet, NIFs measured: longest close", name(fin_close), [Max / 1000 || {Max, _} <- Results],
+         "us", "wall clock, NIFs included", "", none)].
 
 quiet_round(Method, N) ->
     {Peer, Socks} = peer_connections(N, "on_go", "on_release"),
