@@ -313,11 +313,14 @@ impl<T: Send + 'static> Reactor<T> {
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let token = token(id);
-        // Registered for nothing yet (the thread asks for EVENTS when it
-        // adopts the socket): registering a socket that is already readable
-        // wakes the thread, and a wake-up from here is what costs (see
-        // `look_at_inbox`). The room in the epoll set is taken now, though.
-        if let Err(e) = shared.epoll.add(dup.as_fd(), 0, id) {
+        // Registered for nothing but what epoll always reports, hang-ups and
+        // errors, and those edge-triggered so that a socket already reset
+        // is reported once, not on every wait until it is adopted; the
+        // thread asks for EVENTS when it adopts the socket. Registering for
+        // input a socket that is already readable would wake the thread
+        // from here, and that wake-up is what costs (see `look_at_inbox`).
+        // The room in the epoll set is taken now, though.
+        if let Err(e) = shared.epoll.add(dup.as_fd(), libc::EPOLLET as u32, id) {
             lingering.fetch_sub(1, Ordering::Relaxed);
             dup.dispose();
             return Err(e.into());
@@ -566,12 +569,12 @@ impl<T> Worker<T> {
         self.deadlines.insert((entry.deadline, id));
         self.entries.insert(id, entry);
         self.count_memory();
-        // The socket was registered by the caller, for hang-ups and errors
-        // only, and an edge that came before this entry existed was
-        // dropped. One pass reads what is
-        // queued; a FIN queued behind it raised no edge this entry saw, so
-        // a second pass takes one more read (0 at a FIN, EAGAIN when empty).
-        // Anything arriving later raises an edge of its own.
+        // Asking for input above makes epoll check the socket again and
+        // report what is already queued, data or FIN, with the next wait;
+        // reading now only saves that round. A FIN behind the data gives a
+        // short first read, hence a second (0 at a FIN, EAGAIN if empty).
+        // A hang-up reported before this entry existed was dropped, and the
+        // reads find it too (ECONNRESET).
         self.on_ready(id, 0);
         self.on_ready(id, 0);
     }

@@ -1,5 +1,8 @@
 //! Hand-overs from many threads at once never leave the reactor asleep with
-//! work queued (a lost eventfd wake-up would stall every later close).
+//! work queued (a lost eventfd wake-up would stall every later close), at
+//! whatever point of the reactor's awake period after its last command
+//! (10 ms) they come: while it looks at its inbox unsignalled, as it goes
+//! back to sleep, or after.
 
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
@@ -34,6 +37,8 @@ fn concurrent_pushes_never_lose_the_wakeup() {
         thread::sleep(Duration::from_millis(20));
         stop.store(true, Ordering::Relaxed);
         pushers.into_iter().for_each(|p| p.join().unwrap());
+        // 0 to 14 ms after the last push, in 0.5 ms steps over the rounds.
+        thread::sleep(Duration::from_micros(500 * u64::from(round % 29)));
         // ...and then one socket with a deadline of now must still end.
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
