@@ -111,9 +111,9 @@
 -define(MAX_DRAIN, 1048576).
 
 -define(MAX_TIMEOUT, 16#FFFFFFFF).
-%% What the native side takes (u64); its largest value is no limit at all.
--define(MAX_DRAIN_LIMIT, 16#FFFFFFFFFFFFFFFF).
--define(NO_LIMIT, 16#FFFFFFFFFFFFFFFF).
+%% The native side takes counts as u64; for max_lingering the largest one
+%% stands for infinity.
+-define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
 
 %% What a socket term is made of.
 -type handle() :: {port, port()}
@@ -341,9 +341,9 @@ options(_, Args) ->
 
 -spec valid_option(term(), term()) -> boolean().
 valid_option(linger_timeout, T) -> is_integer(T) andalso T >= 0 andalso T =< ?MAX_TIMEOUT;
-valid_option(max_drain, M) -> is_integer(M) andalso M >= 0 andalso M =< ?MAX_DRAIN_LIMIT;
+valid_option(max_drain, M) -> is_integer(M) andalso M >= 0 andalso M =< ?U64_MAX;
 valid_option(max_lingering, infinity) -> true;
-valid_option(max_lingering, N) -> is_integer(N) andalso N >= 0 andalso N < ?NO_LIMIT;
+valid_option(max_lingering, N) -> is_integer(N) andalso N >= 0 andalso N < ?U64_MAX;
 valid_option(notify, Pid) -> is_pid(Pid) andalso node(Pid) =:= node();
 valid_option(_, _) -> false.
 
@@ -509,7 +509,7 @@ close_handle({socket, ESock}, Dup, Limits) ->
 linger_then(Dup, #{linger_timeout := Timeout, max_drain := MaxDrain, max_lingering := MaxLingering,
                   notify := Notify} = Limits, PortPending, CloseHandle) ->
     Told = [Pid || Pid <- [Notify, maps:get(keeper, Limits, logger_pid())], Pid =/= undefined],
-    Room = case MaxLingering of infinity -> ?NO_LIMIT; N -> N end,
+    Room = case MaxLingering of infinity -> ?U64_MAX; N -> N end,
     case fin_close_nif:linger(Dup, Timeout, MaxDrain, Room, Told, PortPending) of
         {ok, Ticket} ->
             case {CloseHandle(Ticket), Notify} of

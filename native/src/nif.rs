@@ -118,6 +118,12 @@ fn map<'a>(env: Env<'a>, pairs: &[(&str, Term<'a>)]) -> Term<'a> {
     Term::map_from_pairs(env, &pairs).expect("distinct keys")
 }
 
+/// A flat map of counters, as `stats/0` and `held/0` give them.
+fn counters<'a>(env: Env<'a>, pairs: &[(&str, u64)]) -> Term<'a> {
+    let terms: Vec<(&str, Term<'a>)> = pairs.iter().map(|&(k, v)| (k, v.encode(env))).collect();
+    map(env, &terms)
+}
+
 fn millis<'a>(env: Env<'a>, d: Duration) -> Term<'a> {
     (d.as_millis() as u64).encode(env)
 }
@@ -444,9 +450,8 @@ fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
         ("drained", s.drained),
         ("memory", s.memory),
         ("refused", REFUSED.load(Ordering::Relaxed)),
-    ]
-    .map(|(k, v)| (Atom::from_str(env, k).expect("atom"), v));
-    Term::map_from_pairs(env, &pairs)
+    ];
+    Ok(counters(env, &pairs))
 }
 
 /// Switches measuring how long native calls hold their scheduler on or off
@@ -470,9 +475,8 @@ fn held(env: Env<'_>) -> NifResult<Term<'_>> {
         ("max_waiting_us", us(h.max_waiting)),
         ("preempted", h.preempted),
         ("max_wall_us", us(h.max_wall)),
-    ]
-    .map(|(k, v)| (Atom::from_str(env, k).expect("atom"), v));
-    Term::map_from_pairs(env, &pairs)
+    ];
+    Ok(counters(env, &pairs))
 }
 
 rustler::init!("fin_close_nif");

@@ -262,6 +262,7 @@ impl<T: Send + 'static> Reactor<T> {
             .add(shared.waker.as_fd(), libc::EPOLLIN as u32, WAKE)?;
         let worker = Worker {
             spare: Vec::new(),
+            stopping: false,
             shared: Arc::clone(&shared),
             entries: HashMap::new(),
             deadlines: BTreeSet::new(),
@@ -411,6 +412,8 @@ struct Worker<T> {
     shared: Arc<Shared<T>>,
     /// The inbox's other half (see `take_commands`).
     spare: Vec<Command<T>>,
+    /// A Stop command was taken.
+    stopping: bool,
     entries: HashMap<LingerId, Entry<T>>,
     /// Deadlines in order, so the next wait knows how long it may sleep.
     deadlines: BTreeSet<(Instant, LingerId)>,
@@ -469,9 +472,9 @@ impl<T> Worker<T> {
                 }
             }
             if signalled || awake_until.is_some() {
-                match self.look_at_inbox(signalled, awake_until) {
-                    Some(until) => awake_until = until,
-                    None => return,
+                awake_until = self.look_at_inbox(signalled, awake_until);
+                if self.stopping {
+                    return;
                 }
             }
             self.expire(Instant::now());
@@ -482,47 +485,35 @@ impl<T> Worker<T> {
     /// burst of hand-overs then costs one eventfd write, not one each.
     /// That matters because the write wakes this thread from the caller's,
     /// a scheduler: measured here (a VM), one such wake-up took 0.1 to
-    /// 1.2 ms of the scheduler's CPU time. `None` once told to stop.
-    fn look_at_inbox(
-        &mut self,
-        signalled: bool,
-        awake_until: Option<Instant>,
-    ) -> Option<Option<Instant>> {
+    /// 1.2 ms of the scheduler's CPU time.
+    fn look_at_inbox(&mut self, signalled: bool, awake_until: Option<Instant>) -> Option<Instant> {
         // The eventfd is read before the inbox is taken, so a signal never
         // outlives the commands it announced.
         if signalled {
             self.shared.waker.clear();
         }
-        let (taken, go_on) = self.take_commands();
-        if !go_on {
-            return None;
-        }
         let now = Instant::now();
-        if taken > 0 {
-            return Some(Some(now + AWAKE));
+        if self.take_commands() > 0 {
+            return Some(now + AWAKE);
         }
         if awake_until.is_some_and(|until| now < until) {
-            return Some(awake_until);
+            return awake_until;
         }
         // Going to sleep: from now on a push signals. One that came after
         // the take above saw the flag still set and did not: take again.
         self.shared.wake_pending.store(false, Ordering::SeqCst);
-        let (taken, go_on) = self.take_commands();
-        if !go_on {
+        if self.take_commands() == 0 {
             return None;
-        }
-        if taken == 0 {
-            return Some(None);
         }
         // Awake after all. A push that saw the flag clear meanwhile has
         // signalled; the next wait just returns at once.
         self.shared.wake_pending.store(true, Ordering::SeqCst);
-        Some(Some(now + AWAKE))
+        Some(now + AWAKE)
     }
 
-    /// Runs the queued commands; returns how many, and false once told to
-    /// stop.
-    fn take_commands(&mut self) -> (usize, bool) {
+    /// Runs the queued commands and returns how many; a Stop among them
+    /// sets `stopping`.
+    fn take_commands(&mut self) -> usize {
         // The inbox is swapped with the emptied vector of the last round, so
         // that its capacity stays and a steady burst of pushes does not grow
         // it again.
@@ -531,13 +522,12 @@ impl<T> Worker<T> {
         let taken = commands.len();
         // Sockets queued behind a Stop are still adopted, so that the
         // shutdown in `run` ends and reports them like the others.
-        let mut go_on = true;
         for command in commands.drain(..) {
             match command {
                 Command::Adopt(adoption) => self.adopt(*adoption),
                 Command::PortDone { id, flushed } => self.port_done(id, flushed),
                 Command::List(reply) => self.list(reply),
-                Command::Stop => go_on = false,
+                Command::Stop => self.stopping = true,
             }
         }
         // But not a past burst's capacity for ever.
@@ -545,7 +535,7 @@ impl<T> Worker<T> {
             commands.shrink_to(taken * 2);
         }
         self.spare = commands;
-        (taken, go_on)
+        taken
     }
 
     fn adopt(&mut self, adoption: Adoption<T>) {
@@ -566,17 +556,12 @@ impl<T> Worker<T> {
             // whether it ended cleanly or was reset.
             send_fin(&entry.socket);
         }
+        // No read here: asking for input above made epoll check the socket
+        // again, so the next wait reports what is already queued (data, FIN,
+        // or a reset whose hang-up came before this entry existed).
         self.deadlines.insert((entry.deadline, id));
         self.entries.insert(id, entry);
         self.count_memory();
-        // Asking for input above makes epoll check the socket again and
-        // report what is already queued, data or FIN, with the next wait;
-        // reading now only saves that round. A FIN behind the data gives a
-        // short first read, hence a second (0 at a FIN, EAGAIN if empty).
-        // A hang-up reported before this entry existed was dropped, and the
-        // reads find it too (ECONNRESET).
-        self.on_ready(id, 0);
-        self.on_ready(id, 0);
     }
 
     /// Publishes what the tables take: a hash table bucket (entry, key and
