@@ -295,26 +295,21 @@ schedulers_stay_free_under_load(Config) ->
     try
         %% This KVM guest now and then charges a few hundred microseconds of
         %% CPU time to a call as trivial as one ioctl, once over 3 ms in
-        %% 180,000 calls (make bench): a round over the bound runs again,
-        %% and only a second one fails. A real block (the 3 ms sleep or the
-        %% 2 ms spin put into a NIF on purpose) shows in every round.
-        Held = case loaded_round(Config) of
-                   #{max_cpu_us := Cpu, max_asleep_us := Asleep} = First
-                     when Cpu >= 1000; Asleep >= 1000 ->
-                       ct:pal("over the bound, running again: ~p", [First]),
-                       loaded_round(Config);
-                   First ->
-                       First
-               end,
+        %% 180,000 calls (make bench), and once two rounds in a row had a
+        %% call over 7 ms while a timer:sleep(1) took 35 ms (the whole VM
+        %% stalled). So a round over the bound runs again, up to three
+        %% rounds, and only the third fails. A real block (the 3 ms sleep or
+        %% the 2 ms spin put into a NIF on purpose) shows in every round.
+        Held = loaded_rounds(Config, 3),
         Monitor ! report,
         Reports = receive {long_schedules, R} -> R after 5000 -> error(no_report) end,
         Ours = [Report || {_, Info} = Report <- Reports, in_fin_close(Info)],
         ct:pal("native calls: ~p~nlong_schedule >= 1 ms: ~p in all, ~p began or ended in fin_close: ~p~n"
                "all of them: ~p", [Held, length(Reports), length(Ours), Ours, Reports]),
-        #{calls := Calls, max_cpu_us := Cpu2, max_asleep_us := Asleep2} = Held,
+        #{calls := Calls, max_cpu_us := Cpu, max_asleep_us := Asleep} = Held,
         ?assert(Calls > 1000),
-        ?assert(Cpu2 < 1000),
-        ?assert(Asleep2 < 1000)
+        ?assert(Cpu < 1000),
+        ?assert(Asleep < 1000)
     after
         _ = case Previous of
                 undefined -> erlang:system_monitor(undefined);
@@ -322,6 +317,18 @@ schedulers_stay_free_under_load(Config) ->
             end,
         unlink(Monitor),
         exit(Monitor, kill)
+    end.
+
+%% Rounds of the load until one stays under the bound, Left at most: what
+%% the NIFs measured in the last.
+loaded_rounds(Config, Left) ->
+    case loaded_round(Config) of
+        #{max_cpu_us := Cpu, max_asleep_us := Asleep} = Held
+          when (Cpu >= 1000 orelse Asleep >= 1000), Left > 1 ->
+            ct:pal("over the bound, running again: ~p", [Held]),
+            loaded_rounds(Config, Left - 1);
+        Held ->
+            Held
     end.
 
 %% One round of the load, with the NIFs measuring themselves: what they
