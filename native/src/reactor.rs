@@ -556,12 +556,19 @@ impl<T> Worker<T> {
             // whether it ended cleanly or was reset.
             send_fin(&entry.socket);
         }
-        // No read here: asking for input above made epoll check the socket
-        // again, so the next wait reports what is already queued (data, FIN,
-        // or a reset whose hang-up came before this entry existed).
         self.deadlines.insert((entry.deadline, id));
         self.entries.insert(id, entry);
         self.count_memory();
+        // Asking for input above made epoll check the socket again, so the
+        // next wait reports what is already queued (data, FIN, or a reset
+        // whose hang-up came before this entry existed), and those events
+        // will find the queue empty. Reading now all the same saves a round
+        // of the loop: without these reads, fin_close's close latency p99 in
+        // make bench was 62 to 103 µs in 4 runs, against 37 to 72 µs with
+        // them, alternated. A FIN behind the data gives a short first read,
+        // hence a second (0 at a FIN, EAGAIN if empty).
+        self.on_ready(id, 0);
+        self.on_ready(id, 0);
     }
 
     /// Publishes what the tables take: a hash table bucket (entry, key and
