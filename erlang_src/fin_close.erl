@@ -5,8 +5,8 @@
 %% bytes sends RST instead of FIN, and the peer's kernel then throws away the
 %% part of our reply it had not received yet. {@link close/1} hands the
 %% socket to one native reactor thread that sends FIN after all our data,
-%% discards what the peer still sends until its FIN arrives (bounded in time
-%% and bytes), and only then closes. {@link inq/1} and {@link outq/1} show
+%% discards what the peer still sends until its FIN arrives and every byte
+%% of ours is acknowledged (bounded in time), and only then closes. {@link inq/1} and {@link outq/1} show
 %% the kernel's receive and send queues.
 %%
 %% Every function takes any TCP socket an Erlang program can hold: a
@@ -41,12 +41,13 @@
 %% Any TCP socket: `gen_tcp' (either backend) or the `socket' module's.
 
 -type opts() :: #{linger_timeout => non_neg_integer(),
-                  max_drain => non_neg_integer(),
+                  idle_timeout => non_neg_integer() | infinity,
+                  max_drain => non_neg_integer() | infinity,
                   max_lingering => non_neg_integer() | infinity,
                   notify => pid()}.
 %% Options of {@link close/2}.
 
--type outcome() :: clean | timeout | drain_limit | reset | error.
+-type outcome() :: clean | timeout | idle | drain_limit | reset | truncated | error.
 %% How a lingering socket ended; see {@link close/2}.
 
 -type address() :: {inet:ip_address(), inet:port_number()}.
@@ -62,7 +63,9 @@
 -type stats() :: #{lingering := non_neg_integer(),
                    clean := non_neg_integer(),
                    timeout := non_neg_integer(),
+                   idle := non_neg_integer(),
                    drain_limit := non_neg_integer(),
+                   truncated := non_neg_integer(),
                    reset := non_neg_integer(),
                    error := non_neg_integer(),
                    drained := non_neg_integer(),
@@ -101,14 +104,17 @@
 -export_type([address/0, socket_kind/0, tcp_state/0, socket_info/0]).
 
 %% 30 s in all, as nginx's lingering_time and Apache's lingering close: long
-%% enough for the kernel to deliver a large reply to a slow reader. All a
-%% lingering socket holds meanwhile is one descriptor and about 170 bytes
-%% of tables (more with `notify', which keeps who to tell).
+%% enough for the kernel to deliver a large reply to a slow reader, and for
+%% a client that uploads a large body before it reads to finish sending.
+%% All a lingering socket holds meanwhile is one descriptor, its kernel
+%% buffers and some 200 bytes of tables (more with `notify').
 -define(LINGER_TIMEOUT, 30000).
-%% More than any request a client pipelines or still has in flight when it
-%% gets an early reply. A peer that sends more after our FIN is not reading
-%% us, and cutting it off does not destroy what it already received.
--define(MAX_DRAIN, 1048576).
+%% nginx's lingering_timeout: a peer that neither sends, nor closes, nor
+%% reads our reply for 5 s is gone or hostile, and its descriptor is worth
+%% more to the next client (a flood of idle peers holds rate x 5 s of them,
+%% not rate x 30 s). A live client uploading or downloading makes progress
+%% every few milliseconds.
+-define(IDLE_TIMEOUT, 5000).
 
 -define(MAX_TIMEOUT, 16#FFFFFFFF).
 %% The native side takes counts as u64; for max_lingering the largest one
@@ -148,23 +154,32 @@ close(Socket) ->
     end.
 
 %% @doc Closes `Socket' with FIN after every byte already sent, and lingers
-%% in the native reactor until the peer's FIN, discarding what it still
-%% sends. Returns as soon as the socket is handed over; it never waits on the
-%% peer, and no Erlang process or scheduler is held while the socket
-%% lingers.
+%% in the native reactor until the peer's FIN has arrived and the peer has
+%% acknowledged every byte of ours, discarding what it still sends. Returns
+%% as soon as the socket is handed over; it never waits on the peer, and no
+%% Erlang process or scheduler is held while the socket lingers.
 %%
 %% Options (a map; unknown keys and bad values raise `badarg', and the
 %% socket is left untouched):
 %% <ul>
 %% <li>`linger_timeout' (milliseconds, default 30000): how long the socket
-%%     may linger in all, from this call. When it runs out before the peer's
-%%     FIN, the socket is reset (outcome `timeout'). This includes the time
-%%     the kernel needs to deliver what is still queued to a slow reader.
-%%     The default is nginx's and Apache's; Cowboy uses 1000 because it
-%%     holds a process meanwhile, which fin_close does not.</li>
-%% <li>`max_drain' (bytes, default 1048576): how much the peer may still
-%%     send; one byte more and the socket is reset (outcome
-%%     `drain_limit').</li>
+%%     may linger in all, from this call. When it runs out first, the
+%%     socket is reset (outcome `timeout'). This includes the time the
+%%     kernel needs to deliver our reply to a slow reader, and the time a
+%%     client that uploads its whole body before reading needs to finish
+%%     sending. The default is nginx's `lingering_time'.</li>
+%% <li>`idle_timeout' (milliseconds or `infinity', default 5000): how long
+%%     the socket may linger without progress: no byte and no FIN from the
+%%     peer, and no byte of ours acknowledged. Then it is reset (outcome
+%%     `idle'). Looked at once per period, so an idle socket ends between
+%%     one and two periods after its last progress. The default is nginx's
+%%     `lingering_timeout'; it keeps a flood of idle peers from holding
+%%     descriptors for the whole `linger_timeout'.</li>
+%% <li>`max_drain' (bytes or `infinity', the default): how much the peer
+%%     may still send; one byte more and the socket is reset (outcome
+%%     `drain_limit'). Off by default: a client answered early (413, a
+%%     redirect, an error) still sends its whole upload before it reads,
+%%     and discarding costs little; time bounds the linger.</li>
 %% <li>`max_lingering' (a count or `infinity', the default): refuse the
 %%     hand-over when this many sockets (closed by any process) linger
 %%     already. The call then returns `{error, reactor_full}', counted in
@@ -173,13 +188,23 @@ close(Socket) ->
 %%     hold (a descriptor each, and their kernel buffers) and choose what to
 %%     do instead, such as {@link abort/1} or closing it later.</li>
 %% <li>`notify' (a local pid, default none): the call then returns
-%%     `{ok, Ref}', and the pid gets `{fin_close, Ref, Result}' when the
-%%     socket is closed for good, where `Result' is a {@type result()}:
-%%     `outcome' is `clean' (our FIN went after all our data, the peer's FIN
-%%     came, nothing was reset), `timeout', `drain_limit', `reset' (the peer
-%%     reset the connection) or `error' (with `reason', a POSIX name or
-%%     `port_exited'); `drained' is the bytes discarded, `lingered_ms' the
-%%     time it took, `local' and `peer' the connection's addresses.</li>
+%%     `{ok, Ref}', and the pid gets exactly one `{fin_close, Ref, Result}'
+%%     when the socket is closed for good, where `Result' is a
+%%     {@type result()} whose `outcome' is one of:
+%%     <ul>
+%%     <li>`clean': delivered. The peer's FIN arrived (as the TCP state
+%%         shows) and the peer acknowledged every byte of ours and our
+%%         FIN; nothing was reset.</li>
+%%     <li>`timeout', `idle', `drain_limit': cut off by that bound and
+%%         reset.</li>
+%%     <li>`reset': the peer reset the connection.</li>
+%%     <li>`truncated': a send in another process was still running when
+%%         the socket was closed, so the peer got part of a message; the
+%%         socket is reset at once rather than end that part with FIN.</li>
+%%     <li>`error' (with `reason', a POSIX name).</li>
+%%     </ul>
+%%     `drained' is the bytes discarded, `lingered_ms' the time it took,
+%%     `local' and `peer' the connection's addresses.</li>
 %% </ul>
 %%
 %% A socket that does not end `clean' is logged with OTP `logger' at
@@ -190,35 +215,42 @@ close(Socket) ->
 %%
 %% What happens, in order: the socket's descriptor is duplicated and the
 %% duplicate checked to be the same connection (same local and peer
-%% address, the socket still open); the socket's own handle is closed as
-%% `gen_tcp:close/1' would; the duplicate goes to the reactor, which clears
-%% SO_LINGER, sends FIN, discards until the peer's FIN and closes.
+%% address, the socket still open); the reactor takes room for it; the
+%% socket's own handle is closed; the reactor clears SO_LINGER, sends FIN,
+%% discards until the peer's FIN and closes once all is acknowledged.
 %%
 %% Special cases:
 %% <ul>
 %% <li>Output still queued inside the port (the default backend queues
 %%     what the kernel cannot take yet, megabytes for a slow reader): the
-%%     port is given to the `fin_close' application's keeper process, which
-%%     closes it once the queue is written; FIN follows then. If the
-%%     application is not running it is started. The keeper becomes the
-%%     port's owner; when the caller is not the owner, the owner stays
-%%     linked to the port, and a crash of the owner before the queue is
-%%     written loses it (outcome `error', reason `port_exited').</li>
+%%     port is shut down for writing and closed, so that the runtime
+%%     itself writes the queue out, sends FIN after it and then lets go of
+%%     its descriptor, whatever happens to the caller or to the `fin_close'
+%%     application. The reactor discards meanwhile and bounds it all as
+%%     above. Should the node stop before the queue is written, the peer
+%%     gets RST, not a truncated reply ending in FIN.</li>
+%% <li>Exactly one close wins: when several processes close one socket at
+%%     once (with this function, {@link abort/1} or `gen_tcp:close/1'),
+%%     one hands it over and the others get `{error, closed}' (what
+%%     `gen_tcp:close/1' returns is OTP's).</li>
+%% <li>Once this function returned, the old term is a closed socket:
+%%     `gen_tcp' and `inet' calls on it give `{error, closed}' (or what
+%%     OTP gives for a closed socket), and none of them reaches the peer
+%%     or disturbs the linger.</li>
 %% <li>`{linger, {true, 0}}' on the socket is overridden: this function
 %%     closes gracefully. Use {@link abort/1} to reset.</li>
+%% <li>Shut down for reading before (`gen_tcp:shutdown(S, read)'): what
+%%     the peer sends is still discarded until its FIN.</li>
 %% <li>Active mode: data the port or socket process already read is
 %%     delivered to the owner's mailbox as before and not counted.</li>
-%% <li>Any process may call it, not only the owner. The call must come
-%%     after the last `send' has returned: a send still running in another
-%%     process is cut off, as with `gen_tcp:close/1'.</li>
+%% <li>Any process may call it, not only the owner. A send still running
+%%     in another process when it is called (possible with
+%%     `{inet_backend, socket}' and `socket' sockets; a port takes a send
+%%     whole or not at all) is cut off, and the outcome is `truncated'.</li>
 %% <li>Unlike `gen_tcp:close/1', an already closed socket gives
 %%     `{error, closed}'. A connection the peer has already reset is
 %%     closed all the same (outcome `reset', or `error' with
 %%     `enotconn').</li>
-%% <li>Without the keeper (the application cannot be started) a socket
-%%     with output queued in its port gives `{error, keeper_down}' and is
-%%     left as it was. Should the keeper die during the hand-over, the
-%%     socket is reset and the result is `{error, keeper_down}' too.</li>
 %% </ul>
 -spec close(socket(), opts()) -> ok | {ok, reference()} | {error, atom()}.
 close(Socket, Opts) ->
@@ -324,12 +356,13 @@ i() ->
 %% Internal.
 
 -spec options(term(), [term()]) -> #{linger_timeout := non_neg_integer(),
-                                      max_drain := non_neg_integer(),
+                                      idle_timeout := non_neg_integer() | infinity,
+                                      max_drain := non_neg_integer() | infinity,
                                       max_lingering := non_neg_integer() | infinity,
                                       notify := pid() | undefined}.
 options(Opts, Args) when is_map(Opts) ->
-    Defaults = #{linger_timeout => ?LINGER_TIMEOUT, max_drain => ?MAX_DRAIN,
-                 max_lingering => infinity, notify => undefined},
+    Defaults = #{linger_timeout => ?LINGER_TIMEOUT, idle_timeout => ?IDLE_TIMEOUT,
+                 max_drain => infinity, max_lingering => infinity, notify => undefined},
     maps:fold(fun(Key, Value, Acc) ->
                       case valid_option(Key, Value) of
                           true -> Acc#{Key => Value};
@@ -341,7 +374,10 @@ options(_, Args) ->
 
 -spec valid_option(term(), term()) -> boolean().
 valid_option(linger_timeout, T) -> is_integer(T) andalso T >= 0 andalso T =< ?MAX_TIMEOUT;
-valid_option(max_drain, M) -> is_integer(M) andalso M >= 0 andalso M =< ?U64_MAX;
+valid_option(idle_timeout, infinity) -> true;
+valid_option(idle_timeout, T) -> valid_option(linger_timeout, T);
+valid_option(max_drain, infinity) -> true;
+valid_option(max_drain, M) -> is_integer(M) andalso M >= 0 andalso M < ?U64_MAX;
 valid_option(max_lingering, infinity) -> true;
 valid_option(max_lingering, N) -> is_integer(N) andalso N >= 0 andalso N < ?U64_MAX;
 valid_option(notify, Pid) -> is_pid(Pid) andalso node(Pid) =:= node();
@@ -430,10 +466,12 @@ hand_over(Handle, Limits) ->
     case fd(Handle) of
         {ok, Fd} ->
             case fin_close_nif:dup(Fd) of
-                {ok, {Dup, Local, Peer}} ->
+                {ok, {Dup, Local, Peer, ReadShut}} ->
                     case names(Handle) of
                         {Local, Peer} ->
-                            close_handle(Handle, Dup, Limits);
+                            Reserved = reserve(Dup, Limits),
+                            fin_close_nif:discard(Dup),
+                            start(Reserved, Handle, ReadShut, Limits);
                         _ ->
                             %% Not the socket we were given: it was closed
                             %% and its number reused before the dup.
@@ -473,53 +511,87 @@ peer({ok, Peer}) -> Peer;
 peer({error, enotconn}) -> undefined;
 peer({error, Reason}) -> {error, Reason}.
 
-%% The reactor takes the duplicate before the handle is closed, so that a
-%% failure leaves the socket as it was.
--spec close_handle(handle(), reference(), map()) -> ok | {ok, reference()} | {error, atom()}.
-close_handle({port, Port}, Dup, Limits) ->
-    case erlang:port_info(Port, queue_size) of
-        {queue_size, 0} ->
-            linger_then(Dup, Limits, false, fun(_) -> close_port(Port) end);
-        {queue_size, _} ->
-            %% Found before the hand-over, so that without a keeper the
-            %% socket is left as it was.
-            case fin_close_keeper:find() of
-                {ok, Keeper} ->
-                    %% The keeper also learns how the socket ended, to close
-                    %% the port if the reactor gave up before it drained.
-                    linger_then(Dup, Limits#{keeper => Keeper}, true,
-                                fun(Ticket) -> fin_close_keeper:flush_and_close(Keeper, Port, Ticket) end);
-                {error, _} = Error ->
-                    fin_close_nif:discard(Dup),
-                    Error
-            end;
-        undefined ->
-            fin_close_nif:discard(Dup),
-            {error, closed}
-    end;
-close_handle({gen_tcp_socket, Socket, _}, Dup, Limits) ->
-    linger_then(Dup, Limits, false, fun(_) -> _ = (catch gen_tcp:close(Socket)), ok end);
-close_handle({socket, ESock}, Dup, Limits) ->
-    linger_then(Dup, Limits, false, fun(_) -> _ = socket:close(ESock), ok end).
+-spec reserve(reference(), map()) -> {ok, reference()} | {error, atom()}.
+reserve(Dup, #{linger_timeout := Timeout, idle_timeout := Idle, max_drain := MaxDrain,
+               max_lingering := MaxLingering, notify := Notify}) ->
+    Told = [Pid || Pid <- [Notify, logger_pid()], Pid =/= undefined],
+    fin_close_nif:reserve(Dup, Timeout, u64(Idle), u64(MaxDrain), u64(MaxLingering), Told).
 
-%% Already closed by someone else is fine for the close functions: the
-%% reactor holds the connection either way.
--spec linger_then(reference(), map(), boolean(), fun((reference()) -> ok | {error, atom()})) ->
+-spec u64(non_neg_integer() | infinity) -> non_neg_integer().
+u64(infinity) -> ?U64_MAX;
+u64(N) -> N.
+
+%% The reactor has room for the socket: close the caller's handle, which
+%% only one caller can do, then start the linger (or give the room back).
+-spec start({ok, reference()} | {error, atom()}, handle(), boolean(), map()) ->
     ok | {ok, reference()} | {error, atom()}.
-linger_then(Dup, #{linger_timeout := Timeout, max_drain := MaxDrain, max_lingering := MaxLingering,
-                  notify := Notify} = Limits, PortPending, CloseHandle) ->
-    Told = [Pid || Pid <- [Notify, maps:get(keeper, Limits, logger_pid())], Pid =/= undefined],
-    Room = case MaxLingering of infinity -> ?U64_MAX; N -> N end,
-    case fin_close_nif:linger(Dup, Timeout, MaxDrain, Room, Told, PortPending) of
-        {ok, Ticket} ->
-            case {CloseHandle(Ticket), Notify} of
-                {ok, undefined} -> ok;
-                {ok, _} -> {ok, Ticket};
-                {{error, _} = Error, _} -> Error
+start({ok, Pending}, Handle, ReadShut, #{notify := Notify}) ->
+    case close_handle(Handle, ReadShut) of
+        {ok, Closed} ->
+            case fin_close_nif:start(Pending, Closed =:= by_port, Closed =:= truncated) of
+                {ok, _} when Notify =:= undefined -> ok;
+                {ok, Ticket} -> {ok, Ticket};
+                {error, _} = Error -> Error
             end;
-        {error, _} = Error ->
-            fin_close_nif:discard(Dup),
+        {error, closed} = Error ->
+            fin_close_nif:cancel(Pending),
             Error
+    end;
+start({error, _} = Error, _, _, _) ->
+    Error.
+
+%% Closes the caller's handle of the socket; the reactor's duplicate keeps
+%% the connection, so this sends nothing. Exactly one of several callers
+%% gets `{ok, _}': the one whose close of the handle took.
+-spec close_handle(handle(), boolean()) -> {ok, by_port | whole | truncated} | {error, closed}.
+close_handle({port, Port}, ReadShut) ->
+    %% The port may hold output the kernel could not take yet. Shut down for
+    %% writing, the driver sends FIN once that output is written; closed,
+    %% the port writes it out before it lets go of its descriptor, and it
+    %% is no longer the caller's nor anybody's to write to or to disturb.
+    %% Not reading on keeps it from ending early on the peer's FIN.
+    %% A socket shut for reading is the exception when nothing is queued:
+    %% the reactor then holds its FIN back while the peer still sends (see
+    %% the reactor's QUIET), which the driver would not.
+    _ = inet:setopts(Port, [{active, false}]),
+    ByPort = not ReadShut orelse erlang:port_info(Port, queue_size) =/= {queue_size, 0},
+    _ = ByPort andalso gen_tcp:shutdown(Port, write),
+    try erlang:port_close(Port) of
+        true when ByPort ->
+            %% As prim_inet: an owner that traps exits gets the port's 'EXIT'.
+            receive {'EXIT', Port, _} -> ok after 0 -> ok end,
+            {ok, by_port};
+        true ->
+            receive {'EXIT', Port, _} -> ok after 0 -> ok end,
+            {ok, whole}
+    catch
+        error:badarg -> {error, closed}
+    end;
+close_handle({gen_tcp_socket, Socket, ESock}, _) ->
+    case close_esock(ESock) of
+        {ok, _} = Closed ->
+            %% Stops the gen_tcp_socket process; its close of the socket
+            %% finds it closed already.
+            _ = (catch gen_tcp:close(Socket)),
+            Closed;
+        {error, closed} = Error ->
+            Error
+    end;
+close_handle({socket, ESock}, _) ->
+    close_esock(ESock).
+
+%% socket:close/1 succeeds once. A send waiting in another process is cut
+%% off by it, with part of its data sent.
+-spec close_esock(socket:socket()) -> {ok, whole | truncated} | {error, closed}.
+close_esock(ESock) ->
+    Writing = case catch socket:info(ESock) of
+                  #{num_writers := N} -> N > 0;
+                  _ -> false
+              end,
+    case socket:close(ESock) of
+        ok when Writing -> {ok, truncated};
+        ok -> {ok, whole};
+        {error, _} -> {error, closed}
     end.
 
 %% The keeper logs sockets that are cut off, when debug logging is on for
@@ -530,15 +602,6 @@ logger_pid() ->
         {ok, Keeper} -> Keeper;
         _ -> undefined
     end.
-
-%% What gen_tcp:close/1 does once the port has no output queued. The
-%% duplicate keeps the connection open, so this sends nothing.
--spec close_port(port()) -> ok.
-close_port(Port) ->
-    _ = (catch erlang:port_close(Port)),
-    %% As prim_inet: an owner that traps exits gets the port's 'EXIT'.
-    receive {'EXIT', Port, _} -> ok after 0 -> ok end,
-    ok.
 
 %% abort/1 is rare, so it checks every kind of socket for TCP and not
 %% listening (a gen_tcp socket may be a Unix domain one).
@@ -561,19 +624,32 @@ abortable(Handle) ->
             Error
     end.
 
+%% Like close_handle/1, exactly one of several closers succeeds.
 -spec reset(handle()) -> ok | {error, atom()}.
 reset({port, Port}) ->
     case inet:setopts(Port, [{linger, {true, 0}}]) of
-        ok -> gen_tcp:close(Port);
-        {error, _} = Error -> Error
+        ok ->
+            %% With SO_LINGER 0 the port drops its queue and closes at once.
+            try erlang:port_close(Port) of
+                true -> receive {'EXIT', Port, _} -> ok after 0 -> ok end
+            catch
+                error:badarg -> {error, closed}
+            end;
+        {error, _} ->
+            {error, closed}
     end;
-reset({gen_tcp_socket, Socket, _}) ->
-    case inet:setopts(Socket, [{linger, {true, 0}}]) of
-        ok -> gen_tcp:close(Socket);
+reset({gen_tcp_socket, Socket, ESock}) ->
+    case reset({socket, ESock}) of
+        ok -> _ = (catch gen_tcp:close(Socket)), ok;
         {error, _} = Error -> Error
     end;
 reset({socket, ESock}) ->
     case socket:setopt(ESock, {socket, linger}, #{onoff => true, linger => 0}) of
-        ok -> socket:close(ESock);
-        {error, _} = Error -> Error
+        ok ->
+            case socket:close(ESock) of
+                ok -> ok;
+                {error, _} -> {error, closed}
+            end;
+        {error, _} ->
+            {error, closed}
     end.

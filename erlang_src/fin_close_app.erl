@@ -1,5 +1,6 @@
 %% @private
-%% @doc The fin_close application: one supervisor, one keeper process.
+%% @doc The fin_close application: one supervisor, one keeper process
+%% (which writes debug log lines).
 %% The native reactor thread is not supervised here; it starts with the
 %% first `fin_close:close/2' and lives as long as the node.
 -module(fin_close_app).

@@ -9,9 +9,9 @@
 -export([check_tcp/1]).
 -export([dup/1]).
 -export([discard/1]).
--export([linger/6]).
--export([port_done/2]).
--export([ended/1]).
+-export([reserve/6]).
+-export([start/3]).
+-export([cancel/1]).
 -export([info/1]).
 -export([lingering/2]).
 -export([stats/0]).
@@ -48,25 +48,32 @@ outq(_Fd, _TcpOnly) -> erlang:nif_error(nif_not_loaded).
 -spec check_tcp(fd()) -> ok | {error, atom()}.
 check_tcp(_Fd) -> erlang:nif_error(nif_not_loaded).
 
--spec dup(fd()) -> {ok, {reference(), address(), address() | undefined}} | {error, atom()}.
+%% ReadShut: shut for reading on our side, no FIN from the peer yet.
+-spec dup(fd()) -> {ok, {reference(), address(), address() | undefined, ReadShut :: boolean()}}
+                   | {error, atom()}.
 dup(_Fd) -> erlang:nif_error(nif_not_loaded).
 
 -spec discard(reference()) -> ok.
 discard(_Dup) -> erlang:nif_error(nif_not_loaded).
 
-%% Every pid in Notify gets {fin_close, Ticket, Result} when the socket ends.
-%% Refused (reactor_full) when MaxLingering sockets linger already.
--spec linger(reference(), non_neg_integer(), non_neg_integer(), non_neg_integer(), [pid()],
-             boolean()) -> {ok, reference()} | {error, atom()}.
-linger(_Dup, _TimeoutMs, _MaxDrain, _MaxLingering, _Notify, _PortPending) ->
+%% Takes room in the reactor for the duplicate, before the caller closes its
+%% own handle (refused, reactor_full, when MaxLingering sockets linger
+%% already). Every pid in Notify gets {fin_close, Ticket, Result} when the
+%% socket ends. IdleMs and MaxDrain take 2^64-1 for no bound.
+-spec reserve(reference(), non_neg_integer(), non_neg_integer(), non_neg_integer(),
+              non_neg_integer(), [pid()]) -> {ok, reference()} | {error, atom()}.
+reserve(_Dup, _TimeoutMs, _IdleMs, _MaxDrain, _MaxLingering, _Notify) ->
     erlang:nif_error(nif_not_loaded).
 
--spec port_done(reference(), boolean()) -> ok | {error, atom()}.
-port_done(_Ticket, _Flushed) -> erlang:nif_error(nif_not_loaded).
+%% Starts lingering once the caller closed its handle: FinByVm when the
+%% port sends FIN itself after its queue, Truncated when a send was cut
+%% short. Gives the Ticket.
+-spec start(reference(), boolean(), boolean()) -> {ok, reference()} | {error, atom()}.
+start(_Pending, _FinByVm, _Truncated) -> erlang:nif_error(nif_not_loaded).
 
-%% Whether the socket has ended (tracked when linger/6 had pids to tell).
--spec ended(reference()) -> boolean().
-ended(_Ticket) -> erlang:nif_error(nif_not_loaded).
+%% Gives the room back: someone else closed the socket first.
+-spec cancel(reference()) -> ok.
+cancel(_Pending) -> erlang:nif_error(nif_not_loaded).
 
 %% The socket's TCP state, addresses and kernel queues.
 -spec info(fd()) -> {ok, #{state := atom(), local := address(), peer := address() | undefined,

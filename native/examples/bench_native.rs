@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fin_close_nif::duplicate::Duplicate;
-use fin_close_nif::reactor::{Limits, Reactor};
+use fin_close_nif::reactor::{Closed, Limits, Reactor};
 use fin_close_nif::sys;
 
 const FLOOD: Duration = Duration::from_secs(2);
@@ -104,10 +104,13 @@ fn drain_with_reactor() -> (u64, Duration, Duration) {
     drop(server);
     let limits = Limits {
         timeout: FLOOD * 10,
+        idle: None,
         max_drain: u64::MAX,
         max_lingering: u64::MAX,
     };
-    reactor.linger(dup, limits, false, |_| ()).unwrap();
+    reactor
+        .linger(dup, limits, Closed::default(), |_| ())
+        .unwrap();
     let sent = flooder.join().unwrap();
     let report = rx.recv_timeout(FLOOD * 10).unwrap();
     let wall = start.elapsed();

@@ -29,7 +29,8 @@ pub enum TcpState {
 }
 
 impl TcpState {
-    fn from_kernel(state: u8) -> TcpState {
+    /// The state of a `tcpi_state` value.
+    pub fn from_kernel(state: u8) -> TcpState {
         match state {
             1 => TcpState::Established,
             2 => TcpState::SynSent,
@@ -44,6 +45,32 @@ impl TcpState {
             11 => TcpState::Closing,
             other => TcpState::Other(other),
         }
+    }
+
+    /// Whether the peer's FIN has arrived. `Close` also follows a reset,
+    /// which the socket's pending error tells apart.
+    pub fn peer_fin_arrived(self) -> bool {
+        matches!(
+            self,
+            TcpState::CloseWait
+                | TcpState::LastAck
+                | TcpState::Closing
+                | TcpState::TimeWait
+                | TcpState::Close
+        )
+    }
+
+    /// Whether our FIN has been sent (or the connection is gone).
+    pub fn fin_sent(self) -> bool {
+        matches!(
+            self,
+            TcpState::FinWait1
+                | TcpState::FinWait2
+                | TcpState::Closing
+                | TcpState::LastAck
+                | TcpState::TimeWait
+                | TcpState::Close
+        )
     }
 
     /// The state's name as an Erlang atom, as `ss` prints it in lower case.

@@ -4,7 +4,7 @@
 //! already resolved a socket term to its descriptor number.
 
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::duplicate::{self, Duplicate};
 use crate::error::Error;
 use crate::held::{self, Span};
 use crate::info::SocketInfo;
-use crate::reactor::{Limits, LingerId, Lingering, Reactor, Report};
+use crate::reactor::{Closed, Limits, LingerId, Lingering, Reactor, Report, Reservation};
 use crate::sys;
 
 mod atoms {
@@ -38,21 +38,26 @@ impl Drop for DupResource {
     }
 }
 
-/// The handle of one lingering socket; also the reference in `notify`
-/// messages (a resource term is a reference to Erlang). `ended` is set
-/// before anyone is told, so a process that was to be told but started
-/// listening late can still find out.
+/// The reference in `notify` messages of one lingering socket (a resource
+/// term is a reference to Erlang).
 struct Ticket {
+    #[allow(dead_code)]
     id: LingerId,
-    ended: AtomicBool,
 }
 
 #[rustler::resource_impl]
 impl Resource for Ticket {}
 
+/// A socket the reactor has room for, while the caller closes its own
+/// handle: started, or dropped (also by the garbage collector, should the
+/// caller die in between), which gives the room back.
+struct Pending(Mutex<Option<(Reservation<Token>, ResourceArc<Ticket>)>>);
+
+#[rustler::resource_impl]
+impl Resource for Pending {}
+
 /// Who to tell when a socket ends: the caller's `notify` pid, the keeper
-/// for a port that still held output, the keeper when it logs; with the
-/// connection's addresses for the report.
+/// when it logs; with the connection's addresses for the report.
 struct Told {
     pids: Vec<LocalPid>,
     ticket: ResourceArc<Ticket>,
@@ -95,7 +100,6 @@ fn reactor() -> Result<&'static Reactor<Token>, Error> {
     let mut env = OwnedEnv::new();
     let reactor = Reactor::start(move |token: Token, report: Report| {
         if let Some(told) = token {
-            told.ticket.ended.store(true, Ordering::Release);
             for pid in &told.pids {
                 // A dead receiver is not an error of ours.
                 let _ = env.send_and_clear(pid, |env| {
@@ -283,8 +287,9 @@ fn dup(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
         Ok(d) => {
             let local = address(env, d.local());
             let peer = maybe_address(env, d.peer());
+            let read_shut = d.read_shut();
             let resource = ResourceArc::new(DupResource(Mutex::new(Some(d))));
-            (atoms::ok(), (resource, local, peer)).encode(env)
+            (atoms::ok(), (resource, local, peer, read_shut)).encode(env)
         }
         Err(e) => (atoms::error(), Reason::from(refused(e))).encode(env),
     })
@@ -303,15 +308,18 @@ fn discard(dup: ResourceArc<DupResource>) -> Atom {
     atoms::ok()
 }
 
+/// Takes room in the reactor for the duplicate (`{ok, Pending}`), before
+/// the caller closes its handle; `idle_ms` and `max_drain` take `u64::MAX`
+/// for no bound.
 #[rustler::nif]
-fn linger<'a>(
+fn reserve<'a>(
     env: Env<'a>,
     dup: ResourceArc<DupResource>,
     timeout_ms: u64,
+    idle_ms: u64,
     max_drain: u64,
     max_lingering: u64,
     notify: Vec<LocalPid>,
-    port_pending: bool,
 ) -> NifResult<Term<'a>> {
     let _held = Span::start();
     let reactor = match reactor() {
@@ -323,16 +331,14 @@ fn linger<'a>(
     };
     let limits = Limits {
         timeout: Duration::from_millis(timeout_ms),
+        idle: (idle_ms != u64::MAX).then(|| Duration::from_millis(idle_ms)),
         max_drain,
         max_lingering,
     };
     let (local, peer) = (d.local(), d.peer());
     let mut ticket = None;
-    let handed = reactor.linger(d, limits, port_pending, |id| {
-        let t = ResourceArc::new(Ticket {
-            id,
-            ended: AtomicBool::new(false),
-        });
+    let reserved = reactor.reserve(d, limits, |id| {
+        let t = ResourceArc::new(Ticket { id });
         ticket = Some(t.clone());
         (!notify.is_empty()).then(|| {
             Box::new(Told {
@@ -343,28 +349,48 @@ fn linger<'a>(
             })
         })
     });
-    Ok(match (handed, ticket) {
-        (Ok(_), Some(ticket)) => (atoms::ok(), ticket).encode(env),
+    Ok(match (reserved, ticket) {
+        (Ok(reservation), Some(ticket)) => {
+            let pending = ResourceArc::new(Pending(Mutex::new(Some((reservation, ticket)))));
+            (atoms::ok(), pending).encode(env)
+        }
         (Err(e), _) => (atoms::error(), Reason::from(refused(e))).encode(env),
-        (Ok(_), None) => unreachable!("linger always makes the token"),
+        (Ok(_), None) => unreachable!("reserve always makes the token"),
     })
 }
 
+/// Starts the linger of a reserved socket whose handle the caller has
+/// closed; gives the reference its `notify` messages carry.
 #[rustler::nif]
-fn port_done(env: Env<'_>, ticket: ResourceArc<Ticket>, flushed: bool) -> Term<'_> {
+fn start(
+    env: Env<'_>,
+    pending: ResourceArc<Pending>,
+    fin_by_vm: bool,
+    truncated: bool,
+) -> Term<'_> {
     let _held = Span::start();
-    match reactor().and_then(|r| r.port_done(ticket.id, flushed)) {
-        Ok(()) => atoms::ok().encode(env),
+    let taken = pending.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let Some((reservation, ticket)) = taken else {
+        return (atoms::error(), atoms::closed()).encode(env);
+    };
+    let closed = Closed {
+        fin_by_vm,
+        truncated,
+    };
+    match reservation.start(closed) {
+        Ok(_) => (atoms::ok(), ticket).encode(env),
         Err(e) => (atoms::error(), Reason::from(e)).encode(env),
     }
 }
 
-/// Whether the socket of `ticket` has ended; only tracked for tickets with
-/// someone to tell.
+/// Gives the room of a reserved socket back: another caller closed it.
 #[rustler::nif]
-fn ended(ticket: ResourceArc<Ticket>) -> bool {
+fn cancel(pending: ResourceArc<Pending>) -> Atom {
     let _held = Span::start();
-    ticket.ended.load(Ordering::Acquire)
+    // Dropped outside the lock: dropping disposes of the duplicate.
+    let taken = pending.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    drop(taken);
+    atoms::ok()
 }
 
 /// The state, addresses and kernel queues of a TCP socket, as a map.
@@ -444,6 +470,8 @@ fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
         ("lingering", s.lingering),
         ("clean", s.clean),
         ("timeout", s.timeout),
+        ("idle", s.idle),
+        ("truncated", s.truncated),
         ("drain_limit", s.drain_limit),
         ("reset", s.reset),
         ("error", s.error),

@@ -4,17 +4,22 @@
 //! last descriptor of it (a [`Duplicate`]). It sends FIN after everything
 //! already queued in the kernel, discards whatever the peer still sends until
 //! the peer's FIN arrives, and only then closes, so the kernel never finds
-//! unread bytes at close time and never answers with RST. Time
-//! ([`Limits::timeout`]) and discarded bytes ([`Limits::max_drain`]) are
-//! bounded; a socket cut off by either is closed abortively (RST) and its
-//! [`Report`] says so.
+//! unread bytes at close time and never answers with RST. A socket ends
+//! [`Outcome::Clean`] only once the peer's FIN has arrived (seen in the TCP
+//! state, not inferred from a read of 0, which our own SHUT_RD also gives)
+//! and the peer has acknowledged every byte of ours. Time in all
+//! ([`Limits::timeout`]), time without progress ([`Limits::idle`]) and
+//! discarded bytes ([`Limits::max_drain`]) are bounded; a socket cut off by
+//! any is closed abortively (RST) and its [`Report`] says so.
 //!
-//! Nothing here makes the caller of [`Reactor::linger`] wait on a peer or on
-//! the reactor's work: it registers the socket with the epoll set (so that a
-//! socket the reactor cannot take is refused there, still the caller's),
-//! queues a command and, if the thread is asleep, writes one eventfd. The
-//! only waits possible are two short critical sections shared with the
-//! thread: the inbox's lock, and the kernel's lock of the epoll set.
+//! A hand-over has two steps, so that exactly one caller hands a socket
+//! over: [`Reactor::reserve`] takes the room (and may refuse, the socket
+//! still the caller's); the caller then closes its own handle, which only
+//! one caller can do, and [`Reservation::start`]s the linger or drops the
+//! reservation. Nothing here makes the caller wait on a peer or on the
+//! reactor's work: the only waits possible are two short critical sections
+//! shared with the thread, the inbox's lock and the kernel's lock of the
+//! epoll set.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -30,10 +35,10 @@ use socket2::Socket;
 
 use crate::duplicate::Duplicate;
 use crate::error::{errno_name, Error};
-use crate::info::SocketInfo;
-use crate::sys::{recv_discard, Epoll, Event, EventFd};
+use crate::info::{SocketInfo, TcpState};
+use crate::sys::{self, recv_discard, Epoll, Event, EventFd, TcpProgress};
 
-/// Identifies one lingering socket for [`Reactor::port_done`]; never reused.
+/// Identifies one lingering socket; never reused.
 pub type LingerId = u64;
 
 /// The epoll token of the wake-up eventfd; socket ids start above it.
@@ -48,12 +53,30 @@ const AWAKE: Duration = Duration::from_millis(10);
 /// Largest single discard request: one `recv` empties any receive queue.
 const MAX_DISCARD: u64 = 1 << 30;
 
+/// How often the FIN of a socket whose VM side sends it (a port writing
+/// out its queue) is looked for: no event announces it. From the first
+/// interval, doubling up to the last, so that a port done at once is seen
+/// at once and a thousand slow ones cost little.
+const VM_FIN_POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(100));
+
+/// How long a peer of a socket shut for reading must have sent nothing
+/// before our FIN goes (at most half the idle bound). Linux resets a
+/// connection that gets data once it has sent FIN after SHUT_RD
+/// (`tcp_rcv_state_process`, FIN_WAIT1/2 with RCV_SHUTDOWN), so the FIN
+/// waits for the peer's, or for a pause in what the peer sends.
+const QUIET: Duration = Duration::from_secs(1);
+
 /// How long a socket may linger and how much it may discard, and when the
 /// reactor refuses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Time from the hand-over until the socket is cut off.
     pub timeout: Duration,
+    /// Time without progress until the socket is cut off: no byte and no
+    /// FIN from the peer, and no byte of ours acknowledged. Looked at once
+    /// per period, so a socket ends between one and two periods after its
+    /// last progress. `None` for no such bound.
+    pub idle: Option<Duration>,
     /// Bytes the reactor may discard; one more and the socket is cut off.
     pub max_drain: u64,
     /// The hand-over is refused ([`Error::Full`]) when this many sockets
@@ -71,12 +94,20 @@ pub enum Outcome {
     /// Our FIN was sent after all our data and the peer's FIN arrived: the
     /// close was graceful.
     Clean,
-    /// Cut off (RST) at [`Limits::timeout`] before the peer's FIN arrived.
+    /// Cut off at [`Limits::timeout`] before the peer's FIN arrived or
+    /// before it acknowledged all our data: reset, unless all was
+    /// delivered but the peer's FIN (see `delivered`).
     Timeout,
+    /// Cut off after [`Limits::idle`] without progress, as [`Outcome::Timeout`].
+    Idle,
     /// Cut off (RST) after discarding more than [`Limits::max_drain`] bytes.
     DrainLimit,
     /// The peer reset the connection while it lingered.
     Reset,
+    /// Reset at once: the caller's side was cut short when it closed (a
+    /// send still running), and the peer must not take part of a message
+    /// for all of it.
+    Truncated,
     /// A system call failed, or the VM's port closed with output it never
     /// wrote; the name says which (a POSIX name or `port_exited`).
     Error(&'static str),
@@ -88,6 +119,8 @@ impl Outcome {
         match self {
             Outcome::Clean => "clean",
             Outcome::Timeout => "timeout",
+            Outcome::Idle => "idle",
+            Outcome::Truncated => "truncated",
             Outcome::DrainLimit => "drain_limit",
             Outcome::Reset => "reset",
             Outcome::Error(_) => "error",
@@ -127,7 +160,7 @@ pub struct Lingering {
     pub remaining: Duration,
     /// Bytes discarded so far.
     pub drained: u64,
-    /// The VM's port still holds output for it; no FIN sent yet.
+    /// The VM's port still writes its output; no FIN sent yet.
     pub port_pending: bool,
     /// The peer's FIN has arrived.
     pub peer_fin: bool,
@@ -142,6 +175,8 @@ struct Stats {
     lingering: AtomicU64,
     clean: AtomicU64,
     timeout: AtomicU64,
+    idle: AtomicU64,
+    truncated: AtomicU64,
     drain_limit: AtomicU64,
     reset: AtomicU64,
     error: AtomicU64,
@@ -158,6 +193,10 @@ pub struct StatsSnapshot {
     pub clean: u64,
     /// Sockets ended with [`Outcome::Timeout`].
     pub timeout: u64,
+    /// Sockets ended with [`Outcome::Idle`].
+    pub idle: u64,
+    /// Sockets ended with [`Outcome::Truncated`].
+    pub truncated: u64,
     /// Sockets ended with [`Outcome::DrainLimit`].
     pub drain_limit: u64,
     /// Sockets ended with [`Outcome::Reset`].
@@ -174,22 +213,30 @@ pub struct StatsSnapshot {
 enum Command<T> {
     /// Boxed: the inbox is a vector that callers push to on a scheduler
     /// thread, and growing a vector of large elements during a burst of
-    /// closes copied hundreds of kilobytes in one push (measured: a
-    /// 250-500 µs `linger` call twice in 5,000 closes).
+    /// closes copied hundreds of kilobytes in one push.
     Adopt(Box<Adoption<T>>),
-    PortDone {
-        id: LingerId,
-        flushed: bool,
-    },
     List(ListReply),
     Stop,
+}
+
+/// How the caller's own handle of a socket was closed, for
+/// [`Reservation::start`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Closed {
+    /// The VM sends the FIN itself once it has written what it still holds
+    /// (a port shut down for writing and closed with output queued): the
+    /// reactor does not, and only finishes once it has gone out.
+    pub fin_by_vm: bool,
+    /// A send was still running when the handle was closed, so the peer got
+    /// part of a message: the socket is reset ([`Outcome::Truncated`]).
+    pub truncated: bool,
 }
 
 struct Adoption<T> {
     id: LingerId,
     dup: Duplicate,
     limits: Limits,
-    port_pending: bool,
+    closed: Closed,
     token: T,
     started: Instant,
 }
@@ -231,6 +278,15 @@ impl<T> Shared<T> {
         }
         Ok(())
     }
+
+    /// Gives back the room a reservation took, and the duplicate.
+    fn release(&self, dup: Duplicate) {
+        // The caller's descriptor may keep the file open, and with it this
+        // registration: remove it before the duplicate goes.
+        let _ = self.epoll.delete(dup.as_fd());
+        self.stats.lingering.fetch_sub(1, Ordering::Relaxed);
+        dup.dispose();
+    }
 }
 
 /// The reactor: a handle to its thread. Dropping it stops the thread and
@@ -240,9 +296,51 @@ pub struct Reactor<T: Send + 'static> {
     thread: Option<JoinHandle<()>>,
 }
 
+/// Room taken in the reactor for one socket, by [`Reactor::reserve`]:
+/// [`Reservation::start`] lingers on it; dropping it gives the room back
+/// and disposes of the duplicate, and nobody is told anything.
+pub struct Reservation<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+    adoption: Option<Box<Adoption<T>>>,
+}
+
+impl<T: Send + 'static> Reservation<T> {
+    /// The id of the socket, as its reports will carry it.
+    pub fn id(&self) -> LingerId {
+        self.adoption.as_ref().map_or(0, |a| a.id)
+    }
+
+    /// Starts lingering, once the caller has closed its own handle. Returns
+    /// at once. Fails only when the thread has stopped
+    /// ([`Error::ReactorDown`]); the duplicate is then disposed of.
+    pub fn start(mut self, closed: Closed) -> Result<LingerId, Error> {
+        let mut adoption = self.adoption.take().expect("a reservation starts once");
+        let id = adoption.id;
+        adoption.closed = closed;
+        // The clock runs from the close.
+        adoption.started = Instant::now();
+        match self.shared.push(Command::Adopt(adoption)) {
+            Ok(()) => Ok(id),
+            Err(Command::Adopt(refused)) => {
+                self.shared.release(refused.dup);
+                Err(Error::ReactorDown)
+            }
+            Err(_) => unreachable!("push gives back what it was given"),
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for Reservation<T> {
+    fn drop(&mut self) {
+        if let Some(adoption) = self.adoption.take() {
+            self.shared.release(adoption.dup);
+        }
+    }
+}
+
 impl<T: Send + 'static> Reactor<T> {
     /// Starts the reactor thread. `on_end` runs on that thread once for every
-    /// socket, with the token given to [`Reactor::linger`] and the report.
+    /// socket, with the token given to [`Reactor::reserve`] and the report.
     pub fn start<F>(on_end: F) -> io::Result<Reactor<T>>
     where
         F: FnMut(T, Report) + Send + 'static,
@@ -265,7 +363,7 @@ impl<T: Send + 'static> Reactor<T> {
             stopping: false,
             shared: Arc::clone(&shared),
             entries: HashMap::new(),
-            deadlines: BTreeSet::new(),
+            timers: BTreeSet::new(),
             on_end: Box::new(on_end),
         };
         let thread = std::thread::Builder::new()
@@ -277,33 +375,30 @@ impl<T: Send + 'static> Reactor<T> {
         })
     }
 
-    /// Hands `dup` over: the reactor now owns the connection's last
-    /// descriptor and will close it. Returns at once.
+    /// Takes room for `dup` in the reactor; the caller then closes its own
+    /// handle of the socket and starts the linger (see [`Reservation`]).
     ///
     /// Refused, with `dup` disposed of, when [`Limits::max_lingering`]
     /// sockets linger already ([`Error::Full`]), when the epoll set takes no
     /// more (ENOSPC at `fs.epoll.max_user_watches`, ENOMEM) or when the
-    /// thread has stopped ([`Error::ReactorDown`]). The caller normally still
-    /// holds the socket then, and closing the duplicate sends nothing; should
-    /// the socket have been closed meanwhile, [`Duplicate::dispose`] keeps
-    /// that last close from blocking this thread.
-    ///
-    /// With `port_pending` the VM still holds output for the socket that it
-    /// has not written yet; the reactor then sends no FIN (which would cut
-    /// that output off) and does not finish until [`Reactor::port_done`].
+    /// thread has stopped ([`Error::ReactorDown`]). The caller still holds
+    /// the socket then, and closing the duplicate sends nothing.
     ///
     /// `token` makes the value given back to `on_end`, from the socket's id.
-    pub fn linger<F>(
+    pub fn reserve<F>(
         &self,
         dup: Duplicate,
         limits: Limits,
-        port_pending: bool,
         token: F,
-    ) -> Result<LingerId, Error>
+    ) -> Result<Reservation<T>, Error>
     where
         F: FnOnce(LingerId) -> T,
     {
         let shared = &*self.shared;
+        if !shared.running.load(Ordering::Acquire) {
+            dup.dispose();
+            return Err(Error::ReactorDown);
+        }
         let lingering = &shared.stats.lingering;
         let room = lingering.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
             (n < limits.max_lingering).then_some(n + 1)
@@ -313,7 +408,6 @@ impl<T: Send + 'static> Reactor<T> {
             return Err(Error::Full);
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let token = token(id);
         // Registered for nothing but what epoll always reports, hang-ups and
         // errors, and those edge-triggered so that a socket already reset
         // is reported once, not on every wait until it is adopted; the
@@ -330,28 +424,30 @@ impl<T: Send + 'static> Reactor<T> {
             id,
             dup,
             limits,
-            port_pending,
-            token,
+            closed: Closed::default(),
+            token: token(id),
             started: Instant::now(),
         };
-        if let Err(Command::Adopt(refused)) = shared.push(Command::Adopt(Box::new(adoption))) {
-            // The caller's descriptor keeps the file open, and with it this
-            // registration: remove it before the duplicate goes.
-            let _ = shared.epoll.delete(refused.dup.as_fd());
-            lingering.fetch_sub(1, Ordering::Relaxed);
-            refused.dup.dispose();
-            return Err(Error::ReactorDown);
-        }
-        Ok(id)
+        Ok(Reservation {
+            shared: Arc::clone(&self.shared),
+            adoption: Some(Box::new(adoption)),
+        })
     }
 
-    /// Says that the VM's port of socket `id` has closed: `flushed` when it
-    /// wrote all its output first (the reactor then sends FIN), otherwise its
-    /// output is lost and the socket is reset. Unknown ids are ignored.
-    pub fn port_done(&self, id: LingerId, flushed: bool) -> Result<(), Error> {
-        self.shared
-            .push(Command::PortDone { id, flushed })
-            .map_err(|_| Error::ReactorDown)
+    /// Hands `dup` over at once: [`Reactor::reserve`] and
+    /// [`Reservation::start`] in one, for a caller that holds no other
+    /// handle of the socket.
+    pub fn linger<F>(
+        &self,
+        dup: Duplicate,
+        limits: Limits,
+        closed: Closed,
+        token: F,
+    ) -> Result<LingerId, Error>
+    where
+        F: FnOnce(LingerId) -> T,
+    {
+        self.reserve(dup, limits, token)?.start(closed)
     }
 
     /// Lists the sockets lingering now: `reply` runs on the reactor thread
@@ -373,6 +469,8 @@ impl<T: Send + 'static> Reactor<T> {
             lingering: s.lingering.load(Ordering::Relaxed),
             clean: s.clean.load(Ordering::Relaxed),
             timeout: s.timeout.load(Ordering::Relaxed),
+            idle: s.idle.load(Ordering::Relaxed),
+            truncated: s.truncated.load(Ordering::Relaxed),
             drain_limit: s.drain_limit.load(Ordering::Relaxed),
             reset: s.reset.load(Ordering::Relaxed),
             error: s.error.load(Ordering::Relaxed),
@@ -397,12 +495,26 @@ impl<T: Send + 'static> Drop for Reactor<T> {
 /// to tell, its addresses) lives in its token, which it can keep boxed.
 struct Entry<T> {
     socket: Socket,
-    deadline: Instant,
     started: Instant,
+    /// When [`Limits::timeout`] cuts it off.
+    deadline: Instant,
+    idle: Option<Duration>,
+    /// When progress is next looked for (see [`Limits::idle`]).
+    idle_check: Instant,
+    /// How far both sides had got at the last look.
+    seen: (u64, u64),
+    /// The key of its timer in `Worker::timers`.
+    timer: Instant,
     drained: u64,
     max_drain: u64,
+    /// The peer's FIN has arrived, as the TCP state shows.
     peer_fin: bool,
-    port_pending: bool,
+    /// The VM still writes its output and sends FIN after it (a port).
+    vm_fin_pending: bool,
+    /// Shut for reading and our FIN held back (see [`QUIET`]).
+    fin_held: bool,
+    /// When the peer last sent a byte.
+    last_rx: Instant,
     token: T,
 }
 
@@ -415,8 +527,9 @@ struct Worker<T> {
     /// A Stop command was taken.
     stopping: bool,
     entries: HashMap<LingerId, Entry<T>>,
-    /// Deadlines in order, so the next wait knows how long it may sleep.
-    deadlines: BTreeSet<(Instant, LingerId)>,
+    /// The next time each socket needs looking at, in order, so the next
+    /// wait knows how long it may sleep.
+    timers: BTreeSet<(Instant, LingerId)>,
     on_end: OnEnd<T>,
 }
 
@@ -433,10 +546,11 @@ impl<T> Worker<T> {
         for command in leftover {
             match command {
                 Command::Adopt(a) => {
-                    self.entries.insert(a.id, Entry::new(*a));
+                    let id = a.id;
+                    self.insert(id, Entry::new(*a, Instant::now(), TcpProgress::default()));
                 }
                 Command::List(reply) => self.list(reply),
-                Command::PortDone { .. } | Command::Stop => {}
+                Command::Stop => {}
             }
         }
         let ids: Vec<LingerId> = self.entries.keys().copied().collect();
@@ -452,9 +566,9 @@ impl<T> Worker<T> {
         let mut awake_until: Option<Instant> = None;
         loop {
             let mut timeout = self
-                .deadlines
+                .timers
                 .first()
-                .map(|(deadline, _)| deadline.saturating_duration_since(Instant::now()));
+                .map(|(at, _)| at.saturating_duration_since(Instant::now()));
             if awake_until.is_some() {
                 timeout = Some(timeout.map_or(POLL, |t| t.min(POLL)));
             }
@@ -477,15 +591,15 @@ impl<T> Worker<T> {
                     return;
                 }
             }
-            self.expire(Instant::now());
+            self.on_timers(Instant::now());
         }
     }
 
     /// Runs the queued commands, and says until when to stay awake: a
     /// burst of hand-overs then costs one eventfd write, not one each.
     /// That matters because the write wakes this thread from the caller's,
-    /// a scheduler: measured here (a VM), one such wake-up took 0.1 to
-    /// 1.2 ms of the scheduler's CPU time.
+    /// a scheduler, and on a virtual machine such a wake-up can cost the
+    /// scheduler a good part of a millisecond.
     fn look_at_inbox(&mut self, signalled: bool, awake_until: Option<Instant>) -> Option<Instant> {
         // The eventfd is read before the inbox is taken, so a signal never
         // outlives the commands it announced.
@@ -525,7 +639,6 @@ impl<T> Worker<T> {
         for command in commands.drain(..) {
             match command {
                 Command::Adopt(adoption) => self.adopt(*adoption),
-                Command::PortDone { id, flushed } => self.port_done(id, flushed),
                 Command::List(reply) => self.list(reply),
                 Command::Stop => self.stopping = true,
             }
@@ -540,46 +653,66 @@ impl<T> Worker<T> {
 
     fn adopt(&mut self, adoption: Adoption<T>) {
         let id = adoption.id;
-        let port_pending = adoption.port_pending;
-        let entry = Entry::new(adoption);
+        let closed = adoption.closed;
+        let now = Instant::now();
+        let progress = sys::tcp_progress(adoption.dup.as_fd()).unwrap_or_default();
+        let entry = Entry::new(adoption, now, progress);
+        self.insert(id, entry);
+        if closed.truncated {
+            return self.finish(id, Outcome::Truncated);
+        }
+        let entry = &self.entries[&id];
         // The duplicate shares SO_LINGER with the VM's socket: {linger,
         // {true, 0}} there would turn our close into RST, and a positive
-        // linger would make our last close() block this thread.
-        if let Err(e) = entry.socket.set_linger(None) {
-            return self.end_at_adoption(id, entry, os_outcome(&e));
+        // linger would make our last close() block this thread. While the
+        // VM still writes, though, it is armed with 0: should the node die
+        // before the VM's FIN went out, the last close then resets the
+        // connection, and the peer does not take a truncated reply for a
+        // whole one.
+        let linger = entry.vm_fin_pending.then_some(Duration::ZERO);
+        if let Err(e) = entry.socket.set_linger(linger) {
+            return self.finish(id, os_outcome(&e));
         }
         if let Err(e) = self.shared.epoll.modify(entry.socket.as_fd(), EVENTS, id) {
-            return self.end_at_adoption(id, entry, os_outcome(&e));
+            return self.finish(id, os_outcome(&e));
         }
-        if !port_pending {
-            // A connection already gone needs no FIN; the first read tells
-            // whether it ended cleanly or was reset.
-            send_fin(&entry.socket);
-        }
-        self.deadlines.insert((entry.deadline, id));
-        self.entries.insert(id, entry);
+        let by_vm = entry.vm_fin_pending;
         self.count_memory();
         // Asking for input above made epoll check the socket again, so the
-        // next wait reports what is already queued (data, FIN, or a reset
-        // whose hang-up came before this entry existed), and those events
-        // will find the queue empty. Reading now all the same saves a round
-        // of the loop: without these reads, fin_close's close latency p99 in
-        // make bench was 62 to 103 µs in 4 runs, against 37 to 72 µs with
-        // them, alternated. A FIN behind the data gives a short first read,
-        // hence a second (0 at a FIN, EAGAIN if empty).
+        // next wait reports what is already queued. Reading now all the same
+        // saves a round of the loop, which make bench shows in the close
+        // latency, and tells a socket shut for reading (see `on_ready`). A
+        // FIN behind the data gives a short first read, hence a second (0
+        // at a FIN, EAGAIN if empty).
         self.on_ready(id, 0);
         self.on_ready(id, 0);
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if !by_vm && !entry.fin_held {
+            // A connection already gone needs no FIN; the reads tell whether
+            // it ended cleanly or was reset.
+            let _ = entry.socket.shutdown(Shutdown::Write);
+            self.settle(id);
+        } else {
+            self.check(id, now);
+        }
+    }
+
+    fn insert(&mut self, id: LingerId, entry: Entry<T>) {
+        self.timers.insert((entry.timer, id));
+        self.entries.insert(id, entry);
     }
 
     /// Publishes what the tables take: a hash table bucket (entry, key and
     /// one control byte) per bucket allocated, and a B-tree element per
-    /// deadline, counted twice for the nodes' spare room.
+    /// timer, counted twice for the nodes' spare room.
     fn count_memory(&self) {
         let bucket = std::mem::size_of::<(LingerId, Entry<T>)>() + 1;
-        let deadline = 2 * std::mem::size_of::<(Instant, LingerId)>();
+        let timer = 2 * std::mem::size_of::<(Instant, LingerId)>();
         // capacity() is 7/8 of the buckets the table holds.
         let buckets = self.entries.capacity() * 8 / 7;
-        let bytes = buckets * bucket + self.deadlines.len() * deadline;
+        let bytes = buckets * bucket + self.timers.len() * timer;
         self.shared
             .stats
             .memory
@@ -597,39 +730,12 @@ impl<T> Worker<T> {
                 lingered: now.saturating_duration_since(entry.started),
                 remaining: entry.deadline.saturating_duration_since(now),
                 drained: entry.drained,
-                port_pending: entry.port_pending,
+                port_pending: entry.vm_fin_pending,
                 peer_fin: entry.peer_fin,
             })
             .collect();
         // As with on_end, a failing callback must not stop the reactor.
         let _ = catch_unwind(AssertUnwindSafe(|| reply(list)));
-    }
-
-    fn end_at_adoption(&mut self, id: LingerId, entry: Entry<T>, outcome: Outcome) {
-        self.entries.insert(id, entry);
-        self.finish(id, outcome);
-    }
-
-    fn port_done(&mut self, id: LingerId, flushed: bool) {
-        let Some(entry) = self.entries.get_mut(&id) else {
-            return;
-        };
-        entry.port_pending = false;
-        // No FIN has gone out yet (neither the port nor we sent one), so a
-        // connection that is gone by now was reset: whatever the port still
-        // "wrote" (the driver empties its queue when a write fails) was lost.
-        let gone = !flushed || !send_fin(&entry.socket);
-        if gone {
-            let outcome = if entry.socket.peer_addr().is_err() {
-                Outcome::Reset
-            } else {
-                Outcome::Error("port_exited")
-            };
-            return self.finish(id, outcome);
-        }
-        if entry.peer_fin {
-            self.finish(id, Outcome::Clean);
-        }
     }
 
     fn on_ready(&mut self, id: LingerId, flags: u32) {
@@ -647,9 +753,31 @@ impl<T> Worker<T> {
                 .saturating_add(1);
             let len = allowance.min(MAX_DISCARD) as usize;
             match recv_discard(entry.socket.as_fd(), len) {
-                Ok(0) => entry.peer_fin = true,
+                Ok(0) => {
+                    // After our own SHUT_RD (gen_tcp:shutdown(S, read)) a
+                    // read gives 0 once the queue is empty, FIN or not, and
+                    // what the peer sends later still queues up and would
+                    // make the close send RST. Only the state proves the
+                    // FIN; until it does, the next segment raises an edge.
+                    match sys::tcp_state(entry.socket.as_fd()) {
+                        Ok(state) if TcpState::from_kernel(state).peer_fin_arrived() => {
+                            entry.peer_fin = true;
+                            if std::mem::take(&mut entry.fin_held) {
+                                let _ = entry.socket.shutdown(Shutdown::Write);
+                            }
+                        }
+                        // Shut for reading: our FIN may not go yet.
+                        Ok(state) if !TcpState::from_kernel(state).fin_sent() => {
+                            entry.fin_held |= !entry.vm_fin_pending
+                        }
+                        Ok(_) => {}
+                        Err(e) => ended = Some(os_outcome(&e)),
+                    }
+                    break;
+                }
                 Ok(n) => {
                     entry.drained += n as u64;
+                    entry.last_rx = Instant::now();
                     self.shared
                         .stats
                         .drained
@@ -672,34 +800,109 @@ impl<T> Worker<T> {
                 }
             }
         }
-        if ended.is_none() && entry.peer_fin && !entry.port_pending {
-            ended = Some(Outcome::Clean);
+        match ended {
+            Some(outcome) => self.finish(id, outcome),
+            None => self.settle(id),
         }
-        if let Some(outcome) = ended {
+    }
+
+    /// Ends the socket if it is done: the peer's FIN has arrived, our FIN
+    /// has gone out, and every byte of ours is acknowledged. The last two
+    /// change the state, which wakes epoll again, so no timer is needed.
+    fn settle(&mut self, id: LingerId) {
+        let Some(entry) = self.entries.get(&id) else {
+            return;
+        };
+        if !entry.peer_fin || entry.vm_fin_pending || entry.fin_held {
+            return;
+        }
+        // A reset after the FIN leaves data of ours unacknowledged for ever.
+        let outcome = match entry.socket.take_error() {
+            Ok(Some(e)) | Err(e) => Some(os_outcome(&e)),
+            Ok(None) => match sys::outq(entry.socket.as_fd()) {
+                Ok(0) => Some(Outcome::Clean),
+                Ok(_) => None,
+                Err(e) => Some(os_outcome(&e)),
+            },
+        };
+        if let Some(outcome) = outcome {
             self.finish(id, outcome);
         }
     }
 
-    fn expire(&mut self, now: Instant) {
-        while let Some(&(deadline, id)) = self.deadlines.first() {
-            if deadline > now {
+    fn on_timers(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
                 break;
             }
-            self.finish(id, Outcome::Timeout);
+            self.check(id, now);
         }
+    }
+
+    /// Looks at a socket whose timer is due: cut off at its deadline; cut
+    /// off if idle; its VM side's FIN looked for. Sets the next timer.
+    fn check(&mut self, id: LingerId, now: Instant) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if now >= entry.deadline {
+            return self.finish(id, Outcome::Timeout);
+        }
+        let progress = match sys::tcp_progress(entry.socket.as_fd()) {
+            Ok(p) => p,
+            Err(e) => return self.finish(id, os_outcome(&e)),
+        };
+        if entry.vm_fin_pending && TcpState::from_kernel(progress.state).fin_sent() {
+            entry.vm_fin_pending = false;
+            // The VM's reply is all out: disarm the reset (see `adopt`).
+            if let Err(e) = entry.socket.set_linger(None) {
+                return self.finish(id, os_outcome(&e));
+            }
+        }
+        let quiet = entry.idle.map_or(QUIET, |idle| QUIET.min(idle / 2));
+        if entry.fin_held && now >= entry.last_rx + quiet {
+            entry.fin_held = false;
+            let _ = entry.socket.shutdown(Shutdown::Write);
+        }
+        if let Some(idle) = entry.idle.filter(|_| now >= entry.idle_check) {
+            let seen = (progress.bytes_acked, progress.bytes_received);
+            if seen == entry.seen {
+                return self.finish(id, Outcome::Idle);
+            }
+            entry.seen = seen;
+            entry.idle_check = now + idle;
+        }
+        let mut next = entry.deadline.min(entry.idle_check);
+        if entry.vm_fin_pending {
+            let waited = now.saturating_duration_since(entry.started);
+            next = next.min(now + waited.clamp(VM_FIN_POLL.0, VM_FIN_POLL.1));
+        }
+        if entry.fin_held {
+            next = next.min(entry.last_rx + quiet);
+        }
+        self.timers.remove(&(entry.timer, id));
+        entry.timer = next;
+        self.timers.insert((next, id));
+        self.settle(id);
     }
 
     fn finish(&mut self, id: LingerId, outcome: Outcome) {
         let Some(entry) = self.entries.remove(&id) else {
             return;
         };
-        self.deadlines.remove(&(entry.deadline, id));
+        self.timers.remove(&(entry.timer, id));
         // The VM may still hold a descriptor of this socket (a port whose
         // output is pending), and epoll forgets a file only on its last
         // close: remove it explicitly. Fails harmlessly if never added.
         let _ = self.shared.epoll.delete(entry.socket.as_fd());
-        if outcome.abortive() {
+        if outcome.abortive() && !delivered(&entry) {
             let _ = entry.socket.set_linger(Some(Duration::ZERO));
+            if entry.vm_fin_pending {
+                // The VM's port still writes through its own descriptor,
+                // so ours is not the last close: reset the connection now,
+                // which also ends the port's writing.
+                let _ = sys::disconnect(entry.socket.as_fd());
+            }
         }
         let report = Report {
             outcome,
@@ -711,6 +914,8 @@ impl<T> Worker<T> {
         let counter = match outcome {
             Outcome::Clean => &stats.clean,
             Outcome::Timeout => &stats.timeout,
+            Outcome::Idle => &stats.idle,
+            Outcome::Truncated => &stats.truncated,
             Outcome::DrainLimit => &stats.drain_limit,
             Outcome::Reset => &stats.reset,
             Outcome::Error(_) => &stats.error,
@@ -730,25 +935,44 @@ impl<T> Worker<T> {
 }
 
 impl<T> Entry<T> {
-    fn new(a: Adoption<T>) -> Entry<T> {
+    fn new(a: Adoption<T>, now: Instant, progress: TcpProgress) -> Entry<T> {
+        let deadline = a.started + a.limits.timeout;
+        let idle_check = a.limits.idle.map_or(deadline, |idle| now + idle);
+        let vm_fin_pending = a.closed.fin_by_vm;
+        let first_poll = if vm_fin_pending { now } else { deadline };
         Entry {
             socket: a.dup.into_socket(),
-            deadline: a.started + a.limits.timeout,
             started: a.started,
+            deadline,
+            idle: a.limits.idle,
+            idle_check,
+            seen: (progress.bytes_acked, progress.bytes_received),
+            timer: deadline.min(idle_check).min(first_poll),
             drained: 0,
             max_drain: a.limits.max_drain,
             peer_fin: false,
-            port_pending: a.port_pending,
+            vm_fin_pending,
+            fin_held: false,
+            last_rx: now,
             token: a.token,
         }
     }
 }
 
-/// Queues our FIN behind everything already in the kernel's send queue;
-/// false when the connection is already gone (ENOTCONN: reset, or both FINs
-/// exchanged before the hand-over).
-fn send_fin(socket: &Socket) -> bool {
-    socket.shutdown(Shutdown::Write).is_ok()
+/// Whether a socket cut off by time has nothing left to lose: our FIN went
+/// out and, with every byte before it, was acknowledged, and nothing is
+/// unread. It is then closed quietly rather than reset; the kernel keeps
+/// its end and answers the peer's next byte, if any, with RST.
+fn delivered<T>(entry: &Entry<T>) -> bool {
+    let fd = entry.socket.as_fd();
+    !entry.vm_fin_pending
+        && !entry.fin_held
+        && matches!(
+            sys::tcp_state(fd).map(TcpState::from_kernel),
+            Ok(TcpState::FinWait2)
+        )
+        && matches!(sys::outq(fd), Ok(0))
+        && matches!(sys::inq(fd), Ok(0))
 }
 
 fn os_outcome(e: &io::Error) -> Outcome {

@@ -63,6 +63,77 @@ pub fn tcp_state(fd: BorrowedFd<'_>) -> io::Result<u8> {
     Ok(state)
 }
 
+/// What the reactor watches of a lingering connection: its state and how
+/// far each side has got (from TCP_INFO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpProgress {
+    /// `tcpi_state`, a `TCP_*` value of the kernel's `tcp_states.h`.
+    pub state: u8,
+    /// Bytes of ours the peer has acknowledged (`tcpi_bytes_acked`).
+    pub bytes_acked: u64,
+    /// Bytes received from the peer (`tcpi_bytes_received`).
+    pub bytes_received: u64,
+}
+
+/// Reads [`TcpProgress`] of a TCP socket. A kernel older than 4.2 copies a
+/// shorter `struct tcp_info`; the byte counts are 0 there.
+pub fn tcp_progress(fd: BorrowedFd<'_>) -> io::Result<TcpProgress> {
+    // Offsets in struct tcp_info (linux/tcp.h), which only ever grows at
+    // its end: tcpi_bytes_acked at 120, tcpi_bytes_received at 128.
+    const ACKED: usize = 120;
+    const RECEIVED: usize = 128;
+    let mut info = [0u8; RECEIVED + 8];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: `fd` is live for the borrow; the kernel writes at most `len`
+    // bytes into `info` and sets `len` to what it wrote.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    let field = |at: usize| {
+        let bytes = info.get(at..at + 8).filter(|_| len as usize >= at + 8);
+        bytes.map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+    };
+    Ok(TcpProgress {
+        state: info[0],
+        bytes_acked: field(ACKED),
+        bytes_received: field(RECEIVED),
+    })
+}
+
+/// Whether no more input can come (POLLRDHUP): the peer's FIN arrived, or
+/// the socket was shut for reading on our side. Never blocks.
+pub fn read_hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call, timeout 0.
+    cvt(unsafe { libc::poll(&mut poll, 1, 0) })?;
+    Ok(poll.revents & libc::POLLRDHUP != 0)
+}
+
+/// Aborts the connection of `fd` now: the kernel drops both queues and sends
+/// RST (`tcp_disconnect`, reached by connecting to an `AF_UNSPEC` address).
+/// Unlike a close with SO_LINGER 0, this works while other descriptors of
+/// the socket stay open, such as the VM's port still writing to it.
+pub fn disconnect(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: sockaddr is plain integers, for which all zeroes is valid.
+    let mut unspec: libc::sockaddr = unsafe { std::mem::zeroed() };
+    unspec.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+    // SAFETY: `fd` is live for the borrow and `unspec` is a valid sockaddr
+    // of `len` bytes for the duration of the call.
+    cvt(unsafe { libc::connect(fd.as_raw_fd(), &unspec, len) })?;
+    Ok(())
+}
+
 /// Discards up to `len` queued bytes of a TCP socket without copying them
 /// (`MSG_TRUNC`, Linux only for TCP) and without blocking.
 ///

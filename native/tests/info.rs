@@ -13,7 +13,7 @@ use common::{eventually, pair, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
 use fin_close_nif::info::{SocketInfo, TcpState};
-use fin_close_nif::reactor::{Limits, Reactor};
+use fin_close_nif::reactor::{Closed, Limits, Reactor};
 
 #[test]
 fn a_connection_shows_its_state_addresses_and_queues() {
@@ -58,10 +58,13 @@ fn the_reactor_lists_its_lingering_sockets() {
     drop(server);
     let limits = Limits {
         timeout: Duration::from_secs(60),
+        idle: None,
         max_drain: 1 << 20,
         max_lingering: u64::MAX,
     };
-    let id = reactor.linger(dup, limits, false, |_| ()).unwrap();
+    let id = reactor
+        .linger(dup, limits, Closed::default(), |_| ())
+        .unwrap();
 
     // Our FIN went out and the 10 bytes were discarded; the peer keeps its
     // side open, so the socket lingers in FIN_WAIT2.

@@ -8,7 +8,7 @@ use std::sync::mpsc::channel;
 use std::time::Duration;
 
 use fin_close_nif::duplicate::Duplicate;
-use fin_close_nif::reactor::{Limits, Outcome, Reactor};
+use fin_close_nif::reactor::{Closed, Limits, Outcome, Reactor};
 use socket2::SockRef;
 
 fn open_fds() -> usize {
@@ -35,10 +35,11 @@ fn no_descriptor_outlives_its_socket() {
                 dup,
                 Limits {
                     timeout: Duration::from_millis(timeout),
+                    idle: None,
                     max_drain: 1 << 20,
                     max_lingering: u64::MAX,
                 },
-                false,
+                Closed::default(),
                 |_| (),
             )
             .unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{eventually, pair, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
-use fin_close_nif::reactor::{Limits, LingerId, Outcome, Reactor, Report};
+use fin_close_nif::reactor::{Closed, Limits, Outcome, Reactor, Report};
 use fin_close_nif::sys;
 use socket2::SockRef;
 
@@ -27,6 +27,7 @@ fn reactor() -> (Reactor<u32>, Receiver<(u32, Report)>) {
 fn limits(timeout_ms: u64, max_drain: u64) -> Limits {
     Limits {
         timeout: Duration::from_millis(timeout_ms),
+        idle: None,
         max_drain,
         max_lingering: u64::MAX,
     }
@@ -37,16 +38,20 @@ fn limits(timeout_ms: u64, max_drain: u64) -> Limits {
 fn hand_over(reactor: &Reactor<u32>, server: TcpStream, limits: Limits) {
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor.linger(dup, limits, false, |_| 0).unwrap();
+    reactor
+        .linger(dup, limits, Closed::default(), |_| 0)
+        .unwrap();
 }
 
 /// Hands `server` over as a port that still holds output does: the VM
-/// keeps its descriptor, and the reactor holds back FIN until `port_done`.
-fn hand_over_with_port_pending(reactor: &Reactor<u32>, server: &TcpStream) -> LingerId {
+/// keeps its descriptor, writes the rest and sends FIN itself.
+fn hand_over_with_port_pending(reactor: &Reactor<u32>, server: &TcpStream, limits: Limits) {
     let dup = Duplicate::of(server.as_fd()).unwrap();
-    reactor
-        .linger(dup, limits(10_000, 1 << 20), true, |_| 0)
-        .unwrap()
+    let by_vm = Closed {
+        fin_by_vm: true,
+        truncated: false,
+    };
+    reactor.linger(dup, limits, by_vm, |_| 0).unwrap();
 }
 
 /// The outcome of the next socket to end.
@@ -177,7 +182,7 @@ fn unread_request_then_close_delivers_everything_and_ends_clean() {
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server); // the VM closes its own descriptor; the duplicate keeps the connection
     reactor
-        .linger(dup, limits(10_000, 1 << 20), false, |_| 1)
+        .linger(dup, limits(10_000, 1 << 20), Closed::default(), |_| 1)
         .unwrap();
 
     let (received, ended) = reader.join().unwrap();
@@ -267,7 +272,7 @@ fn a_connection_already_reset_is_still_closed_and_reported() {
     assert_eq!(dup.peer(), None);
     drop(server);
     reactor
-        .linger(dup, limits(10_000, 1 << 20), false, |_| 0)
+        .linger(dup, limits(10_000, 1 << 20), Closed::default(), |_| 0)
         .unwrap();
     assert_eq!(next_outcome(&reports), Outcome::Reset);
 }
@@ -286,11 +291,11 @@ fn peer_reset_is_reported_as_reset() {
 }
 
 #[test]
-fn pending_port_output_holds_back_fin_until_port_done() {
+fn pending_port_output_holds_back_fin_until_the_vm_sends_it() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
     // The "port" keeps its descriptor and output; no FIN may go yet.
-    let id = hand_over_with_port_pending(&reactor, &server);
+    hand_over_with_port_pending(&reactor, &server, limits(10_000, 1 << 20));
     client
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -301,10 +306,10 @@ fn pending_port_output_holds_back_fin_until_port_done() {
         ErrorKind::WouldBlock,
         "FIN was sent before the port's output"
     );
-    // The port writes its last bytes, closes, and reports it.
+    // The port writes its last bytes, sends FIN and closes.
     (&server).write_all(b"tail").unwrap();
+    server.shutdown(Shutdown::Write).unwrap();
     drop(server);
-    reactor.port_done(id, true).unwrap();
     client.set_read_timeout(Some(WAIT)).unwrap();
     let mut got = Vec::new();
     (&client).read_to_end(&mut got).unwrap();
@@ -317,7 +322,7 @@ fn pending_port_output_holds_back_fin_until_port_done() {
 fn reset_after_the_peers_fin_while_the_port_writes_is_not_clean() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
-    let id = hand_over_with_port_pending(&reactor, &server);
+    hand_over_with_port_pending(&reactor, &server, limits(10_000, 1 << 20));
     // The peer half-closes (the reactor sees its FIN), then resets before
     // the port has written everything.
     client.shutdown(Shutdown::Write).unwrap();
@@ -328,19 +333,21 @@ fn reset_after_the_peers_fin_while_the_port_writes_is_not_clean() {
     drop(client);
     eventually("the reset to arrive", || server.peer_addr().is_err());
     drop(server);
-    reactor.port_done(id, true).unwrap();
     assert_eq!(next_outcome(&reports), Outcome::Reset);
 }
 
 #[test]
-fn port_that_died_with_output_resets_the_peer() {
+fn port_that_died_with_output_is_cut_off_and_resets_the_peer() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
-    let id = hand_over_with_port_pending(&reactor, &server);
+    let limits = Limits {
+        idle: Some(Duration::from_millis(200)),
+        ..limits(10_000, 1 << 20)
+    };
+    hand_over_with_port_pending(&reactor, &server, limits);
+    // Gone without its FIN: nothing more will come from our side.
     drop(server);
-    reactor.port_done(id, false).unwrap();
-    let (_, report) = reports.recv_timeout(WAIT).unwrap();
-    assert_eq!(report.outcome, Outcome::Error("port_exited"));
+    assert_eq!(next_outcome(&reports), Outcome::Idle);
     let mut buf = [0u8; 1];
     let err = (&client).read(&mut buf).unwrap_err();
     assert_eq!(
@@ -348,6 +355,121 @@ fn port_that_died_with_output_resets_the_peer() {
         ErrorKind::ConnectionReset,
         "a truncated reply must not look complete"
     );
+}
+
+#[test]
+fn a_read_of_zero_after_our_own_shut_rd_is_no_fin() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    server.shutdown(Shutdown::Read).unwrap();
+    hand_over(&reactor, server, limits(10_000, u64::MAX));
+    // What the peer sends after our SHUT_RD is still discarded.
+    thread::sleep(Duration::from_millis(50));
+    (&client).write_all(&[1u8; 100_000]).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    if let Ok((_, report)) = reports.try_recv() {
+        panic!("ended before the peer's FIN: {report:?}");
+    }
+    client.shutdown(Shutdown::Write).unwrap();
+    let (_, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(report.outcome, Outcome::Clean);
+    assert_eq!(report.drained, 100_000);
+    let (n, ended) = read_to_end(&client, Duration::ZERO);
+    assert_eq!(
+        (n, ended.is_ok()),
+        (0, true),
+        "the peer saw no FIN but a reset"
+    );
+}
+
+#[test]
+fn clean_waits_until_the_peer_has_acknowledged_everything() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    SockRef::from(&client).set_recv_buffer_size(16_384).unwrap();
+    // More than the peer's window: most of it stays in our send queue.
+    let size = 2 << 20;
+    let writer = {
+        let server = server.try_clone().unwrap();
+        thread::spawn(move || (&server).write_all(&vec![5u8; size]).unwrap())
+    };
+    // The peer half-closes first and reads only later.
+    client.shutdown(Shutdown::Write).unwrap();
+    eventually("the reply to be queued", || {
+        sys::outq(server.as_fd()).unwrap() > 100_000
+    });
+    thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    hand_over(&reactor, server, limits(10_000, u64::MAX));
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        reports.try_recv().is_err(),
+        "clean before the reply was read"
+    );
+    let (n, ended) = read_to_end(&client, Duration::ZERO);
+    writer.join().unwrap();
+    assert!(ended.is_ok());
+    assert_eq!(n, size);
+    let (_, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(report.outcome, Outcome::Clean);
+    assert!(report.lingered >= Duration::from_millis(300));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn an_idle_peer_is_cut_off_and_a_slow_reader_is_not() {
+    let (reactor, reports) = reactor();
+    let idle = Limits {
+        idle: Some(Duration::from_millis(100)),
+        ..limits(10_000, u64::MAX)
+    };
+    // Silent: it neither sends, nor closes, nor reads our reply.
+    let (server, silent) = pair();
+    SockRef::from(&silent).set_recv_buffer_size(16_384).unwrap();
+    SockRef::from(&server)
+        .set_send_buffer_size(1 << 20)
+        .unwrap();
+    (&server).write_all(&[5u8; 200_000]).unwrap();
+    hand_over(&reactor, server, idle);
+    let (_, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(report.outcome, Outcome::Idle);
+    assert!(report.lingered >= Duration::from_millis(100));
+    assert!(report.lingered < Duration::from_millis(1000));
+    let (n, ended) = read_to_end(&silent, Duration::ZERO);
+    assert!(n < 200_000 && ended.is_err(), "cut off without a reset");
+    // Silent with everything of ours received: closed quietly, no reset.
+    let (server, quiet) = pair();
+    (&server).write_all(b"all of it").unwrap();
+    hand_over(&reactor, server, idle);
+    let (_, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(report.outcome, Outcome::Idle);
+    let (n, ended) = read_to_end(&quiet, Duration::ZERO);
+    assert_eq!((n, ended.is_ok()), (9, true));
+    // A reader that takes 16 KiB every 2 ms through a small buffer makes
+    // progress all along, for longer than the idle bound twice over. The
+    // reply is written by a "port" (see the port tests) that sends FIN
+    // after it.
+    let (server, reader) = pair();
+    SockRef::from(&reader)
+        .set_recv_buffer_size(256 << 10)
+        .unwrap();
+    let size = 2 << 20;
+    let writer = {
+        let server = server.try_clone().unwrap();
+        thread::spawn(move || {
+            (&server).write_all(&vec![5u8; size]).unwrap();
+            server.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    hand_over_with_port_pending(&reactor, &server, idle);
+    drop(server);
+    let (n, ended) = read_to_end(&reader, Duration::from_millis(2));
+    assert_eq!((n, ended.is_ok()), (size, true), "{:?}", reports.try_recv());
+    writer.join().unwrap();
+    drop(reader);
+    let (_, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!(report.outcome, Outcome::Clean);
+    assert!(report.lingered >= Duration::from_millis(200), "{report:?}");
 }
 
 #[test]
@@ -360,7 +482,7 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
         let dup = Duplicate::of(server.as_fd()).unwrap();
         drop(server);
         reactor
-            .linger(dup, limits(10_000, 1 << 20), false, |_| i)
+            .linger(dup, limits(10_000, 1 << 20), Closed::default(), |_| i)
             .unwrap();
         clients.push(client);
     }
@@ -394,7 +516,7 @@ fn a_full_reactor_refuses_and_the_socket_stays_the_callers() {
         let (server, client) = pair();
         let dup = Duplicate::of(server.as_fd()).unwrap();
         drop(server);
-        reactor.linger(dup, cap, false, |_| i).unwrap();
+        reactor.linger(dup, cap, Closed::default(), |_| i).unwrap();
         peers.push(client);
     }
 
@@ -404,7 +526,7 @@ fn a_full_reactor_refuses_and_the_socket_stays_the_callers() {
         sys::inq(server.as_fd()).unwrap() == 6
     });
     let dup = Duplicate::of(server.as_fd()).unwrap();
-    let refused = reactor.linger(dup, cap, false, |_| 9);
+    let refused = reactor.linger(dup, cap, Closed::default(), |_| 9);
     assert!(matches!(refused, Err(Error::Full)), "{refused:?}");
     assert_eq!(reactor.stats().lingering, 2);
     // Untouched: the bytes are unread, no FIN went out, data flows both ways.
@@ -424,7 +546,7 @@ fn a_full_reactor_refuses_and_the_socket_stays_the_callers() {
     }
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor.linger(dup, cap, false, |_| 3).unwrap();
+    reactor.linger(dup, cap, Closed::default(), |_| 3).unwrap();
     let (received, ended) = read_to_end(&client, Duration::ZERO);
     assert_eq!((received, ended.is_ok()), (0, true));
     drop(client);

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use fin_close_nif::duplicate::Duplicate;
-use fin_close_nif::reactor::{Limits, Reactor};
+use fin_close_nif::reactor::{Closed, Limits, Reactor};
 
 #[test]
 fn concurrent_pushes_never_lose_the_wakeup() {
@@ -29,7 +29,7 @@ fn concurrent_pushes_never_lose_the_wakeup() {
                 let (reactor, stop) = (Arc::clone(&reactor), Arc::clone(&stop));
                 thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        reactor.port_done(u64::MAX, true).unwrap();
+                        reactor.lingering(|_| {}).unwrap();
                     }
                 })
             })
@@ -46,10 +46,13 @@ fn concurrent_pushes_never_lose_the_wakeup() {
         drop(server);
         let limits = Limits {
             timeout: Duration::ZERO,
+            idle: None,
             max_drain: 0,
             max_lingering: u64::MAX,
         };
-        reactor.linger(dup, limits, false, |_| round).unwrap();
+        reactor
+            .linger(dup, limits, Closed::default(), |_| round)
+            .unwrap();
         if rx.recv_timeout(Duration::from_secs(5)) != Ok(round) {
             // Dropping a stalled reactor would wait for its thread forever.
             std::mem::forget(reactor);
