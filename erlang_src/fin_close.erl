@@ -552,8 +552,11 @@ close_handle({port, Port}, ReadShut) ->
     %% Not reading on keeps it from ending early on the peer's FIN.
     %% A socket shut for reading is the exception when nothing is queued:
     %% the reactor then holds its FIN back while the peer still sends (see
-    %% the reactor's QUIET), which the driver would not.
-    _ = inet:setopts(Port, [{active, false}]),
+    %% the reactor's QUIET), which the driver would not. {linger, {true, 0}}
+    %% would make the port drop its queue at close. OTP still lets a
+    %% closing port be set active by a stray inet:setopts/2 on the old term:
+    %% without exit_on_close it cannot end early on the peer's FIN then.
+    _ = inet:setopts(Port, [{active, false}, {exit_on_close, false}, {linger, {false, 0}}]),
     ByPort = not ReadShut orelse erlang:port_info(Port, queue_size) =/= {queue_size, 0},
     _ = ByPort andalso gen_tcp:shutdown(Port, write),
     try erlang:port_close(Port) of

@@ -672,10 +672,14 @@ target(Config) ->
 
 opts() ->
     oneof([#{},
-           #{linger_timeout => range(0, 3000), max_drain => range(0, 100000),
+           #{linger_timeout => range(0, 3000), idle_timeout => oneof([infinity, range(0, 3000)]),
+             max_drain => oneof([infinity, range(0, 100000)]),
              max_lingering => oneof([infinity, 0, range(1000000, 2000000)])},
            ?LET(T, any(), T),
-           ?LET(Pairs, list({oneof([linger_timeout, max_drain, max_lingering, notify, atom()]), any()}), maps:from_list(Pairs))]).
+           ?LET(Pairs, list({oneof([linger_timeout, idle_timeout, max_drain, max_lingering, notify,
+                                    atom()]),
+                             oneof([any(), infinity, integer()])}),
+                maps:from_list(Pairs))]).
 
 call(inq, Term, _) -> fin_close:inq(Term);
 call(outq, Term, _) -> fin_close:outq(Term);
@@ -685,7 +689,10 @@ call(abort, Term, _) -> fin_close:abort(Term).
 
 valid_opts(Opts) when is_map(Opts) ->
     lists:all(fun({linger_timeout, T}) -> is_integer(T) andalso T >= 0 andalso T =< 16#FFFFFFFF;
-                 ({max_drain, M}) -> is_integer(M) andalso M >= 0 andalso M =< 16#FFFFFFFFFFFFFFFF;
+                 ({idle_timeout, infinity}) -> true;
+                 ({idle_timeout, T}) -> is_integer(T) andalso T >= 0 andalso T =< 16#FFFFFFFF;
+                 ({max_drain, infinity}) -> true;
+                 ({max_drain, M}) -> is_integer(M) andalso M >= 0 andalso M < 16#FFFFFFFFFFFFFFFF;
                  ({max_lingering, infinity}) -> true;
                  ({max_lingering, N}) -> is_integer(N) andalso N >= 0 andalso N < 16#FFFFFFFFFFFFFFFF;
                  ({notify, P}) -> is_pid(P) andalso node(P) =:= node();

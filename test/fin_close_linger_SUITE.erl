@@ -1,0 +1,343 @@
+%% What a lingering close promises, with default options, on every kind of
+%% server socket (inet: the default gen_tcp backend; socket: {inet_backend,
+%% socket}; esock: a socket-module socket): uploads of any size drained,
+%% `clean' only when delivered, our own shutdowns not taken for the peer's,
+%% one close per socket, a closed socket closed for good, nothing that
+%% depends on the keeper process, idle peers cut off.
+-module(fin_close_linger_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-import(fin_close_ct, [abort_counters/0, bytes/1, check_nothing_left/1, fds/0, kind/1, outcome/1,
+                       pair/3, read_all/2, read_to_closed/1, send/2, wait/1, wait/2, wait_inq/2]).
+
+-export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
+         init_per_testcase/2, end_per_testcase/2]).
+-export([unread_upload_is_drained_whole/1, slow_upload_is_drained_whole/1,
+         idle_peer_is_cut_off/1, clean_only_once_the_peer_has_read_everything/1,
+         shut_for_reading_still_ends_with_fin/1, shut_both_ways_waits_for_the_peers_fin/1,
+         port_flush_survives_the_keeper/1, one_close_wins/1,
+         closed_socket_stays_closed/1, send_cut_by_close_is_truncated/1,
+         halt_mid_flush_resets_the_peer/1]).
+%% Run on the peer node of halt_mid_flush_resets_the_peer.
+-export([flushing_server/1]).
+
+-define(LOOP4, {127, 0, 0, 1}).
+-define(MiB, (1024 * 1024)).
+
+all() ->
+    [{group, inet}, {group, socket}, {group, esock}, {group, node}].
+
+groups() ->
+    Cases = [unread_upload_is_drained_whole, slow_upload_is_drained_whole, idle_peer_is_cut_off,
+             clean_only_once_the_peer_has_read_everything, shut_for_reading_still_ends_with_fin,
+             shut_both_ways_waits_for_the_peers_fin, port_flush_survives_the_keeper,
+             one_close_wins, closed_socket_stays_closed, send_cut_by_close_is_truncated],
+    [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
+     {node, [], [halt_mid_flush_resets_the_peer]}].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(fin_close),
+    %% Start the reactor before the first case counts descriptors.
+    {S, C} = pair([{kind, inet}], ?LOOP4, []),
+    ok = fin_close:close(S),
+    ok = gen_tcp:close(C),
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+init_per_group(Kind, Config) ->
+    [{kind, Kind} | Config].
+
+end_per_group(_Kind, _Config) ->
+    ok.
+
+init_per_testcase(_Case, Config) ->
+    [{fds, fds()} | Config].
+
+end_per_testcase(_Case, Config) ->
+    case ?config(tc_status, Config) of
+        ok -> check_nothing_left(?config(fds, Config));
+        _Failed -> ok
+    end.
+
+%% Cases.
+
+%% An early answer to a 64 MiB upload that the client sends whole before it
+%% reads, closed with defaults: the client gets all of the answer and FIN.
+unread_upload_is_drained_whole(Config) ->
+    early_answer(Config, 64 * ?MiB, infinity).
+
+%% The same with a 16 MiB upload at about 20 MB/s.
+slow_upload_is_drained_whole(Config) ->
+    early_answer(Config, 16 * ?MiB, 20).
+
+%% A peer that neither sends, nor closes, nor reads is cut off after
+%% idle_timeout with a reset; one that has all of ours and just stays is
+%% closed quietly (no reset) at the same bound.
+idle_peer_is_cut_off(Config) ->
+    {S1, Deaf} = pair(Config, ?LOOP4, [{sndbuf, ?MiB}]),
+    ok = inet:setopts(Deaf, [{recbuf, 16384}]),
+    ok = send(S1, bytes(200000)),
+    {ok, R1} = fin_close:close(S1, #{notify => self(), idle_timeout => 300}),
+    ?assertMatch(#{outcome := idle, lingered_ms := T} when T >= 300 andalso T < 1500, outcome(R1)),
+    ?assertMatch({N, {error, econnreset}} when N < 200000, read_all(Deaf, 0)),
+    ok = gen_tcp:close(Deaf),
+    {S2, Quiet} = pair(Config, ?LOOP4, []),
+    ok = send(S2, <<"all of it">>),
+    {ok, R2} = fin_close:close(S2, #{notify => self(), idle_timeout => 300}),
+    ?assertMatch(#{outcome := idle}, outcome(R2)),
+    ?assertEqual({ok, <<"all of it">>}, read_to_closed(Quiet)),
+    ok = gen_tcp:close(Quiet).
+
+%% A peer that half-closed first and reads our reply only later: the socket
+%% lingers (listed, peer_fin true) until the reply is acknowledged, then
+%% ends clean; when linger_timeout comes first it ends timeout, not clean.
+clean_only_once_the_peer_has_read_everything(Config) ->
+    Size = 200000,
+    {S1, C1} = pair(Config, ?LOOP4, [{sndbuf, ?MiB}]),
+    ok = inet:setopts(C1, [{recbuf, 16384}]),
+    ok = gen_tcp:shutdown(C1, write),
+    ok = send(S1, bytes(Size)),
+    {ok, R1} = fin_close:close(S1, #{notify => self(), linger_timeout => 5000}),
+    timer:sleep(500),
+    ?assertMatch([#{peer_fin := true}], [I || #{kind := lingering} = I <- fin_close:sockets()]),
+    ?assertEqual({Size, {error, closed}}, read_all(C1, 0)),
+    ?assertMatch(#{outcome := clean, lingered_ms := T} when T >= 450, outcome(R1)),
+    ok = gen_tcp:close(C1),
+    {S2, C2} = pair(Config, ?LOOP4, [{sndbuf, ?MiB}]),
+    ok = inet:setopts(C2, [{recbuf, 16384}]),
+    ok = gen_tcp:shutdown(C2, write),
+    ok = send(S2, bytes(Size)),
+    {ok, R2} = fin_close:close(S2, #{notify => self(), linger_timeout => 300}),
+    ?assertMatch(#{outcome := timeout}, outcome(R2)),
+    ok = gen_tcp:close(C2).
+
+%% Shut for reading before the close, a reply, and a pipelined request that
+%% comes after the close: the peer still gets all of the reply and FIN, and
+%% the kernel resets nothing.
+shut_for_reading_still_ends_with_fin(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(Client, bytes(1000)),
+    wait_inq(Server, 1000),
+    ok = shutdown(Server, read),
+    Before = abort_counters(),
+    ok = send(Server, bytes(?MiB)),
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    timer:sleep(200),
+    ok = gen_tcp:send(Client, bytes(5000)),
+    ?assertEqual({?MiB, {error, closed}}, read_all(Client, 0)),
+    ok = gen_tcp:close(Client),
+    ?assertMatch(#{outcome := clean}, outcome(Ref)),
+    ?assertEqual(Before, abort_counters()).
+
+%% Shut both ways before the close: the end is not taken for the peer's
+%% FIN; the socket lingers until the peer closes, and ends clean.
+shut_both_ways_waits_for_the_peers_fin(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    %% Else the client's port closes itself at our FIN.
+    ok = inet:setopts(Client, [{exit_on_close, false}]),
+    ok = send(Server, bytes(100000)),
+    ok = shutdown(Server, read_write),
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    ?assertEqual({100000, {error, closed}}, read_all(Client, 0)),
+    timer:sleep(300),
+    ok = gen_tcp:close(Client),
+    ?assertMatch(#{outcome := clean, lingered_ms := T} when T >= 250, outcome(Ref)).
+
+%% A port still writing a 16 MiB reply when closed: killing the keeper,
+%% stopping and restarting the application lose no byte and no FIN; a peer
+%% that never reads is cut off at linger_timeout and the port goes.
+port_flush_survives_the_keeper(Config) ->
+    case kind(Config) of
+        inet -> port_flush_survives_the_keeper_(Config);
+        _ -> {skip, "only a port holds output after close"}
+    end.
+
+port_flush_survives_the_keeper_(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    Size = 16 * ?MiB,
+    ok = send(Server, bytes(Size)),
+    ?assertMatch({queue_size, N} when N > 0, erlang:port_info(Server, queue_size)),
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    exit(whereis(fin_close_keeper), kill),
+    ok = application:stop(fin_close),
+    {ok, _} = application:ensure_all_started(fin_close),
+    ?assertEqual({Size, {error, closed}}, read_all(Client, 0)),
+    ok = gen_tcp:close(Client),
+    ?assertMatch(#{outcome := clean}, outcome(Ref)),
+    {S2, Deaf} = pair(Config, ?LOOP4, []),
+    ok = send(S2, bytes(Size)),
+    {ok, R2} = fin_close:close(S2, #{notify => self(), linger_timeout => 500}),
+    exit(whereis(fin_close_keeper), kill),
+    ?assertMatch(#{outcome := timeout}, outcome(R2)),
+    wait(fun() -> erlang:port_info(S2) =:= undefined end),
+    ok = gen_tcp:close(Deaf).
+
+%% Two closes and an abort race for one socket, 100 times: exactly one
+%% wins, the others get {error, closed}; one notification at most, for the
+%% winner; the counters count one socket.
+one_close_wins(Config) ->
+    Rounds = 100,
+    Before = ended_or_lingering(),
+    Wins = [race(Config) || _ <- lists:seq(1, Rounds)],
+    ?assertEqual(Rounds, length([W || W <- Wins, W =/= none])),
+    Handed = length([W || W <- Wins, W =:= close]),
+    wait(fun() -> maps:get(lingering, fin_close:stats()) =:= 0 end, 10000),
+    ?assertEqual(Before + Handed, ended_or_lingering()),
+    %% No notification beyond those race/1 took.
+    receive {fin_close, _, _} = Extra -> error({extra, Extra}) after 200 -> ok end.
+
+%% After close/1 returned, while a port still writes an 8 MiB reply: the old
+%% term is closed to every call, a stray send reaches no one, and the reply
+%% arrives whole with FIN.
+closed_socket_stays_closed(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    Size = case kind(Config) of inet -> 8 * ?MiB; _ -> 256 * 1024 end,
+    ok = send(Server, bytes(Size)),
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    Calls = case kind(Config) of
+                esock ->
+                    [socket:send(Server, <<"stray">>), socket:recv(Server, 0, 10),
+                     socket:setopt(Server, {socket, keepalive}, true),
+                     socket:shutdown(Server, write), socket:getopt(Server, {socket, type})];
+                _ ->
+                    [gen_tcp:send(Server, <<"stray">>), gen_tcp:recv(Server, 0, 10),
+                     inet:setopts(Server, [{active, true}]), gen_tcp:shutdown(Server, write),
+                     inet:getopts(Server, [active])]
+            end,
+    ct:log("calls on the old term: ~p", [Calls]),
+    %% OTP lets a port it is closing be controlled: inet:setopts/2 and
+    %% inet:getopts/2 answer there, but the port no longer takes data and
+    %% no longer ends on the peer's FIN (asserted below by the whole reply).
+    Unharmed = case kind(Config) of inet -> [3, 5]; _ -> [] end,
+    ?assertEqual([], [{I, C} || {I, C} <- lists:zip(lists:seq(1, length(Calls)), Calls),
+                                not lists:member(I, Unharmed), element(1, C) =/= error]),
+    ?assertEqual([{error, closed}, {error, closed}, {error, closed}],
+                 [fin_close:inq(Server), fin_close:outq(Server), fin_close:close(Server)]),
+    ?assertEqual({Size, {error, closed}}, read_all(Client, 0)),
+    ok = gen_tcp:close(Client),
+    ?assertMatch(#{outcome := clean}, outcome(Ref)).
+
+%% A send still running in another process when the socket is closed: on
+%% the socket backends it is cut short, reported truncated and the peer
+%% reset; a port takes a send whole, so there the reply is whole and clean.
+send_cut_by_close_is_truncated(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = inet:setopts(Client, [{recbuf, 16384}]),
+    Size = 8 * ?MiB,
+    Self = self(),
+    Sender = spawn_link(fun() -> Self ! {sent, self(), send(Server, bytes(Size))} end),
+    timer:sleep(200),
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    Sent = receive {sent, Sender, R} -> R after 5000 -> error(sender_hung) end,
+    Read = read_all(Client, 0),
+    ok = gen_tcp:close(Client),
+    case kind(Config) of
+        inet ->
+            ?assertEqual(ok, Sent),
+            ?assertEqual({Size, {error, closed}}, Read),
+            ?assertMatch(#{outcome := clean}, outcome(Ref));
+        _ ->
+            ?assertMatch({error, _}, Sent),
+            ?assertMatch({N, {error, econnreset}} when N < Size, Read),
+            ?assertMatch(#{outcome := truncated}, outcome(Ref))
+    end.
+
+%% A node that halts while its port still writes a reply: the peer gets a
+%% reset, never a truncated reply that ends with FIN.
+halt_mid_flush_resets_the_peer(_Config) ->
+    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
+    {ok, Peer, _} = peer:start_link(#{connection => standard_io,
+                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    PeerProc = erlang:monitor(process, Peer),
+    Port = peer:call(Peer, ?MODULE, flushing_server, [16 * ?MiB]),
+    {ok, C} = gen_tcp:connect(?LOOP4, Port, [binary, {active, false}, {show_econnreset, true},
+                                            {recbuf, 65536}]),
+    ok = peer:call(Peer, ?MODULE, flushing_server, [wait], 20000),
+    peer:cast(Peer, erlang, halt, [0, [{flush, false}]]),
+    receive {'DOWN', PeerProc, process, Peer, _} -> ok after 20000 -> error(node_did_not_stop) end,
+    {N, Ended} = read_all(C, 0),
+    ct:log("got ~b bytes, then ~p", [N, Ended]),
+    ?assert(N < 16 * ?MiB),
+    ?assertEqual({error, econnreset}, Ended),
+    ok = gen_tcp:close(C).
+
+%% On the peer node: accepts one connection, sends Size bytes into its port
+%% and closes it with fin_close while most of it is still queued.
+flushing_server(wait) ->
+    wait(fun() -> maps:get(lingering, fin_close:stats()) =:= 1 end, 15000);
+flushing_server(Size) ->
+    {ok, _} = application:ensure_all_started(fin_close),
+    Caller = self(),
+    _ = spawn(fun() ->
+                      {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, ?LOOP4}]),
+                      Caller ! {port, inet:port(L)},
+                      {ok, S} = gen_tcp:accept(L),
+                      ok = gen_tcp:send(S, binary:copy(<<"h">>, Size)),
+                      {queue_size, Q} = erlang:port_info(S, queue_size),
+                      true = Q > 0,
+                      ok = fin_close:close(S),
+                      receive never -> ok end
+              end),
+    receive {port, {ok, Port}} -> Port after 5000 -> error(no_listener) end.
+
+%% Helpers.
+
+%% The client sends a 1000-byte request, then uploads Upload bytes at
+%% MBps (or as fast as it can) before reading; the server answers 413 with
+%% 1 MiB without reading the upload and closes with defaults.
+early_answer(Config, Upload, MBps) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(Client, bytes(1000)),
+    wait_inq(Server, 1000),
+    Self = self(),
+    Uploader = spawn_link(fun() -> Self ! {uploaded, self(), upload(Client, Upload, MBps)} end),
+    Answer = 1 * ?MiB,
+    ok = send(Server, bytes(Answer)),
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    ?assertEqual(ok, receive {uploaded, Uploader, R} -> R after 60000 -> error(upload_hung) end),
+    ?assertEqual({Answer, {error, closed}}, read_all(Client, 0)),
+    ok = gen_tcp:close(Client),
+    #{outcome := Outcome, drained := Drained} = outcome(Ref),
+    ?assertEqual({clean, true}, {Outcome, Drained >= Upload}).
+
+upload(_Sock, Left, _MBps) when Left =< 0 ->
+    ok;
+upload(Sock, Left, MBps) ->
+    Chunk = 256 * 1024,
+    case gen_tcp:send(Sock, bytes(min(Chunk, Left))) of
+        ok when MBps =:= infinity -> upload(Sock, Left - Chunk, MBps);
+        ok -> timer:sleep(Chunk div (MBps * 1000)), upload(Sock, Left - Chunk, MBps);
+        {error, _} = Error -> Error
+    end.
+
+shutdown({'$socket', _} = S, How) -> socket:shutdown(S, How);
+shutdown(S, How) -> gen_tcp:shutdown(S, How).
+
+%% Every socket the reactor was ever given: ended in any way, or lingering.
+ended_or_lingering() ->
+    Stats = fin_close:stats(),
+    lists:sum([maps:get(K, Stats) || K <- [lingering, clean, timeout, idle, drain_limit, reset,
+                                           truncated, error]]).
+
+%% One round of one_close_wins: which racer won (close or abort), or none.
+race(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    Self = self(),
+    Racers = [fun() -> fin_close:close(Server, #{notify => Self}) end,
+              fun() -> fin_close:close(Server) end,
+              fun() -> fin_close:abort(Server) end],
+    Pids = [spawn_link(fun() -> receive go -> Self ! {raced, self(), F()} end end) || F <- Racers],
+    [P ! go || P <- Pids],
+    Results = [receive {raced, P, R} -> R after 5000 -> error(racer_hung) end || P <- Pids],
+    ok = gen_tcp:close(Client),
+    Won = [R || R <- Results, R =/= {error, closed}],
+    ?assertMatch([_], Won, Results),
+    case Results of
+        [{ok, Ref}, _, _] -> #{outcome := _} = outcome(Ref), close;
+        [_, ok, _] -> close;
+        [_, _, ok] -> abort
+    end.
