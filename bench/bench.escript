@@ -13,6 +13,7 @@
 -define(COWBOY_TIMEOUT, 1000).
 -define(THROUGHPUT_NS, [2000, 5000, 10000, 20000]).
 -define(INQ_CALLS, 200000).
+-define(CLIENT_RUNS, 10).           % runs per real client and close (row 8)
 
 main(_) ->
     Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
@@ -33,7 +34,8 @@ main(_) ->
     Row4 = delivery_row(Rounds),
     Row5 = capacity_row(Rounds),
     Row6 = drain_row(Native),
-    Table = table(Row1 ++ Row2 ++ Row3 ++ Row4 ++ Row5 ++ Row6 ++ Row7),
+    Row8 = clients_row(Root),
+    Table = table(Row1 ++ Row2 ++ Row3 ++ Row4 ++ Row5 ++ Row6 ++ Row7 ++ Row8),
     io:format("~n~s", [Table]),
     Out = filename:join(Root, "bench"),
     ok = file:write_file(filename:join(Out, "results.md"),
@@ -445,6 +447,61 @@ drain_row(Native) ->
          ratio(median(Rate("drain_trunc", cpu)), CopyCpu, "copy"), "", none),
      row(6, "drain rate per CPU second", "thread, copying recv 64 KiB", Rate("drain_copy", cpu), "GB/s",
          "", "", none)].
+
+%% Row 8: real HTTP clients, curl and Python requests (the client script of
+%% test/fin_close_clients_SUITE), post 16 MiB that the server never reads;
+%% it reads the request's head, answers 413 with 4 MiB and closes. Served
+%% whole: the client got the status and every byte of the body. requests
+%% reads nothing until its upload is done; its timeout (5 s) ends a
+%% deadlocked run.
+
+clients_row(Root) ->
+    Upload = filename:join(Root, "_build/bench_upload_16_mib"),
+    ok = file:write_file(Upload, binary:copy(<<"u">>, 16 * 1048576)),
+    Post = filename:join(Root, "test/fin_close_clients_SUITE_data/post.py"),
+    Rows = [begin
+                Whole = length([R || _ <- lists:seq(1, ?CLIENT_RUNS), R <- [client_run(Client, M, Upload, Post)],
+                                     R =:= true]),
+                Note = io_lib:format("served whole: ~b of ~b", [Whole, ?CLIENT_RUNS]),
+                io:format("~s, ~s: ~s~n", [Client, name(M), Note]),
+                row(8, "real clients served whole", Client ++ ", " ++ name(M), [Whole], "runs", Note,
+                    target(M, io_lib:format("~b of ~b", [?CLIENT_RUNS, ?CLIENT_RUNS])),
+                    M =/= fin_close orelse Whole =:= ?CLIENT_RUNS)
+            end || Client <- ["curl", "requests"], M <- [native, fin_close]],
+    ok = file:delete(Upload),
+    Rows.
+
+client_run(Client, Method, Upload, Post) ->
+    Size = 4 * 1048576,
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {packet, http_bin}]),
+    {ok, Port} = inet:port(L),
+    Answer = [<<"HTTP/1.1 413 Payload Too Large\r\ncontent-length: ">>, integer_to_binary(Size),
+              <<"\r\nconnection: close\r\n\r\n">>, binary:copy(<<"a">>, Size)],
+    _ = spawn(fun() ->
+                      {ok, S} = gen_tcp:accept(L),
+                      ok = http_head(S),
+                      _ = gen_tcp:send(S, Answer),
+                      close_with(Method, S)
+              end),
+    Url = "http://127.0.0.1:" ++ integer_to_list(Port) ++ "/",
+    Cmd = case Client of
+              "curl" -> "curl -sS -o /dev/null -w 'result %{http_code} %{size_download}' --data-binary @"
+                            ++ Upload ++ " -H 'Expect:' " ++ Url;
+              "requests" -> "/usr/bin/python3 " ++ Post ++ " " ++ Url ++ " 16777216 5"
+          end,
+    Out = os:cmd("timeout -k 5 60 " ++ Cmd ++ " 2>/dev/null; echo \" exit=$?\""),
+    ok = gen_tcp:close(L),
+    wait_lingering_zero(),
+    Expected = case Client of "curl" -> "result 413 4194304 exit=0\n"; "requests" -> "413 4194304\n exit=0\n" end,
+    Out =:= Expected.
+
+http_head(S) ->
+    case gen_tcp:recv(S, 0, 10000) of
+        {ok, http_eoh} -> ok;
+        {ok, {http_request, _, _, _}} -> http_head(S);
+        {ok, {http_header, _, _, _, _}} -> http_head(S);
+        Other -> Other
+    end.
 
 %% Peers in their own OS process.
 

@@ -385,12 +385,14 @@ valid_option(_, _) -> false.
 
 -spec resolve(term(), [term()]) -> handle() | {error, atom()}.
 resolve(Port, _) when is_port(Port) ->
-    case erlang:port_info(Port, name) of
-        {name, "tcp_inet"} -> {port, Port};
-        {name, "udp_inet"} -> {error, eprototype};
-        {name, "sctp_inet"} -> {error, eprototype};
-        {name, _} -> {error, enotsock};
-        undefined -> {error, closed}
+    %% The inet driver's module, as prim_inet finds it; a badarg for a port
+    %% that is closed, or closing: OTP still answers port_info/2 and the
+    %% driver's controls for a port close/2 left writing out its queue.
+    try erlang:port_get_data(Port) of
+        Tcp when Tcp =:= inet_tcp; Tcp =:= inet6_tcp; Tcp =:= local_tcp -> {port, Port};
+        _ -> port_kind(Port)
+    catch
+        error:badarg -> {error, closed}
     end;
 resolve({'$inet', gen_tcp_socket, {Server, {'$socket', Ref} = ESock}} = Socket, _)
   when is_pid(Server), is_reference(Ref) ->
@@ -403,6 +405,16 @@ resolve({'$inet', Module, {Server, {'$socket', Ref}}}, _)
     {error, eprototype};
 resolve(_, Args) ->
     erlang:error(badarg, Args).
+
+-spec port_kind(port()) -> handle() | {error, atom()}.
+port_kind(Port) ->
+    case erlang:port_info(Port, name) of
+        {name, "tcp_inet"} -> {port, Port};
+        {name, "udp_inet"} -> {error, eprototype};
+        {name, "sctp_inet"} -> {error, eprototype};
+        {name, _} -> {error, enotsock};
+        undefined -> {error, closed}
+    end.
 
 -spec fd(handle()) -> {ok, non_neg_integer()} | {error, closed}.
 fd(Handle) ->

@@ -1,11 +1,13 @@
 #!/bin/sh
 # Installs what fin_close needs to build and test on Debian 12, when it is
 # missing: Erlang/OTP (with erlang-dev, Common Test, PropEr, meck), rebar3,
-# tcpdump and Elixir (for the Mix consumer test) from Debian's packages. As root it installs them; otherwise it
+# tcpdump, Elixir (for the Mix consumer test), curl and Python's requests
+# (the real HTTP clients of fin_close_clients_SUITE and make bench) from
+# Debian's packages. As root it installs them; otherwise it
 # says exactly what to run. Rust (cargo) must already be there.
 set -eu
 
-packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-proper-dev erlang-meck rebar3 tcpdump elixir iproute2"
+packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-proper-dev erlang-meck rebar3 tcpdump elixir iproute2 curl python3-requests"
 # `setup.sh bench` also installs gnuplot, which draws the benchmark's plot.
 if [ "${1:-}" = bench ]; then
     packages="$packages gnuplot-nox"

@@ -21,9 +21,11 @@
          full_reactor_refuses_and_keeps_socket/1, schedulers_stay_free_under_load/1,
          owner_killed_mid_close_leaks_nothing/1,
          nif_reload_is_refused_and_harmless/1, init_stop_with_lingering_sockets/1,
-         modules_reloaded_while_port_drains/1, reused_number_is_not_taken_for_the_socket/1]).
-%% Run on the peer node of init_stop_with_lingering_sockets.
--export([lingering_server/1, wait_lingering/1]).
+         modules_reloaded_while_port_drains/1, reused_number_is_not_taken_for_the_socket/1,
+         nif_purged_while_sockets_linger/1, nif_purged_without_tls_pins/1]).
+%% Run on the peer nodes of init_stop_with_lingering_sockets and
+%% nif_purged_without_tls_pins.
+-export([lingering_server/1, wait_lingering/1, purge_while_lingering/1]).
 
 -define(LOOP4, {127, 0, 0, 1}).
 -define(NETNS, "fin_close_test").
@@ -44,7 +46,9 @@ groups() ->
              full_reactor_refuses_and_keeps_socket, schedulers_stay_free_under_load, owner_killed_mid_close_leaks_nothing, reused_number_is_not_taken_for_the_socket],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
      {node, [], [nif_reload_is_refused_and_harmless, init_stop_with_lingering_sockets,
-                 modules_reloaded_while_port_drains]}].
+                 modules_reloaded_while_port_drains, nif_purged_without_tls_pins,
+                 %% Last: it leaves a second instance of fin_close_nif loaded.
+                 nif_purged_while_sockets_linger]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(fin_close),
@@ -599,7 +603,6 @@ modules_reloaded_while_port_drains(_Config) ->
     ok = gen_tcp:send(S, bytes(Size)),
     ?assertMatch({queue_size, N} when N > 0, erlang:port_info(S, queue_size)),
     {ok, Ref} = fin_close:close(S, #{notify => self()}),
-    ?assertMatch(#{S := _}, sys:get_state(fin_close_keeper)),
     Keeper = whereis(fin_close_keeper),
     Modules = [fin_close, fin_close_keeper, fin_close_sockets, fin_close_app],
     %% Old code left by earlier reloads (fin_close_SUITE reloads the API
@@ -614,6 +617,109 @@ modules_reloaded_while_port_drains(_Config) ->
     ok = gen_tcp:close(C),
     ?assertMatch(#{outcome := clean, drained := 100}, outcome(Ref)),
     ?assert(is_list(fin_close:sockets())).
+
+%% fin_close_nif deleted and purged while sockets closed with notify
+%% linger (some still writing 4 MiB from their port), then loaded again and
+%% used before their peers close. Each socket closed before or after the
+%% purge gets exactly one report, long before its linger_timeout, and ends
+%% clean with every byte delivered and a FIN.
+nif_purged_while_sockets_linger(_Config) ->
+    Kind = [{kind, inet}],
+    Opts = #{notify => self(), linger_timeout => 120000},
+    Before = [lingering(Kind, Opts, N) || N <- [0, 0, 0, 0, 4 * 1024 * 1024, 4 * 1024 * 1024]],
+    ?assert(code:delete(fin_close_nif)),
+    _ = code:purge(fin_close_nif),
+    ?assertNot(erlang:module_loaded(fin_close_nif)),
+    [erlang:garbage_collect(P) || P <- processes()],
+    ?assertEqual({module, fin_close_nif}, code:load_file(fin_close_nif)),
+    After = [lingering(Kind, Opts, N) || N <- [0, 4 * 1024 * 1024]],
+    All = Before ++ After,
+    %% One reactor for the node: the new instance sees the old sockets.
+    ?assertEqual(length(All), maps:get(lingering, fin_close:stats())),
+    Read = [case read_to_closed(C) of {ok, Data} -> {ok, byte_size(Data)}; Error -> Error end
+            || {_, C, _} <- All],
+    ?assertEqual([{ok, Size} || {_, _, Size} <- All], Read),
+    [ok = gen_tcp:close(C) || {_, C, _} <- All],
+    Reports = [receive {fin_close, Ref, Result} -> Result after 10000 -> no_report end
+               || {Ref, _, _} <- All],
+    ?assertEqual([clean || _ <- All], [maps:get(outcome, R, R) || R <- Reports]),
+    timer:sleep(200),
+    Refs = [Ref || {Ref, _, _} <- All],
+    ?assertEqual([], [R || R <- Refs, receive {fin_close, R, _} -> true after 0 -> false end]).
+
+%% The same purge on a node where the dynamic linker is not kept from
+%% unloading the library by thread-local destructors (a shim makes
+%% __cxa_thread_atexit_impl register nothing; Rust's std registers such
+%% destructors, which alone kept the library mapped after the VM closed
+%% it): the library's own pin must keep the reactor's code mapped. No
+%% crash, every socket ends clean, each notify report comes once.
+nif_purged_without_tls_pins(Config) ->
+    case os:find_executable("cc") of
+        false -> {skip, "no C compiler for the shim"};
+        Cc -> nif_purged_without_tls_pins(Config, Cc)
+    end.
+
+nif_purged_without_tls_pins(Config, Cc) ->
+    Dir = ?config(priv_dir, Config),
+    Src = filename:join(Dir, "no_tls_pins.c"),
+    Shim = filename:join(Dir, "no_tls_pins.so"),
+    ok = file:write_file(Src, <<"int __cxa_thread_atexit_impl(void (*f)(void *), void *o, void *d)\n"
+                                "{ (void)f; (void)o; (void)d; return 0; }\n">>),
+    Out = os:cmd(Cc ++ " -shared -fPIC -o " ++ Shim ++ " " ++ Src ++ " 2>&1"),
+    ?assert(filelib:is_regular(Shim), Out),
+    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
+    {ok, Peer, _} = peer:start_link(#{connection => standard_io,
+                                      env => [{"LD_PRELOAD", Shim}],
+                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    Result = try peer:call(Peer, ?MODULE, purge_while_lingering, [5], 30000)
+             catch Class:Reason -> {Class, Reason}
+             end,
+    ct:log("peer: ~p", [Result]),
+    catch peer:stop(Peer),
+    ?assertMatch({[1, 1, 1, 1, 1], #{clean := 10, lingering := 0}}, Result).
+
+%% On the peer node: N sockets closed with notify and N without linger while
+%% fin_close_nif is deleted and purged; then their clients close. Returns
+%% the number of reports of each notified socket and the counters.
+purge_while_lingering(N) ->
+    {ok, _} = application:ensure_all_started(fin_close),
+    Kind = [{kind, inet}],
+    Opts = #{linger_timeout => 60000},
+    Notified = [lingering(Kind, Opts#{notify => self()}, 0) || _ <- lists:seq(1, N)],
+    Silent = [begin
+                  {S, C} = pair(Kind, ?LOOP4, []),
+                  ok = gen_tcp:send(C, bytes(100)),
+                  wait_inq(S, 100),
+                  ok = fin_close:close(S, Opts),
+                  C
+              end || _ <- lists:seq(1, N)],
+    true = code:delete(fin_close_nif),
+    _ = code:purge(fin_close_nif),
+    [erlang:garbage_collect(P) || P <- processes()],
+    timer:sleep(200),
+    Clients = [C || {_, C, _} <- Notified] ++ Silent,
+    [{ok, <<>>} = read_to_closed(C) || C <- Clients],
+    [ok = gen_tcp:close(C) || C <- Clients],
+    timer:sleep(1000),
+    {messages, Messages} = process_info(self(), messages),
+    Counts = [length([x || {fin_close, R, #{outcome := clean}} <- Messages, R =:= Ref])
+              || {Ref, _, _} <- Notified],
+    {Counts, fin_close:stats()}.
+
+%% A connection closed with fin_close:close/2 and Opts while the client has
+%% sent 100 unread bytes and has not read the Size bytes the server sent
+%% (with Size > 0, most of them still in the port when it is closed).
+lingering(Kind, Opts, Size) ->
+    {S, C} = pair(Kind, ?LOOP4, []),
+    ok = gen_tcp:send(C, bytes(100)),
+    wait_inq(S, 100),
+    ok = gen_tcp:send(S, bytes(Size)),
+    case Size of
+        0 -> ok;
+        _ -> ?assertMatch({queue_size, N} when N > 0, erlang:port_info(S, queue_size))
+    end,
+    {ok, Ref} = fin_close:close(S, Opts),
+    {Ref, C, Size}.
 
 %% init:stop/0 on a node with sockets lingering: the node stops promptly
 %% (no hang on the reactor thread), and each peer sees its connection end

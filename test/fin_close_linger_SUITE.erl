@@ -215,8 +215,9 @@ closed_socket_stays_closed(Config) ->
     Unharmed = case kind(Config) of inet -> [3, 5]; _ -> [] end,
     ?assertEqual([], [{I, C} || {I, C} <- lists:zip(lists:seq(1, length(Calls)), Calls),
                                 not lists:member(I, Unharmed), element(1, C) =/= error]),
-    ?assertEqual([{error, closed}, {error, closed}, {error, closed}],
-                 [fin_close:inq(Server), fin_close:outq(Server), fin_close:close(Server)]),
+    ?assertEqual([{error, closed}, {error, closed}, {error, closed}, {error, closed}],
+                 [fin_close:inq(Server), fin_close:outq(Server), fin_close:close(Server),
+                  fin_close:abort(Server)]),
     ?assertEqual({Size, {error, closed}}, read_all(Client, 0)),
     ok = gen_tcp:close(Client),
     ?assertMatch(#{outcome := clean}, outcome(Ref)).

@@ -60,7 +60,7 @@ impl TcpState {
         )
     }
 
-    /// Whether our FIN has been sent (or the connection is gone).
+    /// Whether our FIN has been sent and the connection is not closed yet.
     pub fn fin_sent(self) -> bool {
         matches!(
             self,
@@ -69,7 +69,6 @@ impl TcpState {
                 | TcpState::Closing
                 | TcpState::LastAck
                 | TcpState::TimeWait
-                | TcpState::Close
         )
     }
 

@@ -507,4 +507,15 @@ fn held(env: Env<'_>) -> NifResult<Term<'_>> {
     Ok(counters(env, &pairs))
 }
 
-rustler::init!("fin_close_nif");
+/// Runs each time `fin_close_nif` loads the library, which can happen more
+/// than once in one OS process: `code:purge/1` of the module makes the VM
+/// close the library, and the next call of the module loads it again. The
+/// reactor thread runs this library's code and holds its statics for the
+/// life of the process, so the library is pinned in memory: the VM's close
+/// then unmaps nothing, and a later load finds the same library with the
+/// same statics, reactor, lingering sockets and counters.
+fn load(_env: Env<'_>, _info: Term<'_>) -> bool {
+    sys::pin_this_library().is_ok()
+}
+
+rustler::init!("fin_close_nif", load = load);

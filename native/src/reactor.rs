@@ -806,24 +806,36 @@ impl<T> Worker<T> {
         }
     }
 
-    /// Ends the socket if it is done: the peer's FIN has arrived, our FIN
-    /// has gone out, and every byte of ours is acknowledged. The last two
-    /// change the state, which wakes epoll again, so no timer is needed.
+    /// Ends the socket if it is done: the peer's FIN has arrived and ours
+    /// has been acknowledged, and with it every byte before it. Both change
+    /// the state, which wakes epoll again, so no timer is needed.
     fn settle(&mut self, id: LingerId) {
         let Some(entry) = self.entries.get(&id) else {
             return;
         };
-        if !entry.peer_fin || entry.vm_fin_pending || entry.fin_held {
+        if !entry.peer_fin || entry.fin_held {
             return;
         }
-        // A reset after the FIN leaves data of ours unacknowledged for ever.
-        let outcome = match entry.socket.take_error() {
-            Ok(Some(e)) | Err(e) => Some(os_outcome(&e)),
-            Ok(None) => match sys::outq(entry.socket.as_fd()) {
-                Ok(0) => Some(Outcome::Clean),
-                Ok(_) => None,
-                Err(e) => Some(os_outcome(&e)),
-            },
+        let fd = entry.socket.as_fd();
+        let outcome = match (entry.socket.take_error(), sys::tcp_progress(fd)) {
+            (Ok(Some(e)) | Err(e), _) | (_, Err(e)) => Some(os_outcome(&e)),
+            (Ok(None), Ok(progress)) => {
+                let state = TcpState::from_kernel(progress.state);
+                // The kernel is too old to count our FIN: all acknowledged
+                // after it went out will do.
+                let fin_acked = progress
+                    .fin_acked()
+                    .unwrap_or_else(|| state.fin_sent() && matches!(sys::outq(fd), Ok(0)));
+                if fin_acked {
+                    Some(Outcome::Clean)
+                } else if state == TcpState::Close {
+                    // Gone without our FIN acknowledged: reset. Its error
+                    // went to whoever wrote first, such as the VM's port.
+                    Some(Outcome::Reset)
+                } else {
+                    None
+                }
+            }
         };
         if let Some(outcome) = outcome {
             self.finish(id, outcome);
@@ -852,7 +864,9 @@ impl<T> Worker<T> {
             Ok(p) => p,
             Err(e) => return self.finish(id, os_outcome(&e)),
         };
-        if entry.vm_fin_pending && TcpState::from_kernel(progress.state).fin_sent() {
+        let vm_fin_sent =
+            TcpState::from_kernel(progress.state).fin_sent() || progress.fin_acked() == Some(true);
+        if entry.vm_fin_pending && vm_fin_sent {
             entry.vm_fin_pending = false;
             // The VM's reply is all out: disarm the reset (see `adopt`).
             if let Err(e) = entry.socket.set_linger(None) {
@@ -895,7 +909,11 @@ impl<T> Worker<T> {
         // output is pending), and epoll forgets a file only on its last
         // close: remove it explicitly. Fails harmlessly if never added.
         let _ = self.shared.epoll.delete(entry.socket.as_fd());
-        if outcome.abortive() && !delivered(&entry) {
+        if !outcome.abortive() && entry.vm_fin_pending {
+            // The VM's FIN went out and was acknowledged between two looks:
+            // disarm the reset (see `adopt`).
+            let _ = entry.socket.set_linger(None);
+        } else if outcome.abortive() && !delivered(&entry) {
             let _ = entry.socket.set_linger(Some(Duration::ZERO));
             if entry.vm_fin_pending {
                 // The VM's port still writes through its own descriptor,

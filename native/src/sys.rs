@@ -73,16 +73,35 @@ pub struct TcpProgress {
     pub bytes_acked: u64,
     /// Bytes received from the peer (`tcpi_bytes_received`).
     pub bytes_received: u64,
+    /// Bytes of data sent, retransmissions included (`tcpi_bytes_sent`).
+    pub bytes_sent: u64,
+    /// Bytes of data sent again (`tcpi_bytes_retrans`).
+    pub bytes_retrans: u64,
+    /// Whether the kernel gave the last two (Linux 4.19 and later).
+    pub has_sent: bool,
 }
 
-/// Reads [`TcpProgress`] of a TCP socket. A kernel older than 4.2 copies a
-/// shorter `struct tcp_info`; the byte counts are 0 there.
+impl TcpProgress {
+    /// Whether our FIN has been acknowledged: the FIN takes one sequence
+    /// number, which `tcpi_bytes_acked` counts and the data counts do not.
+    /// Unlike the TCP state, this tells a graceful end from a reset once
+    /// the connection is closed. `None` when the kernel is too old to say.
+    pub fn fin_acked(&self) -> Option<bool> {
+        let data = self.bytes_sent.saturating_sub(self.bytes_retrans);
+        self.has_sent.then_some(self.bytes_acked > data)
+    }
+}
+
+/// Reads [`TcpProgress`] of a TCP socket. An older kernel copies a shorter
+/// `struct tcp_info`; the byte counts it lacks are 0.
 pub fn tcp_progress(fd: BorrowedFd<'_>) -> io::Result<TcpProgress> {
     // Offsets in struct tcp_info (linux/tcp.h), which only ever grows at
-    // its end: tcpi_bytes_acked at 120, tcpi_bytes_received at 128.
+    // its end.
     const ACKED: usize = 120;
     const RECEIVED: usize = 128;
-    let mut info = [0u8; RECEIVED + 8];
+    const SENT: usize = 200;
+    const RETRANS: usize = 208;
+    let mut info = [0u8; RETRANS + 8];
     let mut len = info.len() as libc::socklen_t;
     // SAFETY: `fd` is live for the borrow; the kernel writes at most `len`
     // bytes into `info` and sets `len` to what it wrote.
@@ -103,6 +122,9 @@ pub fn tcp_progress(fd: BorrowedFd<'_>) -> io::Result<TcpProgress> {
         state: info[0],
         bytes_acked: field(ACKED),
         bytes_received: field(RECEIVED),
+        bytes_sent: field(SENT),
+        bytes_retrans: field(RETRANS),
+        has_sent: len as usize >= RETRANS + 8,
     })
 }
 
@@ -320,4 +342,40 @@ pub fn thread_usage() -> io::Result<ThreadUsage> {
         voluntary: usage.ru_nvcsw as u64,
         involuntary: usage.ru_nivcsw as u64,
     })
+}
+
+/// Keeps the shared library this code is part of loaded until the process
+/// exits, whatever `dlclose` calls follow: the VM closes a NIF library when
+/// its module is purged, while the reactor thread may still be running the
+/// library's code and holding its statics. Asks the dynamic linker for the
+/// library already loaded (`RTLD_NOLOAD`) and marks it `RTLD_NODELETE`.
+///
+/// Only meaningful in the NIF library: linked into an executable (the unit
+/// tests), there is no library to find and it fails.
+pub fn pin_this_library() -> io::Result<()> {
+    static ANCHOR: u8 = 0;
+    // SAFETY: Dl_info holds pointers and integers, for which all zeroes is
+    // valid.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only looks the address up (it never dereferences it)
+    // and writes one Dl_info into the live local.
+    let found = unsafe { libc::dladdr(std::ptr::addr_of!(ANCHOR).cast(), &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "dladdr: no library",
+        ));
+    }
+    let flags = libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE;
+    // SAFETY: dli_fname is the dynamic linker's NUL-terminated name of the
+    // library holding ANCHOR, which stays loaded while its code runs here.
+    let handle = unsafe { libc::dlopen(info.dli_fname, flags) };
+    if handle.is_null() {
+        return Err(io::Error::other("dlopen: the library is not loaded"));
+    }
+    // SAFETY: `handle` came from the dlopen above and is closed once; this
+    // gives back the reference that call took, and RTLD_NODELETE keeps the
+    // library loaded after the last one.
+    unsafe { libc::dlclose(handle) };
+    Ok(())
 }

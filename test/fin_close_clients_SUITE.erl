@@ -1,0 +1,264 @@
+%% Real HTTP clients against an early answer. A tiny HTTP/1.1 server in this
+%% suite reads a request's head and none of its body, answers at once (413
+%% or 200, a body of 2 or 4 MiB, connection: close) and closes, with
+%% fin_close or with gen_tcp:close/1. The clients are OS programs: curl,
+%% Python requests, and a raw Python client that uploads 64 MiB at about
+%% 20 MB/s before it reads anything. With fin_close every client must get the
+%% whole answer; with gen_tcp:close/1 the same runs are recorded (ct:log,
+%% the case's comment, and fin_close_clients_results.txt in the top log
+%% directory), and one case asserts that requests fails, reset.
+%%
+%% Clients that read nothing until their upload is done (requests, the raw
+%% one) get 2 MiB: on {inet_backend, socket} gen_tcp:send/2 returns only once
+%% the kernel has taken the whole answer, so an answer its buffers cannot
+%% hold (4 MiB here) deadlocks such a server and client before any close,
+%% whatever the close. curl reads as it uploads and gets 4 MiB too.
+%%
+%% Every case runs on the server socket kinds `inet' (default backend) and
+%% `socket' ({inet_backend, socket}).
+-module(fin_close_clients_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-import(fin_close_ct, [check_nothing_left/1, fds/0, kind/1]).
+
+-export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
+         init_per_testcase/2, end_per_testcase/2]).
+-export([curl_gets_whole_answer/1, requests_gets_whole_answer/1, slow_uploader_gets_whole_answer/1,
+         curl_with_gen_tcp_close/1, requests_with_gen_tcp_close/1,
+         slow_uploader_with_gen_tcp_close/1, gen_tcp_close_fails_requests/1]).
+
+-define(LOOP4, {127, 0, 0, 1}).
+-define(MIB, 1048576).
+-define(PYTHON, "/usr/bin/python3").
+-define(CLIENT_TIMEOUT, 60).          % seconds, then `timeout' kills the client
+-define(SLOW_RATE, 20000000).         % bytes/s of the raw client's upload
+
+all() ->
+    [{group, inet}, {group, socket}].
+
+groups() ->
+    Cases = [curl_gets_whole_answer, requests_gets_whole_answer, slow_uploader_gets_whole_answer,
+             curl_with_gen_tcp_close, requests_with_gen_tcp_close, slow_uploader_with_gen_tcp_close,
+             gen_tcp_close_fails_requests],
+    [{inet, [], Cases}, {socket, [], Cases}].
+
+init_per_suite(Config) ->
+    case missing_clients() of
+        [] ->
+            {ok, _} = application:ensure_all_started(fin_close),
+            %% Start the reactor before the first case counts descriptors.
+            {S, C} = fin_close_ct:pair([{kind, inet}], ?LOOP4, []),
+            ok = fin_close:close(S),
+            ok = gen_tcp:close(C),
+            Priv = ?config(priv_dir, Config),
+            Uploads = [{MiB, upload_file(Priv, MiB)} || MiB <- [16, 64]],
+            [{uploads, Uploads}, {results, results_file(Priv)} | Config];
+        Missing ->
+            {fail, {"run scripts/setup.sh as root", Missing}}
+    end.
+
+end_per_suite(_Config) ->
+    ok.
+
+init_per_group(Kind, Config) ->
+    [{kind, Kind} | Config].
+
+end_per_group(_Kind, _Config) ->
+    ok.
+
+init_per_testcase(_Case, Config) ->
+    [{fds, fds()} | Config].
+
+end_per_testcase(_Case, Config) ->
+    case ?config(tc_status, Config) of
+        ok -> check_nothing_left(?config(fds, Config));
+        _Failed -> ok
+    end.
+
+%% Cases.
+
+%% curl uploading 16 or 64 MiB gets a 413 with 4 MiB or a 200 with 2 MiB whole, exit 0, from fin_close.
+curl_gets_whole_answer(Config) ->
+    assert_whole(record(Config, fin_close, runs(curl))).
+
+%% Python requests posting 16 or 64 MiB gets a 413 with its 2 MiB whole from fin_close.
+requests_gets_whole_answer(Config) ->
+    assert_whole(record(Config, fin_close, runs(requests))).
+
+%% A raw client uploading 64 MiB at 20 MB/s before it reads gets the whole 413, then FIN, from fin_close.
+slow_uploader_gets_whole_answer(Config) ->
+    assert_whole(record(Config, fin_close, runs(slow))).
+
+%% Records what curl gets from gen_tcp:close/1 in the same runs (not asserted).
+curl_with_gen_tcp_close(Config) ->
+    record(Config, gen_tcp, runs(curl)).
+
+%% Records what Python requests gets from gen_tcp:close/1 in the same runs (not asserted).
+requests_with_gen_tcp_close(Config) ->
+    record(Config, gen_tcp, runs(requests)).
+
+%% Records what the raw slow uploader gets from gen_tcp:close/1 in the same run (not asserted).
+slow_uploader_with_gen_tcp_close(Config) ->
+    record(Config, gen_tcp, runs(slow)).
+
+%% gen_tcp:close/1 resets Python requests posting 16 MiB before it reads the 413: the bug fin_close prevents.
+gen_tcp_close_fails_requests(Config) ->
+    [#{whole := Whole, output := Output}] = record(Config, gen_tcp, [{requests, 16, {413, 2}}]),
+    ?assertNot(Whole),
+    ?assertNotEqual(nomatch, string:find(Output, "Connection reset by peer")).
+
+%% The runs: {client, upload MiB, {status, answer MiB}}.
+runs(curl) -> [{curl, Up, Answer} || Up <- [16, 64], Answer <- [{413, 4}, {200, 2}]];
+runs(requests) -> [{requests, Up, {413, 2}} || Up <- [16, 64]];
+runs(slow) -> [{slow, 64, {413, 2}}].
+
+close_fun(fin_close) -> fun fin_close:close/1;
+close_fun(gen_tcp) -> fun gen_tcp:close/1.
+
+close_name(fin_close) -> "fin_close:close/1";
+close_name(gen_tcp) -> "gen_tcp:close/1".
+
+assert_whole(Results) ->
+    [?assertEqual({Run, true, {ok, ok}}, {Run, Whole, Served})
+     || #{run := Run, whole := Whole, served := Served} <- Results],
+    ok.
+
+%% Runs each of Runs against a server closing with Close; logs every result,
+%% sums them up in the case's comment and appends them to the results file.
+record(Config, Close, Runs) ->
+    Results = [run(Config, Close, R) || R <- Runs],
+    Stamp = calendar:system_time_to_rfc3339(erlang:system_time(second)),
+    Lines = [io_lib:format("~s ~s ~s ~s~n", [Stamp, kind(Config), close_name(Close), Line])
+             || #{line := Line} <- Results],
+    ct:log("~s", [Lines]),
+    ok = file:write_file(?config(results, Config), Lines, [append]),
+    Whole = length([W || #{whole := true = W} <- Results]),
+    ct:comment("~s: whole ~b of ~b; ~s", [close_name(Close), Whole, length(Results),
+                                          lists:join("; ", [short(R) || R <- Results])]),
+    Results.
+
+short(#{run := {_, Up, {Status, MiB}}, whole := true}) ->
+    io_lib:format("~b MiB -> ~b ~b MiB: whole", [Up, Status, MiB]);
+short(#{run := {_, Up, {Status, MiB}}, exit := Exit, text := Text}) ->
+    io_lib:format("~b MiB -> ~b ~b MiB: NOT whole, exit ~b: ~s", [Up, Status, MiB, Exit, Text]).
+
+%% One run: a server answering Answer and closing with Close, the client
+%% uploading Up MiB. Whole when the client exited 0 with the status and the
+%% exact body size (and, for the raw client, its upload done and the answer
+%% ended by FIN).
+run(Config, Close, {Client, Up, {Status, MiB}} = Run) ->
+    {Port, Listener, Ref} = start_server(Config, Status, MiB * ?MIB, close_fun(Close)),
+    {Exit, Output} = client(Config, Client, Port, Up),
+    Served = receive {served, Ref, S} -> S after 10000 -> no_report end,
+    ok = gen_tcp:close(Listener),
+    Whole = Exit =:= 0 andalso got(Client, Output) =:= {Status, MiB * ?MIB},
+    Text = lists:flatten(string:replace(string:trim(Output), "\n", " | ", all)),
+    Line = io_lib:format("~s upload ~b MiB, answer ~b with ~b MiB: ~s; exit ~b, server ~w: ~s",
+                         [Client, Up, Status, MiB, case Whole of true -> "whole"; false -> "NOT whole" end,
+                          Exit, Served, Text]),
+    #{run => Run, whole => Whole, exit => Exit, served => Served, output => Output, text => Text,
+      line => Line}.
+
+%% {Status, BodyBytes} as the client printed it, or failed.
+got(Client, Output) ->
+    Re = case Client of
+             curl -> "^result ([0-9]+) ([0-9]+)$";
+             requests -> "^([0-9]+) ([0-9]+)$";
+             slow -> "^status=HTTP/1.1 ([0-9]+) [^=]* body=([0-9]+) end=eof upload=ok$"
+         end,
+    case re:run(Output, Re, [multiline, {capture, all_but_first, list}]) of
+        {match, [Status, Bytes]} -> {list_to_integer(Status), list_to_integer(Bytes)};
+        nomatch -> failed
+    end.
+
+%% The clients.
+
+client(Config, curl, Port, Up) ->
+    Answer = filename:join(?config(priv_dir, Config), "answer"),
+    run_program(os:find_executable("curl"),
+                ["-sS", "-o", Answer, "-w", "result %{http_code} %{size_download}\n",
+                 "--data-binary", "@" ++ proplists:get_value(Up, ?config(uploads, Config)),
+                 "-H", "Expect:", url(Port)]);
+client(Config, requests, Port, Up) ->
+    run_program(?PYTHON, [script(Config, "post.py"), url(Port), integer_to_list(Up * ?MIB)]);
+client(Config, slow, Port, Up) ->
+    run_program(?PYTHON, [script(Config, "slow_upload.py"), integer_to_list(Port),
+                          integer_to_list(Up * ?MIB), integer_to_list(?SLOW_RATE)]).
+
+url(Port) -> "http://127.0.0.1:" ++ integer_to_list(Port) ++ "/".
+
+script(Config, Name) -> filename:join(?config(data_dir, Config), Name).
+
+%% Runs Exe under `timeout', so that a hung client cannot hang the suite;
+%% returns its exit status and what it printed (stdout and stderr).
+run_program(Exe, Args) ->
+    Port = open_port({spawn_executable, os:find_executable("timeout")},
+                     [{args, ["-k", "5", integer_to_list(?CLIENT_TIMEOUT), Exe | Args]},
+                      exit_status, stderr_to_stdout, binary]),
+    collect(Port, []).
+
+collect(Port, Acc) ->
+    receive
+        {Port, {data, Data}} -> collect(Port, [Acc, Data]);
+        {Port, {exit_status, Status}} -> {Status, binary_to_list(iolist_to_binary(Acc))}
+    after (?CLIENT_TIMEOUT + 10) * 1000 -> error(client_hung)
+    end.
+
+missing_clients() ->
+    [curl || os:find_executable("curl") =:= false]
+        ++ [timeout || os:find_executable("timeout") =:= false]
+        ++ [python3_requests || os:cmd(?PYTHON ++ " -c 'import requests' 2>&1 && echo ok") =/= "ok\n"].
+
+%% The server: one acceptor process per connection; each reads the request's
+%% head, none of its body, answers Status with Size bytes and closes with
+%% Close, then tells the case what send and Close returned. Returns the port,
+%% the listener (closing it stops the acceptor) and the tag of the reports.
+start_server(Config, Status, Size, Close) ->
+    {ok, L} = gen_tcp:listen(0, [{inet_backend, kind(Config)}, binary, {active, false}, {ip, ?LOOP4},
+                                 {packet, http_bin}]),
+    {ok, Port} = inet:port(L),
+    Answer = [<<"HTTP/1.1 ">>, integer_to_binary(Status), <<" Early\r\ncontent-length: ">>,
+              integer_to_binary(Size), <<"\r\nconnection: close\r\n\r\n">>, binary:copy(<<"a">>, Size)],
+    Report = {self(), make_ref()},
+    _ = spawn_link(fun() -> acceptor(L, Answer, Close, Report) end),
+    {Port, L, element(2, Report)}.
+
+acceptor(L, Answer, Close, {Case, Ref} = Report) ->
+    case gen_tcp:accept(L) of
+        {ok, S} ->
+            _ = spawn_link(fun() -> acceptor(L, Answer, Close, Report) end),
+            ok = read_head(S),
+            Sent = gen_tcp:send(S, Answer),
+            Case ! {served, Ref, {Sent, Close(S)}};
+        {error, _Closed} ->
+            ok
+    end.
+
+read_head(S) ->
+    case gen_tcp:recv(S, 0, 10000) of
+        {ok, http_eoh} -> ok;
+        {ok, {http_error, _} = Error} -> Error;
+        {ok, _RequestOrHeader} -> read_head(S);
+        {error, _} = Error -> Error
+    end.
+
+%% Setup.
+
+%% A file of MiB mebibytes (zeros, sparse) for curl to upload.
+upload_file(Priv, MiB) ->
+    Path = filename:join(Priv, "upload_" ++ integer_to_list(MiB) ++ "_mib"),
+    {ok, F} = file:open(Path, [write, raw]),
+    {ok, _} = file:position(F, MiB * ?MIB),
+    ok = file:truncate(F),
+    ok = file:close(F),
+    Path.
+
+%% fin_close_clients_results.txt in the top log directory (the one holding
+%% the ct_run.* directories), so that runs add up.
+results_file(Priv) ->
+    Parts = filename:split(Priv),
+    Top = lists:takewhile(fun(P) -> not lists:prefix("ct_run.", P) end, Parts),
+    Dir = case length(Top) < length(Parts) of true -> filename:join(Top); false -> Priv end,
+    filename:join(Dir, "fin_close_clients_results.txt").

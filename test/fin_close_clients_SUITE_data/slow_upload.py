@@ -1,0 +1,37 @@
+# A raw HTTP/1.1 client on plain sockets: uploads SIZE bytes to 127.0.0.1:PORT
+# at RATE bytes/s, in 256 KiB chunks, before it reads anything; then reads the
+# answer to its end. Prints one line:
+#   status=<status line> body=<bytes after the head> end=<eof|error class> upload=<ok|error>
+import socket
+import sys
+import time
+
+port, size, rate = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+chunk = b"u" * (256 * 1024)
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+upload, sent = "ok", 0
+try:
+    s.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+              b"Content-Length: %d\r\n\r\n" % size)
+    start = time.monotonic()
+    while sent < size:
+        n = min(len(chunk), size - sent)
+        s.sendall(chunk[:n])
+        sent += n
+        ahead = sent / rate - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+except OSError as e:
+    upload = "%s after %d bytes" % (type(e).__name__, sent)
+got, end = [], "eof"
+try:
+    while True:
+        data = s.recv(65536)
+        if not data:
+            break
+        got.append(data)
+except OSError as e:
+    end = type(e).__name__
+head, _, body = b"".join(got).partition(b"\r\n\r\n")
+status = head.split(b"\r\n")[0].decode() or "none"
+print("status=%s body=%d end=%s upload=%s" % (status, len(body), end, upload))
