@@ -25,24 +25,36 @@ main(_) ->
     Machine = machine(),
     [io:format("~s~n", [L]) || L <- Machine],
     io:format("rounds: ~b; measuring...~n", [Rounds]),
-    Native = native(Bin("bench_native"), Rounds),
-    Row1 = inq_row(Native, Rounds),
+    %% BENCH_ROWS=2,3 measures those rows alone and writes no results file:
+    %% for comparing a change side by side, not for the record.
+    Only = [list_to_integer(R) || R <- string:lexemes(os:getenv("BENCH_ROWS", ""), ",")],
+    Row = fun(N, F) -> case Only =:= [] orelse lists:member(N, Only) of true -> F(); false -> [] end end,
+    Native = case Only =:= [] orelse lists:member(1, Only) orelse lists:member(6, Only) of
+                 true -> native(Bin("bench_native"), Rounds);
+                 false -> undefined
+             end,
+    Row1 = Row(1, fun() -> inq_row(Native, Rounds) end),
     Monitor = start_long_schedule_monitor(),
-    Row2 = latency_row(Rounds),
-    {Row3, Plot} = throughput_row(Rounds),
-    Row7 = long_schedule_row(Monitor, Rounds),
-    Row4 = delivery_row(Rounds),
-    Row5 = capacity_row(Rounds),
-    Row6 = drain_row(Native),
-    Row8 = clients_row(Root),
-    Table = table(Row1 ++ Row2 ++ Row3 ++ Row4 ++ Row5 ++ Row6 ++ Row7 ++ Row8),
+    Row2 = Row(2, fun() -> latency_row(Rounds) end),
+    {Row3, Plot} = case Row(3, fun() -> throughput_row(Rounds) end) of [] -> {[], []}; R3 -> R3 end,
+    Row7 = Row(7, fun() -> long_schedule_row(Monitor, Rounds) end),
+    Row4 = Row(4, fun() -> delivery_row(Rounds) end),
+    Row5 = Row(5, fun() -> capacity_row(Rounds) end),
+    Row6 = Row(6, fun() -> drain_row(Native) end),
+    Row8 = Row(8, fun() -> clients_row(Root) end),
+    Row9 = Row(9, fun() -> flood_row() end),
+    Table = table(Row1 ++ Row2 ++ Row3 ++ Row4 ++ Row5 ++ Row6 ++ Row7 ++ Row8 ++ Row9),
     io:format("~n~s", [Table]),
+    Only =:= [] andalso write_results(Root, Machine, Table, Plot),
+    ok.
+
+write_results(Root, Machine, Table, Plot) ->
     Out = filename:join(Root, "bench"),
     ok = file:write_file(filename:join(Out, "results.md"),
                          ["```\n", [[L, $\n] || L <- Machine], "\n", Table, "```\n"]),
     ok = file:write_file(filename:join(Out, "results.dat"), Plot),
     plot(Out),
-    ok.
+    true.
 
 %% The machine.
 
@@ -360,7 +372,9 @@ read_all(S, N) ->
 
 capacity_row(Rounds) ->
     Limit = list_to_integer(string:trim(os:cmd("sh -c 'ulimit -n'"))),
-    N = min(19000, Limit - length(element(2, file:list_dir("/proc/self/fd"))) - 300),
+    %% Below the point where lingering sockets give descriptors back (1/16
+    %% of the limit kept free), so that all of them stay.
+    N = min(19000, Limit - Limit div 16 - length(element(2, file:list_dir("/proc/self/fd"))) - 300),
     Rs = [capacity_round(N) || _ <- lists:seq(1, Rounds)],
     G = fun(K) -> [maps:get(K, R) || R <- Rs] end,
     [row(5, "lingering at once", "fin_close:close/1", G(lingering), "sockets", "", ">= 9000",
@@ -470,6 +484,97 @@ clients_row(Root) ->
             end || Client <- ["curl", "requests"], M <- [native, fin_close]],
     ok = file:delete(Upload),
     Rows.
+
+%% Row 9: peers in two other OS processes connect, 20,400 in all, more than
+%% the descriptor limit, and sit idle; each is answered 100 bytes and closed
+%% with fin_close:close/1 defaults. A client in a third process connects
+%% every 100 ms meanwhile and reads its answer to the end.
+
+-define(FLOOD, 20400).
+-define(LEGIT, 50).
+
+flood_row() ->
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 4096}]),
+    {ok, Port} = inet:port(L),
+    Self = self(),
+    Server = spawn_link(fun() -> flood_accept(L, Self, #{closes => 0, refused => 0, accept_errors => 0}) end),
+    Sampler = spawn_link(fun() -> sample_fds(Self, 0) end),
+    #{reclaimed := Reclaimed0} = fin_close:stats(),
+    Legit = open_port({spawn_executable, "/usr/bin/python3"},
+                      [{args, ["-c", legit_client(), integer_to_list(Port), integer_to_list(?LEGIT)]},
+                       {line, 1024}, exit_status, use_stdio]),
+    Peers = [open_port({spawn_executable, get(peer)},
+                       [{args, [integer_to_list(Port), integer_to_list(?FLOOD div 2), "0", "on_go", "on_release"]},
+                        {line, 1024}, exit_status, use_stdio])
+             || _ <- [1, 2]],
+    Served = receive {Legit, {data, {eol, "served " ++ N}}} -> list_to_integer(N)
+             after 120000 -> error(legit_client_hung)
+             end,
+    Server ! {report, Self},
+    #{closes := Closes, refused := Refused, accept_errors := AcceptErrors} =
+        receive {flood_report, R} -> R after 10000 -> error(no_flood_report) end,
+    Sampler ! {report, Self},
+    Peak = receive {peak_fds, P} -> P after 10000 -> error(no_peak) end,
+    [peer_command(Peer, "go\nrelease") || Peer <- Peers],
+    _ = [peer_ended(Peer) || Peer <- Peers],
+    unlink(Server), exit(Server, kill), ok = gen_tcp:close(L),
+    wait_lingering_zero(),
+    #{reclaimed := Reclaimed1} = fin_close:stats(),
+    Limit = list_to_integer(string:trim(os:cmd("sh -c 'ulimit -n'"))),
+    Note = io_lib:format("~b closes, ~b accepts failed", [Closes, AcceptErrors]),
+    [row(9, "idle flood: legitimate served whole", "fin_close:close/1, defaults", [Served], "clients",
+         io_lib:format("of ~b, ~s", [?LEGIT, Note]), io_lib:format("~b of ~b", [?LEGIT, ?LEGIT]),
+         Served =:= ?LEGIT),
+     row(9, "idle flood: closes refused", "fin_close:close/1, defaults", [Refused], "", "", "0",
+         Refused =:= 0),
+     row(9, "idle flood: peak descriptors", "fin_close:close/1, defaults", [Peak], "fds",
+         io_lib:format("limit ~b", [Limit]), io_lib:format("< ~b", [Limit]), Peak < Limit),
+     row(9, "idle flood: reclaimed", "fin_close:close/1, defaults", [Reclaimed1 - Reclaimed0], "sockets",
+         "", "", none)].
+
+flood_accept(L, Report, State) ->
+    receive {report, To} -> To ! {flood_report, State} after 0 -> ok end,
+    case gen_tcp:accept(L, 100) of
+        {ok, S} ->
+            _ = gen_tcp:send(S, binary:copy(<<"r">>, 100)),
+            #{closes := C, refused := F} = State,
+            Refused = case fin_close:close(S) of ok -> F; {error, _} -> gen_tcp:close(S), F + 1 end,
+            flood_accept(L, Report, State#{closes := C + 1, refused := Refused});
+        {error, timeout} ->
+            flood_accept(L, Report, State);
+        {error, _} ->
+            timer:sleep(1),
+            flood_accept(L, Report, maps:update_with(accept_errors, fun(N) -> N + 1 end, State))
+    end.
+
+sample_fds(Report, Peak) ->
+    receive
+        {report, To} -> To ! {peak_fds, Peak}
+    after 100 ->
+        {ok, Fds} = file:list_dir("/proc/self/fd"),
+        sample_fds(Report, max(Peak, length(Fds)))
+    end.
+
+%% Python: every 100 ms, connect and read to the end; prints how many got
+%% all 100 bytes and an orderly end.
+legit_client() ->
+    "import socket, sys, time\n"
+    "port, n = int(sys.argv[1]), int(sys.argv[2])\n"
+    "whole = 0\n"
+    "for _ in range(n):\n"
+    "    time.sleep(0.1)\n"
+    "    try:\n"
+    "        s = socket.create_connection(('127.0.0.1', port), timeout=10)\n"
+    "        got = b''\n"
+    "        while True:\n"
+    "            b = s.recv(65536)\n"
+    "            if not b: break\n"
+    "            got += b\n"
+    "        s.close()\n"
+    "        whole += len(got) == 100\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "print('served %d' % whole, flush=True)\n".
 
 client_run(Client, Method, Upload, Post) ->
     Size = 4 * 1048576,

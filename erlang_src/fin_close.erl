@@ -47,7 +47,8 @@
                   notify => pid()}.
 %% Options of {@link close/2}.
 
--type outcome() :: clean | timeout | idle | drain_limit | reset | truncated | error.
+-type outcome() :: clean | timeout | idle | drain_limit | reset | truncated | reclaimed
+                 | peer_closed | error.
 %% How a lingering socket ended; see {@link close/2}.
 
 -type address() :: {inet:ip_address(), inet:port_number()}.
@@ -55,7 +56,7 @@
 -type result() :: #{outcome := outcome(),
                     drained := non_neg_integer(),
                     lingered_ms := non_neg_integer(),
-                    local := address(),
+                    local := address() | undefined,
                     peer := address() | undefined,
                     reason => atom()}.
 %% What a `notify' process is sent: `{fin_close, Ref, result()}'.
@@ -66,6 +67,7 @@
                    idle := non_neg_integer(),
                    drain_limit := non_neg_integer(),
                    truncated := non_neg_integer(),
+                   reclaimed := non_neg_integer(),
                    reset := non_neg_integer(),
                    error := non_neg_integer(),
                    drained := non_neg_integer(),
@@ -117,6 +119,10 @@
 -define(IDLE_TIMEOUT, 5000).
 
 -define(MAX_TIMEOUT, 16#FFFFFFFF).
+%% Descriptors a close that found none left has given back at once: enough
+%% for a burst of accepts and closes, while the reactor keeps 1/16 of the
+%% limit free on its own.
+-define(RECLAIM, 64).
 %% The native side takes counts as u64; for max_lingering the largest one
 %% stands for infinity.
 -define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
@@ -180,13 +186,14 @@ close(Socket) ->
 %%     `drain_limit'). Off by default: a client answered early (413, a
 %%     redirect, an error) still sends its whole upload before it reads,
 %%     and discarding costs little; time bounds the linger.</li>
-%% <li>`max_lingering' (a count or `infinity', the default): refuse the
-%%     hand-over when this many sockets (closed by any process) linger
-%%     already. The call then returns `{error, reactor_full}', counted in
-%%     `refused' of {@link stats/0}, and the socket is left as it was, open
-%%     and still the caller's: a server can bound what lingering sockets
-%%     hold (a descriptor each, and their kernel buffers) and choose what to
-%%     do instead, such as {@link abort/1} or closing it later.</li>
+%% <li>`max_lingering' (a count or `infinity', the default): when this many
+%%     sockets (closed by any process) linger already, the cheapest one is
+%%     ended to make room (outcome `reclaimed'): first one that has
+%%     nothing left to lose (all of ours acknowledged, nothing unread),
+%%     closed quietly, else the oldest, reset. A bound on what lingering
+%%     sockets hold (a descriptor each, and their kernel buffers) that
+%%     never refuses a close. The same happens without it when the node
+%%     runs short of descriptors (fewer than 1/16 of its limit free).</li>
 %% <li>`notify' (a local pid, default none): the call then returns
 %%     `{ok, Ref}', and the pid gets exactly one `{fin_close, Ref, Result}'
 %%     when the socket is closed for good, where `Result' is a
@@ -201,6 +208,13 @@ close(Socket) ->
 %%     <li>`truncated': a send in another process was still running when
 %%         the socket was closed, so the peer got part of a message; the
 %%         socket is reset at once rather than end that part with FIN.</li>
+%%     <li>`reclaimed': ended early to give its descriptor back (see
+%%         `max_lingering').</li>
+%%     <li>`peer_closed': nothing lingered: the peer had ended the
+%%         connection and the runtime had already closed the socket's
+%%         descriptor (a passive port whose `recv' returned
+%%         `{error, closed}'); the port is closed, as `gen_tcp:close/1'
+%%         does. `local' and `peer' are `undefined'.</li>
 %%     <li>`error' (with `reason', a POSIX name).</li>
 %%     </ul>
 %%     `drained' is the bytes discarded, `lingered_ms' the time it took,
@@ -271,32 +285,38 @@ abort(Socket) ->
             Error;
         Handle ->
             case abortable(Handle) of
-                ok -> reset(Handle);
-                {error, _} = Error -> Error
+                ok ->
+                    reset(Handle);
+                {error, closed} when element(1, Handle) =:= port ->
+                    close_gone(element(2, Handle), undefined);
+                {error, _} = Error ->
+                    Error
             end
     end.
 
-%% @doc Counters since the native library was loaded, as a flat map of
+%% @doc Counters since the native library was first loaded in this OS
+%% process (a purge and reload of `fin_close_nif' keeps them), as a flat map of
 %% atoms to integers that a metrics poller can export as it is:
 %% <ul>
 %% <li>`lingering' (a gauge): sockets handed over and not closed yet.</li>
-%% <li>`clean', `timeout', `drain_limit', `reset', `error' (counters, only
-%%     ever growing): sockets ended with that outcome; see {@link close/2}.
-%%     Their sum plus `lingering' is every socket ever handed over.</li>
+%% <li>`clean', `timeout', `idle', `drain_limit', `reset', `truncated',
+%%     `reclaimed', `error' (counters, only ever growing): sockets ended
+%%     with that outcome; see {@link close/2}. Their sum plus `lingering'
+%%     is every socket ever handed over (`peer_closed' hands nothing
+%%     over).</li>
 %% <li>`drained' (a counter): bytes discarded from peers in all.</li>
 %% <li>`memory' (a gauge): bytes the reactor's own tables take now, an
 %%     estimate from their capacities. Not counted: the kernel's socket
-%%     buffers, and for a socket closed with `notify' (or while the keeper
-%%     holds its port, or debug logging is on) the record of who to tell,
+%%     buffers, and for a socket closed with `notify' (or while debug
+%%     logging is on) the record of who to tell,
 %%     some 100 to 250 bytes more.</li>
 %% <li>`refused' (a counter): closes that could not hand the socket over
-%%     for want of a resource (no descriptor left for the duplicate, no
-%%     room in the reactor's epoll set, which `fs.epoll.max_user_watches'
-%%     bounds, the `max_lingering' of {@link close/2} reached, or no
-%%     reactor): each returned `{error, Reason}' (`emfile', `enfile',
-%%     `enomem', `enobufs', `enospc', `reactor_full', `reactor_down') and
-%%     left the socket open and as it was, for the caller to close
-%%     otherwise or retry.</li>
+%%     for want of a resource (no descriptor left for the duplicate even
+%%     after reclaiming, no room in the reactor's epoll set, which
+%%     `fs.epoll.max_user_watches' bounds, or no reactor): each returned
+%%     `{error, Reason}' (`emfile', `enfile', `enomem', `enobufs', `enospc',
+%%     `reactor_down') and left the socket open and as it was, for the
+%%     caller to close otherwise or retry.</li>
 %% </ul>
 %% Cheap (a few atomic reads), and it never starts the reactor.
 -spec stats() -> stats().
@@ -477,13 +497,13 @@ checked(_, _, _) -> {error, closed}.
 hand_over(Handle, Limits) ->
     case fd(Handle) of
         {ok, Fd} ->
-            case fin_close_nif:dup(Fd) of
-                {ok, {Dup, Local, Peer, ReadShut}} ->
+            case dup(Fd) of
+                {ok, {Dup, Local, Peer}} ->
                     case names(Handle) of
                         {Local, Peer} ->
                             Reserved = reserve(Dup, Limits),
                             fin_close_nif:discard(Dup),
-                            start(Reserved, Handle, ReadShut, Limits);
+                            start(Reserved, Handle, Limits);
                         _ ->
                             %% Not the socket we were given: it was closed
                             %% and its number reused before the dup.
@@ -495,9 +515,50 @@ hand_over(Handle, Limits) ->
                     %% one closed meanwhile no longer has the number.
                     checked(Error, fd(Handle), Fd)
             end;
+        {error, closed} when element(1, Handle) =:= port ->
+            close_gone(element(2, Handle), maps:get(notify, Limits));
         {error, _} = Error ->
             Error
     end.
+
+%% No descriptor left for the duplicate: lingering sockets give some back
+%% (as the reactor does on its own before the process runs out), then one
+%% more try. Refused only when none could be given back.
+-spec dup(non_neg_integer()) -> {ok, {reference(), term(), term()}} | {error, atom()}.
+dup(Fd) ->
+    case fin_close_nif:dup(Fd, false) of
+        {error, Full} when Full =:= emfile; Full =:= enfile ->
+            _ = fin_close_nif:reclaim(?RECLAIM),
+            fin_close_nif:dup(Fd, true);
+        {error, Short} when Short =:= enomem; Short =:= enobufs ->
+            fin_close_nif:dup(Fd, true);
+        Result ->
+            Result
+    end.
+
+%% An open port without a descriptor: the inet driver closed it itself when
+%% a passive recv saw the peer's FIN or RST (exit_on_close). Nothing is left
+%% to linger; the port is closed as gen_tcp:close/1 would, else it and its
+%% owner's link would stay for ever.
+-spec close_gone(port(), pid() | undefined) -> ok | {ok, reference()} | {error, closed}.
+close_gone(Port, Notify) ->
+    try erlang:port_close(Port) of
+        true ->
+            receive {'EXIT', Port, _} -> ok after 0 -> ok end,
+            notify_gone(Notify)
+    catch
+        %% Closed by another process meanwhile: that one won.
+        error:badarg -> {error, closed}
+    end.
+
+-spec notify_gone(pid() | undefined) -> ok | {ok, reference()}.
+notify_gone(undefined) ->
+    ok;
+notify_gone(Pid) ->
+    Ref = make_ref(),
+    Pid ! {fin_close, Ref, #{outcome => peer_closed, drained => 0, lingered_ms => 0,
+                             local => undefined, peer => undefined}},
+    {ok, Ref}.
 
 %% The socket's own view of its addresses, read after the dup: a socket
 %% whose local address can still be read is still open, so it held the
@@ -535,10 +596,10 @@ u64(N) -> N.
 
 %% The reactor has room for the socket: close the caller's handle, which
 %% only one caller can do, then start the linger (or give the room back).
--spec start({ok, reference()} | {error, atom()}, handle(), boolean(), map()) ->
+-spec start({ok, reference()} | {error, atom()}, handle(), map()) ->
     ok | {ok, reference()} | {error, atom()}.
-start({ok, Pending}, Handle, ReadShut, #{notify := Notify}) ->
-    case close_handle(Handle, ReadShut) of
+start({ok, Pending}, Handle, #{notify := Notify}) ->
+    case close_handle(Handle) of
         {ok, Closed} ->
             case fin_close_nif:start(Pending, Closed =:= by_port, Closed =:= truncated) of
                 {ok, _} when Notify =:= undefined -> ok;
@@ -549,40 +610,32 @@ start({ok, Pending}, Handle, ReadShut, #{notify := Notify}) ->
             fin_close_nif:cancel(Pending),
             Error
     end;
-start({error, _} = Error, _, _, _) ->
+start({error, _} = Error, _, _) ->
     Error.
 
 %% Closes the caller's handle of the socket; the reactor's duplicate keeps
 %% the connection, so this sends nothing. Exactly one of several callers
 %% gets `{ok, _}': the one whose close of the handle took.
--spec close_handle(handle(), boolean()) -> {ok, by_port | whole | truncated} | {error, closed}.
-close_handle({port, Port}, ReadShut) ->
-    %% The port may hold output the kernel could not take yet. Shut down for
-    %% writing, the driver sends FIN once that output is written; closed,
-    %% the port writes it out before it lets go of its descriptor, and it
-    %% is no longer the caller's nor anybody's to write to or to disturb.
-    %% Not reading on keeps it from ending early on the peer's FIN.
-    %% A socket shut for reading is the exception when nothing is queued:
-    %% the reactor then holds its FIN back while the peer still sends (see
-    %% the reactor's QUIET), which the driver would not. {linger, {true, 0}}
-    %% would make the port drop its queue at close. OTP still lets a
-    %% closing port be set active by a stray inet:setopts/2 on the old term:
-    %% without exit_on_close it cannot end early on the peer's FIN then.
-    _ = inet:setopts(Port, [{active, false}, {exit_on_close, false}, {linger, {false, 0}}]),
-    ByPort = not ReadShut orelse erlang:port_info(Port, queue_size) =/= {queue_size, 0},
-    _ = ByPort andalso gen_tcp:shutdown(Port, write),
+-spec close_handle(handle()) -> {ok, by_port | whole | truncated} | {error, closed}.
+close_handle({port, Port}) ->
+    %% Most ports have written everything: closed, they let go of their
+    %% descriptor at once, and the reactor sends FIN. A port that still
+    %% holds output the kernel could not take yet (megabytes for a slow
+    %% reader) is shut down for writing first, so that the driver sends FIN
+    %% once it has written it, and then closed: the runtime writes the rest
+    %% out before it lets go of the descriptor, and the port is nobody's to
+    %% write to or to disturb any more.
+    Queued = erlang:port_info(Port, queue_size) =/= {queue_size, 0},
+    _ = Queued andalso flush_first(Port),
     try erlang:port_close(Port) of
-        true when ByPort ->
+        true ->
             %% As prim_inet: an owner that traps exits gets the port's 'EXIT'.
             receive {'EXIT', Port, _} -> ok after 0 -> ok end,
-            {ok, by_port};
-        true ->
-            receive {'EXIT', Port, _} -> ok after 0 -> ok end,
-            {ok, whole}
+            {ok, fin_by(Port, Queued)}
     catch
         error:badarg -> {error, closed}
     end;
-close_handle({gen_tcp_socket, Socket, ESock}, _) ->
+close_handle({gen_tcp_socket, Socket, ESock}) ->
     case close_esock(ESock) of
         {ok, _} = Closed ->
             %% Stops the gen_tcp_socket process; its close of the socket
@@ -592,8 +645,29 @@ close_handle({gen_tcp_socket, Socket, ESock}, _) ->
         {error, closed} = Error ->
             Error
     end;
-close_handle({socket, ESock}, _) ->
+close_handle({socket, ESock}) ->
     close_esock(ESock).
+
+%% {linger, {true, 0}} would make the port drop its queue at close, and
+%% reading on could end it early on the peer's FIN (OTP still lets a stray
+%% inet:setopts/2 on the old term make a closing port active).
+-spec flush_first(port()) -> true.
+flush_first(Port) ->
+    _ = inet:setopts(Port, [{active, false}, {exit_on_close, false}, {linger, {false, 0}}]),
+    _ = gen_tcp:shutdown(Port, write),
+    true.
+
+%% Who sends FIN. A send that raced the close may have queued output after
+%% all: the closing port still writes it, and its driver must send FIN
+%% after it (OTP still takes the driver's controls on a closing port).
+-spec fin_by(port(), boolean()) -> by_port | whole.
+fin_by(_Port, true) ->
+    by_port;
+fin_by(Port, false) ->
+    case erlang:port_info(Port, queue_size) of
+        {queue_size, N} when N > 0 -> flush_first(Port), by_port;
+        _ -> whole
+    end.
 
 %% socket:close/1 succeeds once. A send waiting in another process is cut
 %% off by it, with part of its data sent.

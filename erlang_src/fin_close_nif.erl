@@ -7,11 +7,12 @@
 -export([inq/2]).
 -export([outq/2]).
 -export([check_tcp/1]).
--export([dup/1]).
+-export([dup/2]).
 -export([discard/1]).
 -export([reserve/6]).
 -export([start/3]).
 -export([cancel/1]).
+-export([reclaim/1]).
 -export([info/1]).
 -export([lingering/2]).
 -export([stats/0]).
@@ -48,18 +49,18 @@ outq(_Fd, _TcpOnly) -> erlang:nif_error(nif_not_loaded).
 -spec check_tcp(fd()) -> ok | {error, atom()}.
 check_tcp(_Fd) -> erlang:nif_error(nif_not_loaded).
 
-%% ReadShut: shut for reading on our side, no FIN from the peer yet.
--spec dup(fd()) -> {ok, {reference(), address(), address() | undefined, ReadShut :: boolean()}}
-                   | {error, atom()}.
-dup(_Fd) -> erlang:nif_error(nif_not_loaded).
+%% Last: no retry follows, so a want of resources counts as refused.
+-spec dup(fd(), boolean()) -> {ok, {reference(), address(), address() | undefined}}
+                              | {error, atom()}.
+dup(_Fd, _Last) -> erlang:nif_error(nif_not_loaded).
 
 -spec discard(reference()) -> ok.
 discard(_Dup) -> erlang:nif_error(nif_not_loaded).
 
 %% Takes room in the reactor for the duplicate, before the caller closes its
-%% own handle (refused, reactor_full, when MaxLingering sockets linger
-%% already). Every pid in Notify gets {fin_close, Ticket, Result} when the
-%% socket ends. IdleMs and MaxDrain take 2^64-1 for no bound.
+%% own handle (at MaxLingering sockets lingering, the reactor reclaims one).
+%% Every pid in Notify gets {fin_close, Ticket, Result} when the socket
+%% ends. IdleMs and MaxDrain take 2^64-1 for no bound.
 -spec reserve(reference(), non_neg_integer(), non_neg_integer(), non_neg_integer(),
               non_neg_integer(), [pid()]) -> {ok, reference()} | {error, atom()}.
 reserve(_Dup, _TimeoutMs, _IdleMs, _MaxDrain, _MaxLingering, _Notify) ->
@@ -74,6 +75,11 @@ start(_Pending, _FinByVm, _Truncated) -> erlang:nif_error(nif_not_loaded).
 %% Gives the room back: someone else closed the socket first.
 -spec cancel(reference()) -> ok.
 cancel(_Pending) -> erlang:nif_error(nif_not_loaded).
+
+%% Ends up to N lingering sockets, the cheapest first, to give their
+%% descriptors back; returns once they are closed (a dirty NIF).
+-spec reclaim(non_neg_integer()) -> ok | {error, atom()}.
+reclaim(_N) -> erlang:nif_error(nif_not_loaded).
 
 %% The socket's TCP state, addresses and kernel queues.
 -spec info(fd()) -> {ok, #{state := atom(), local := address(), peer := address() | undefined,

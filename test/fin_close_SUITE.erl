@@ -389,8 +389,8 @@ stats_count_outcomes(Config) ->
     ?assert(Drained1 - Drained0 >= ?REQUEST),
     %% Shaped for a metrics poller: these keys, each an integer.
     Stats = fin_close:stats(),
-    ?assertEqual([clean, drain_limit, drained, error, idle, lingering, memory, refused, reset, timeout,
-                  truncated],
+    ?assertEqual([clean, drain_limit, drained, error, idle, lingering, memory, reclaimed, refused,
+                  reset, timeout, truncated],
                  lists:sort(maps:keys(Stats))),
     ?assert(lists:all(fun(V) -> is_integer(V) andalso V >= 0 end, maps:values(Stats))),
     gen_tcp:close(C2).

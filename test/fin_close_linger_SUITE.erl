@@ -19,9 +19,11 @@
          shut_for_reading_still_ends_with_fin/1, shut_both_ways_waits_for_the_peers_fin/1,
          port_flush_survives_the_keeper/1, one_close_wins/1,
          closed_socket_stays_closed/1, send_cut_by_close_is_truncated/1,
-         halt_mid_flush_resets_the_peer/1]).
-%% Run on the peer node of halt_mid_flush_resets_the_peer.
--export([flushing_server/1]).
+         halt_mid_flush_resets_the_peer/1, peer_closed_socket_is_closed/1,
+         idle_flood_at_the_descriptor_limit/1]).
+%% Run on the peer nodes of halt_mid_flush_resets_the_peer and
+%% idle_flood_at_the_descriptor_limit.
+-export([flushing_server/1, flood_server/1]).
 
 -define(LOOP4, {127, 0, 0, 1}).
 -define(MiB, (1024 * 1024)).
@@ -33,9 +35,10 @@ groups() ->
     Cases = [unread_upload_is_drained_whole, slow_upload_is_drained_whole, idle_peer_is_cut_off,
              clean_only_once_the_peer_has_read_everything, shut_for_reading_still_ends_with_fin,
              shut_both_ways_waits_for_the_peers_fin, port_flush_survives_the_keeper,
-             one_close_wins, closed_socket_stays_closed, send_cut_by_close_is_truncated],
+             one_close_wins, closed_socket_stays_closed, send_cut_by_close_is_truncated,
+             peer_closed_socket_is_closed],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
-     {node, [], [halt_mid_flush_resets_the_peer]}].
+     {node, [], [halt_mid_flush_resets_the_peer, idle_flood_at_the_descriptor_limit]}].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(fin_close),
@@ -285,7 +288,126 @@ flushing_server(Size) ->
               end),
     receive {port, {ok, Port}} -> Port after 5000 -> error(no_listener) end.
 
+%% A passive socket whose recv already returned {error, closed} (the peer
+%% closed): close/2 and abort/1 close it for good and return ok, as
+%% gen_tcp:close/1 does, where the port backend had already dropped the
+%% descriptor (outcome peer_closed: nothing lingers); nothing is left.
+peer_closed_socket_is_closed(Config) ->
+    Outcomes = [begin
+                    {Server, Client} = pair(Config, ?LOOP4, []),
+                    ok = gen_tcp:close(Client),
+                    ?assertEqual({error, closed}, recv(Server)),
+                    Result = case How of
+                                 notify -> fin_close:close(Server, #{notify => self()});
+                                 close -> fin_close:close(Server);
+                                 abort -> fin_close:abort(Server)
+                             end,
+                    ?assertEqual([], [Server || not gone(Server)]),
+                    case Result of
+                        {ok, Ref} -> maps:get(outcome, outcome(Ref));
+                        ok -> ok
+                    end
+                end || How <- [notify, close, abort]],
+    Expected = case kind(Config) of inet -> peer_closed; _ -> clean end,
+    ?assertEqual([Expected, ok, ok], Outcomes).
+
+%% 1500 peers connect to a node limited to 1024 descriptors, each get a
+%% 100-byte reply closed with fin_close:close/1 defaults, and sit idle; a
+%% legitimate client connects every 50 ms meanwhile. No close is refused,
+%% the node never runs out, lingering sockets give their descriptors back
+%% (reclaimed), and every legitimate client gets its reply and FIN.
+idle_flood_at_the_descriptor_limit(_Config) ->
+    Erl = os:find_executable("erl"),
+    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
+    {ok, Peer, _} = peer:start_link(#{exec => {"/bin/sh", ["-c", "ulimit -n 1024 && exec \"$0\" \"$@\"",
+                                                            Erl]},
+                                      connection => standard_io,
+                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    Port = peer:call(Peer, ?MODULE, flood_server, [start]),
+    Self = self(),
+    Legit = spawn_link(fun() -> Self ! {legit, legit_clients(Port, 40, [])} end),
+    Idle = [C || _ <- lists:seq(1, 1500), {ok, C} <- [idle_client(Port)]],
+    Served = receive {legit, L} -> L after 60000 -> error(legit_hung) end,
+    unlink(Legit),
+    #{errors := Errors, peak := Peak, closes := Closes, stats := Stats} =
+        peer:call(Peer, ?MODULE, flood_server, [report]),
+    ct:log("idle connected: ~b, closes: ~b, errors: ~p, peak lingering: ~b~nstats: ~p~nlegit: ~p",
+           [length(Idle), Closes, Errors, Peak, Stats, Served]),
+    [gen_tcp:close(C) || C <- Idle],
+    peer:stop(Peer),
+    ?assertEqual(1500, length(Idle)),
+    ?assertEqual([], Errors),
+    ?assertEqual([], [S || S <- Served, S =/= {ok, 100}]),
+    ?assert(Peak < 1024),
+    ?assert(maps:get(reclaimed, Stats) > 0).
+
+%% On the peer node: an acceptor that answers 100 bytes and closes with
+%% fin_close:close/1, counting what goes wrong and the most sockets that
+%% lingered at once.
+flood_server(start) ->
+    {ok, _} = application:ensure_all_started(fin_close),
+    Caller = self(),
+    _ = spawn(fun() ->
+                      register(flood_server, self()),
+                      {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, ?LOOP4},
+                                                   {backlog, 4096}]),
+                      Caller ! {port, inet:port(L)},
+                      flood_accept(L, #{errors => [], peak => 0, closes => 0})
+              end),
+    receive {port, {ok, Port}} -> Port after 5000 -> error(no_listener) end;
+flood_server(report) ->
+    flood_server ! {report, self()},
+    receive {flood_report, R} -> R#{stats => fin_close:stats()} after 5000 -> error(no_report) end.
+
+flood_accept(L, State) ->
+    receive
+        {report, From} -> From ! {flood_report, State}
+    after 0 -> ok
+    end,
+    case gen_tcp:accept(L, 100) of
+        {ok, S} ->
+            Sent = gen_tcp:send(S, binary:copy(<<"r">>, 100)),
+            Closed = fin_close:close(S),
+            #{lingering := Now} = fin_close:stats(),
+            #{errors := E, peak := P, closes := N} = State,
+            Errors = [R || R <- [Sent, Closed], R =/= ok] ++ E,
+            flood_accept(L, State#{errors := Errors, peak := max(P, Now), closes := N + 1});
+        {error, timeout} ->
+            flood_accept(L, State);
+        {error, Reason} ->
+            #{errors := E} = State,
+            timer:sleep(10),
+            flood_accept(L, State#{errors := [{accept, Reason} | E]})
+    end.
+
+idle_client(Port) ->
+    gen_tcp:connect(?LOOP4, Port, [binary, {active, false}], 5000).
+
+legit_clients(_Port, 0, Acc) ->
+    lists:reverse(Acc);
+legit_clients(Port, N, Acc) ->
+    timer:sleep(50),
+    Got = case gen_tcp:connect(?LOOP4, Port, [binary, {active, false}], 5000) of
+              {ok, C} ->
+                  R = case read_to_closed(C) of {ok, B} -> {ok, byte_size(B)}; E -> E end,
+                  gen_tcp:close(C),
+                  R;
+              Error ->
+                  Error
+          end,
+    legit_clients(Port, N - 1, [Got | Acc]).
+
 %% Helpers.
+
+recv({'$socket', _} = S) -> socket:recv(S, 0, 5000);
+recv(S) -> gen_tcp:recv(S, 0, 5000).
+
+%% The socket is closed for good: no port, no gen_tcp_socket process, no
+%% open socket-module socket left behind.
+gone({'$socket', _} = S) -> socket:info(S) =:= #{} orelse
+                                 lists:member(closed, maps:get(rstates, socket:info(S), [closed]));
+gone({'$inet', gen_tcp_socket, {Pid, _}}) -> not is_process_alive(Pid);
+gone(Port) when is_port(Port) -> erlang:port_info(Port) =:= undefined.
 
 %% The client sends a 1000-byte request, then uploads Upload bytes at
 %% MBps (or as fast as it can) before reading; the server answers 413 with

@@ -10,8 +10,6 @@ use std::os::fd::{AsFd, BorrowedFd};
 use socket2::{Protocol, SockRef, Socket, Type};
 
 use crate::error::Error;
-use crate::info::TcpState;
-use crate::sys;
 
 /// Checks that `socket` is a TCP socket (IPv4 or IPv6), with one
 /// getsockopt. A raw socket of protocol TCP (which needs CAP_NET_RAW) passes
@@ -105,16 +103,6 @@ impl Duplicate {
             }
             _ => drop(self),
         }
-    }
-
-    /// Whether the socket was shut for reading on our side (and the peer
-    /// has not sent FIN): Linux then resets the connection on data that
-    /// arrives after our FIN.
-    pub fn read_shut(&self) -> bool {
-        let fd = self.socket.as_fd();
-        let peer_fin = |state| TcpState::from_kernel(state).peer_fin_arrived();
-        matches!(sys::read_hung_up(fd), Ok(true))
-            && matches!(sys::tcp_state(fd), Ok(s) if !peer_fin(s))
     }
 
     /// Gives up the addresses and keeps the owned socket.

@@ -14,10 +14,6 @@ pub enum Error {
     /// The reactor thread could not be started or has stopped.
     #[error("the lingering reactor is not running")]
     ReactorDown,
-    /// The reactor holds as many sockets as the caller allows
-    /// ([`crate::reactor::Limits::max_lingering`]).
-    #[error("the lingering reactor is full")]
-    Full,
     /// A system call failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -30,7 +26,6 @@ impl Error {
             Error::NotTcp => "eprototype",
             Error::NotConnected => "enotconn",
             Error::ReactorDown => "reactor_down",
-            Error::Full => "reactor_full",
             Error::Io(e) => errno_name(e.raw_os_error().unwrap_or(0)),
         }
     }
@@ -43,7 +38,7 @@ impl Error {
     /// socket was left to the caller as it was.
     pub fn is_exhaustion(&self) -> bool {
         match self {
-            Error::ReactorDown | Error::Full => true,
+            Error::ReactorDown => true,
             Error::Io(e) => matches!(
                 e.raw_os_error(),
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::ENOSPC)

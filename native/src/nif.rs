@@ -279,18 +279,20 @@ fn took_a_while(env: Env<'_>) {
     let _ = rustler::schedule::consume_timeslice(env, 1);
 }
 
+/// Duplicates the socket's descriptor. `last`: no retry follows, so a want
+/// of resources counts as a refused hand-over.
 #[rustler::nif]
-fn dup(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+fn dup(env: Env<'_>, fd: i32, last: bool) -> NifResult<Term<'_>> {
     let _held = Span::start();
     took_a_while(env);
     Ok(match Duplicate::of(borrow(fd)?) {
         Ok(d) => {
             let local = address(env, d.local());
             let peer = maybe_address(env, d.peer());
-            let read_shut = d.read_shut();
             let resource = ResourceArc::new(DupResource(Mutex::new(Some(d))));
-            (atoms::ok(), (resource, local, peer, read_shut)).encode(env)
+            (atoms::ok(), (resource, local, peer)).encode(env)
         }
+        Err(e) if !last => (atoms::error(), Reason::from(e)).encode(env),
         Err(e) => (atoms::error(), Reason::from(refused(e))).encode(env),
     })
 }
@@ -393,6 +395,22 @@ fn cancel(pending: ResourceArc<Pending>) -> Atom {
     atoms::ok()
 }
 
+/// Gives back `n` descriptors by ending lingering sockets, the cheapest
+/// first, and returns once the reactor has (at most 100 ms): for a close
+/// that found no descriptor left for its duplicate. On a dirty I/O
+/// scheduler, as it waits for the reactor thread.
+#[rustler::nif(schedule = "DirtyIo")]
+fn reclaim(env: Env<'_>, n: u64) -> Term<'_> {
+    match REACTOR
+        .get()
+        .map(|r| r.reclaim(n, Duration::from_millis(100)))
+    {
+        Some(Ok(())) => atoms::ok().encode(env),
+        Some(Err(e)) => (atoms::error(), Reason::from(e)).encode(env),
+        None => (atoms::error(), Reason::from(Error::ReactorDown)).encode(env),
+    }
+}
+
 /// The state, addresses and kernel queues of a TCP socket, as a map.
 #[rustler::nif]
 fn info(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
@@ -472,6 +490,7 @@ fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
         ("timeout", s.timeout),
         ("idle", s.idle),
         ("truncated", s.truncated),
+        ("reclaimed", s.reclaimed),
         ("drain_limit", s.drain_limit),
         ("reset", s.reset),
         ("error", s.error),

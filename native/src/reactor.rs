@@ -21,12 +21,13 @@
 //! shared with the thread, the inbox's lock and the kernel's lock of the
 //! epoll set.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,6 +67,13 @@ const VM_FIN_POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::f
 /// waits for the peer's, or for a pause in what the peer sends.
 const QUIET: Duration = Duration::from_secs(1);
 
+/// The share of the process's descriptors (RLIMIT_NOFILE) kept free: when
+/// a new duplicate's number shows fewer free below the limit, lingering
+/// sockets give theirs back ([`Outcome::Reclaimed`]). 1/16, as nginx keeps
+/// for new connections before it closes reusable ones: room for a burst of
+/// accepts and files while the reclaimed sockets close.
+const HEADROOM: u64 = 16;
+
 /// How long a socket may linger and how much it may discard, and when the
 /// reactor refuses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +87,9 @@ pub struct Limits {
     pub idle: Option<Duration>,
     /// Bytes the reactor may discard; one more and the socket is cut off.
     pub max_drain: u64,
-    /// The hand-over is refused ([`Error::Full`]) when this many sockets
-    /// linger already; `u64::MAX` for no limit.
+    /// When this many sockets linger already, a hand-over makes the reactor
+    /// reclaim one ([`Outcome::Reclaimed`]), the cheapest first; `u64::MAX`
+    /// for no limit.
     pub max_lingering: u64,
 }
 
@@ -108,6 +117,10 @@ pub enum Outcome {
     /// send still running), and the peer must not take part of a message
     /// for all of it.
     Truncated,
+    /// Ended early to give its descriptor back: the process ran short of
+    /// descriptors, or [`Limits::max_lingering`] was reached. Closed
+    /// quietly when all was delivered but the peer's FIN, else reset.
+    Reclaimed,
     /// A system call failed, or the VM's port closed with output it never
     /// wrote; the name says which (a POSIX name or `port_exited`).
     Error(&'static str),
@@ -121,6 +134,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Idle => "idle",
             Outcome::Truncated => "truncated",
+            Outcome::Reclaimed => "reclaimed",
             Outcome::DrainLimit => "drain_limit",
             Outcome::Reset => "reset",
             Outcome::Error(_) => "error",
@@ -177,6 +191,7 @@ struct Stats {
     timeout: AtomicU64,
     idle: AtomicU64,
     truncated: AtomicU64,
+    reclaimed: AtomicU64,
     drain_limit: AtomicU64,
     reset: AtomicU64,
     error: AtomicU64,
@@ -197,6 +212,8 @@ pub struct StatsSnapshot {
     pub idle: u64,
     /// Sockets ended with [`Outcome::Truncated`].
     pub truncated: u64,
+    /// Sockets ended with [`Outcome::Reclaimed`].
+    pub reclaimed: u64,
     /// Sockets ended with [`Outcome::DrainLimit`].
     pub drain_limit: u64,
     /// Sockets ended with [`Outcome::Reset`].
@@ -215,6 +232,8 @@ enum Command<T> {
     /// thread, and growing a vector of large elements during a burst of
     /// closes copied hundreds of kilobytes in one push.
     Adopt(Box<Adoption<T>>),
+    /// Give back this many descriptors, and say when done.
+    Reclaim(u64, Option<SyncSender<()>>),
     List(ListReply),
     Stop,
 }
@@ -362,8 +381,9 @@ impl<T: Send + 'static> Reactor<T> {
             spare: Vec::new(),
             stopping: false,
             shared: Arc::clone(&shared),
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
             timers: BTreeSet::new(),
+            descriptor_limit: None,
             on_end: Box::new(on_end),
         };
         let thread = std::thread::Builder::new()
@@ -378,9 +398,9 @@ impl<T: Send + 'static> Reactor<T> {
     /// Takes room for `dup` in the reactor; the caller then closes its own
     /// handle of the socket and starts the linger (see [`Reservation`]).
     ///
-    /// Refused, with `dup` disposed of, when [`Limits::max_lingering`]
-    /// sockets linger already ([`Error::Full`]), when the epoll set takes no
-    /// more (ENOSPC at `fs.epoll.max_user_watches`, ENOMEM) or when the
+    /// When [`Limits::max_lingering`] sockets linger already, the reactor
+    /// reclaims one. Refused, with `dup` disposed of, when the epoll set
+    /// takes no more (ENOSPC at `fs.epoll.max_user_watches`, ENOMEM) or when the
     /// thread has stopped ([`Error::ReactorDown`]). The caller still holds
     /// the socket then, and closing the duplicate sends nothing.
     ///
@@ -400,12 +420,10 @@ impl<T: Send + 'static> Reactor<T> {
             return Err(Error::ReactorDown);
         }
         let lingering = &shared.stats.lingering;
-        let room = lingering.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            (n < limits.max_lingering).then_some(n + 1)
-        });
-        if room.is_err() {
-            dup.dispose();
-            return Err(Error::Full);
+        if lingering.fetch_add(1, Ordering::Relaxed) >= limits.max_lingering {
+            // Room is made, not refused: the reactor ends the cheapest
+            // lingering socket (this one, should it be the only one).
+            let _ = shared.push(Command::Reclaim(1, None));
         }
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         // Registered for nothing but what epoll always reports, hang-ups and
@@ -450,6 +468,20 @@ impl<T: Send + 'static> Reactor<T> {
         self.reserve(dup, limits, token)?.start(closed)
     }
 
+    /// Gives back `n` descriptors now by ending lingering sockets, the
+    /// cheapest first ([`Outcome::Reclaimed`]), if any linger. Blocks the
+    /// calling thread until the reactor has closed them, at most `wait`:
+    /// call it from a thread that may block (a dirty scheduler), never from
+    /// a scheduler.
+    pub fn reclaim(&self, n: u64, wait: Duration) -> Result<(), Error> {
+        let (done, reclaimed) = sync_channel(1);
+        self.shared
+            .push(Command::Reclaim(n, Some(done)))
+            .map_err(|_| Error::ReactorDown)?;
+        let _ = reclaimed.recv_timeout(wait);
+        Ok(())
+    }
+
     /// Lists the sockets lingering now: `reply` runs on the reactor thread
     /// with the list, between two rounds of its work, so the caller never
     /// waits on it. Nothing runs when the reactor has stopped (error).
@@ -471,6 +503,7 @@ impl<T: Send + 'static> Reactor<T> {
             timeout: s.timeout.load(Ordering::Relaxed),
             idle: s.idle.load(Ordering::Relaxed),
             truncated: s.truncated.load(Ordering::Relaxed),
+            reclaimed: s.reclaimed.load(Ordering::Relaxed),
             drain_limit: s.drain_limit.load(Ordering::Relaxed),
             reset: s.reset.load(Ordering::Relaxed),
             error: s.error.load(Ordering::Relaxed),
@@ -496,15 +529,20 @@ impl<T: Send + 'static> Drop for Reactor<T> {
 struct Entry<T> {
     socket: Socket,
     started: Instant,
+    /// Times are milliseconds from `started`, which keeps the entry small.
     /// When [`Limits::timeout`] cuts it off.
-    deadline: Instant,
-    idle: Option<Duration>,
-    /// When progress is next looked for (see [`Limits::idle`]).
-    idle_check: Instant,
-    /// How far both sides had got at the last look.
-    seen: (u64, u64),
-    /// The key of its timer in `Worker::timers`.
-    timer: Instant,
+    deadline: u32,
+    /// [`Limits::idle`]; [`NO_IDLE`] for none.
+    idle: u32,
+    /// When progress is next looked for.
+    idle_check: u32,
+    /// When its timer in `Worker::timers` is due.
+    timer: u32,
+    /// When the peer last sent a byte.
+    last_rx: u32,
+    /// How far both sides had got at the last look (bytes acknowledged and
+    /// received, which only grow, summed).
+    seen: u64,
     drained: u64,
     max_drain: u64,
     /// The peer's FIN has arrived, as the TCP state shows.
@@ -513,10 +551,11 @@ struct Entry<T> {
     vm_fin_pending: bool,
     /// Shut for reading and our FIN held back (see [`QUIET`]).
     fin_held: bool,
-    /// When the peer last sent a byte.
-    last_rx: Instant,
     token: T,
 }
+
+/// [`Entry::idle`] when there is no idle bound.
+const NO_IDLE: u32 = u32::MAX;
 
 type OnEnd<T> = Box<dyn FnMut(T, Report) + Send>;
 
@@ -526,10 +565,14 @@ struct Worker<T> {
     spare: Vec<Command<T>>,
     /// A Stop command was taken.
     stopping: bool,
-    entries: HashMap<LingerId, Entry<T>>,
+    /// By id, which is the order of hand-over: the oldest first.
+    entries: BTreeMap<LingerId, Entry<T>>,
     /// The next time each socket needs looking at, in order, so the next
     /// wait knows how long it may sleep.
     timers: BTreeSet<(Instant, LingerId)>,
+    /// RLIMIT_NOFILE and when it was read: read again after a second, as
+    /// the process may raise it.
+    descriptor_limit: Option<(u64, Instant)>,
     on_end: OnEnd<T>,
 }
 
@@ -550,7 +593,7 @@ impl<T> Worker<T> {
                     self.insert(id, Entry::new(*a, Instant::now(), TcpProgress::default()));
                 }
                 Command::List(reply) => self.list(reply),
-                Command::Stop => {}
+                Command::Reclaim(..) | Command::Stop => {}
             }
         }
         let ids: Vec<LingerId> = self.entries.keys().copied().collect();
@@ -639,6 +682,12 @@ impl<T> Worker<T> {
         for command in commands.drain(..) {
             match command {
                 Command::Adopt(adoption) => self.adopt(*adoption),
+                Command::Reclaim(n, done) => {
+                    self.reclaim(n);
+                    if let Some(done) = done {
+                        let _ = done.try_send(());
+                    }
+                }
                 Command::List(reply) => self.list(reply),
                 Command::Stop => self.stopping = true,
             }
@@ -677,7 +726,9 @@ impl<T> Worker<T> {
             return self.finish(id, os_outcome(&e));
         }
         let by_vm = entry.vm_fin_pending;
+        let number = entry.socket.as_raw_fd();
         self.count_memory();
+        self.relieve(number);
         // Asking for input above made epoll check the socket again, so the
         // next wait reports what is already queued. Reading now all the same
         // saves a round of the loop, which make bench shows in the close
@@ -700,19 +751,17 @@ impl<T> Worker<T> {
     }
 
     fn insert(&mut self, id: LingerId, entry: Entry<T>) {
-        self.timers.insert((entry.timer, id));
+        self.timers.insert((entry.at(entry.timer), id));
         self.entries.insert(id, entry);
     }
 
-    /// Publishes what the tables take: a hash table bucket (entry, key and
-    /// one control byte) per bucket allocated, and a B-tree element per
-    /// timer, counted twice for the nodes' spare room.
+    /// Publishes what the tables take: a B-tree element per entry and per
+    /// timer, counted one and a half times for the nodes' spare room and
+    /// links.
     fn count_memory(&self) {
-        let bucket = std::mem::size_of::<(LingerId, Entry<T>)>() + 1;
-        let timer = 2 * std::mem::size_of::<(Instant, LingerId)>();
-        // capacity() is 7/8 of the buckets the table holds.
-        let buckets = self.entries.capacity() * 8 / 7;
-        let bytes = buckets * bucket + self.timers.len() * timer;
+        let entry = std::mem::size_of::<(LingerId, Entry<T>)>();
+        let timer = std::mem::size_of::<(Instant, LingerId)>();
+        let bytes = (self.entries.len() * entry + self.timers.len() * timer) * 3 / 2;
         self.shared
             .stats
             .memory
@@ -728,7 +777,7 @@ impl<T> Worker<T> {
                 id,
                 now: SocketInfo::of(entry.socket.as_fd()).map_err(|e| e.reason().to_string()),
                 lingered: now.saturating_duration_since(entry.started),
-                remaining: entry.deadline.saturating_duration_since(now),
+                remaining: entry.at(entry.deadline).saturating_duration_since(now),
                 drained: entry.drained,
                 port_pending: entry.vm_fin_pending,
                 peer_fin: entry.peer_fin,
@@ -777,7 +826,7 @@ impl<T> Worker<T> {
                 }
                 Ok(n) => {
                     entry.drained += n as u64;
-                    entry.last_rx = Instant::now();
+                    entry.last_rx = entry.since(Instant::now());
                     self.shared
                         .stats
                         .drained
@@ -857,7 +906,8 @@ impl<T> Worker<T> {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
-        if now >= entry.deadline {
+        let now_ms = entry.since(now);
+        if now_ms >= entry.deadline {
             return self.finish(id, Outcome::Timeout);
         }
         let progress = match sys::tcp_progress(entry.socket.as_fd()) {
@@ -873,38 +923,87 @@ impl<T> Worker<T> {
                 return self.finish(id, os_outcome(&e));
             }
         }
-        let quiet = entry.idle.map_or(QUIET, |idle| QUIET.min(idle / 2));
-        if entry.fin_held && now >= entry.last_rx + quiet {
+        let quiet = (QUIET.as_millis() as u32).min(entry.idle / 2);
+        if entry.fin_held && now_ms >= entry.last_rx.saturating_add(quiet) {
             entry.fin_held = false;
             let _ = entry.socket.shutdown(Shutdown::Write);
         }
-        if let Some(idle) = entry.idle.filter(|_| now >= entry.idle_check) {
-            let seen = (progress.bytes_acked, progress.bytes_received);
+        if entry.idle != NO_IDLE && now_ms >= entry.idle_check {
+            let seen = progress.bytes_acked.wrapping_add(progress.bytes_received);
             if seen == entry.seen {
                 return self.finish(id, Outcome::Idle);
             }
             entry.seen = seen;
-            entry.idle_check = now + idle;
+            entry.idle_check = now_ms.saturating_add(entry.idle);
         }
         let mut next = entry.deadline.min(entry.idle_check);
         if entry.vm_fin_pending {
-            let waited = now.saturating_duration_since(entry.started);
-            next = next.min(now + waited.clamp(VM_FIN_POLL.0, VM_FIN_POLL.1));
+            let (first, last) = (VM_FIN_POLL.0.as_millis(), VM_FIN_POLL.1.as_millis());
+            let poll = (now_ms as u128).clamp(first, last) as u32;
+            next = next.min(now_ms.saturating_add(poll));
         }
         if entry.fin_held {
-            next = next.min(entry.last_rx + quiet);
+            next = next.min(entry.last_rx.saturating_add(quiet));
         }
-        self.timers.remove(&(entry.timer, id));
+        self.timers.remove(&(entry.at(entry.timer), id));
         entry.timer = next;
-        self.timers.insert((next, id));
+        self.timers.insert((entry.at(next), id));
         self.settle(id);
+    }
+
+    /// Reclaims descriptors when the number of a new duplicate shows the
+    /// process running short of them (see [`HEADROOM`]).
+    fn relieve(&mut self, number: i32) {
+        let now = Instant::now();
+        let limit = match self.descriptor_limit {
+            Some((limit, read)) if now < read + Duration::from_secs(1) => limit,
+            _ => match sys::descriptor_limit() {
+                Ok(limit) => {
+                    self.descriptor_limit = Some((limit, now));
+                    limit
+                }
+                Err(_) => return,
+            },
+        };
+        let headroom = (limit / HEADROOM).max(8);
+        let used = u64::try_from(number).unwrap_or(0) + 1;
+        if used + headroom > limit {
+            // Down to half a headroom more than needed: the callers may
+            // hand over many sockets before the next adoption looks again.
+            self.reclaim(used + headroom + headroom / 2 - limit);
+        }
+    }
+
+    /// Ends `n` lingering sockets to give their descriptors back: first
+    /// those that have nothing left to lose (see `delivered`), looked for
+    /// among the oldest, then the oldest.
+    fn reclaim(&mut self, n: u64) {
+        let n = usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(self.entries.len());
+        let cheap: Vec<LingerId> = self
+            .entries
+            .iter()
+            .take(n.saturating_mul(8))
+            .filter(|(_, entry)| delivered(entry))
+            .map(|(&id, _)| id)
+            .take(n)
+            .collect();
+        let oldest = self.entries.keys().copied();
+        let rest: Vec<LingerId> = oldest
+            .filter(|id| !cheap.contains(id))
+            .take(n - cheap.len())
+            .collect();
+        for id in cheap.into_iter().chain(rest) {
+            self.finish(id, Outcome::Reclaimed);
+        }
     }
 
     fn finish(&mut self, id: LingerId, outcome: Outcome) {
         let Some(entry) = self.entries.remove(&id) else {
             return;
         };
-        self.timers.remove(&(entry.timer, id));
+        self.timers.remove(&(entry.at(entry.timer), id));
         // The VM may still hold a descriptor of this socket (a port whose
         // output is pending), and epoll forgets a file only on its last
         // close: remove it explicitly. Fails harmlessly if never added.
@@ -934,17 +1033,13 @@ impl<T> Worker<T> {
             Outcome::Timeout => &stats.timeout,
             Outcome::Idle => &stats.idle,
             Outcome::Truncated => &stats.truncated,
+            Outcome::Reclaimed => &stats.reclaimed,
             Outcome::DrainLimit => &stats.drain_limit,
             Outcome::Reset => &stats.reset,
             Outcome::Error(_) => &stats.error,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         stats.lingering.fetch_sub(1, Ordering::Relaxed);
-        // Give back the room of a past burst, with slack so that a steady
-        // load does not grow and shrink the table over and over.
-        if self.entries.capacity() > 1024 && self.entries.len() * 4 < self.entries.capacity() {
-            self.entries.shrink_to(self.entries.len() * 2);
-        }
         self.count_memory();
         // A failing callback must not take the reactor down with it.
         let on_end = &mut self.on_end;
@@ -954,26 +1049,45 @@ impl<T> Worker<T> {
 
 impl<T> Entry<T> {
     fn new(a: Adoption<T>, now: Instant, progress: TcpProgress) -> Entry<T> {
-        let deadline = a.started + a.limits.timeout;
-        let idle_check = a.limits.idle.map_or(deadline, |idle| now + idle);
+        let ms = |d: Duration| d.as_millis().min(u128::from(NO_IDLE - 1)) as u32;
+        let started = a.started;
+        let deadline = ms(a.limits.timeout);
+        let idle = a.limits.idle.map_or(NO_IDLE, ms);
+        let now_ms = ms(now.saturating_duration_since(started));
+        let idle_check = match idle {
+            NO_IDLE => deadline,
+            idle => now_ms.saturating_add(idle),
+        };
         let vm_fin_pending = a.closed.fin_by_vm;
-        let first_poll = if vm_fin_pending { now } else { deadline };
+        let first_poll = if vm_fin_pending { now_ms } else { deadline };
         Entry {
             socket: a.dup.into_socket(),
-            started: a.started,
+            started,
             deadline,
-            idle: a.limits.idle,
+            idle,
             idle_check,
-            seen: (progress.bytes_acked, progress.bytes_received),
             timer: deadline.min(idle_check).min(first_poll),
+            last_rx: now_ms,
+            seen: progress.bytes_acked.wrapping_add(progress.bytes_received),
             drained: 0,
             max_drain: a.limits.max_drain,
             peer_fin: false,
             vm_fin_pending,
             fin_held: false,
-            last_rx: now,
             token: a.token,
         }
+    }
+
+    /// The time `ms` milliseconds after the hand-over.
+    fn at(&self, ms: u32) -> Instant {
+        self.started + Duration::from_millis(u64::from(ms))
+    }
+
+    /// Milliseconds from the hand-over to `t`.
+    fn since(&self, t: Instant) -> u32 {
+        t.saturating_duration_since(self.started)
+            .as_millis()
+            .min(u128::from(u32::MAX)) as u32
     }
 }
 

@@ -128,17 +128,15 @@ pub fn tcp_progress(fd: BorrowedFd<'_>) -> io::Result<TcpProgress> {
     })
 }
 
-/// Whether no more input can come (POLLRDHUP): the peer's FIN arrived, or
-/// the socket was shut for reading on our side. Never blocks.
-pub fn read_hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut poll = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLRDHUP,
-        revents: 0,
+/// The process's soft limit of open descriptors (RLIMIT_NOFILE).
+pub fn descriptor_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    // SAFETY: one valid pollfd for the duration of the call, timeout 0.
-    cvt(unsafe { libc::poll(&mut poll, 1, 0) })?;
-    Ok(poll.revents & libc::POLLRDHUP != 0)
+    // SAFETY: the kernel writes one rlimit into the live local.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    Ok(limit.rlim_cur)
 }
 
 /// Aborts the connection of `fd` now: the kernel drops both queues and sends

@@ -505,54 +505,53 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
 }
 
 #[test]
-fn a_full_reactor_refuses_and_the_socket_stays_the_callers() {
+fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     let (reactor, reports) = reactor();
     let cap = Limits {
         max_lingering: 2,
         ..limits(10_000, 1 << 20)
     };
-    let mut peers = Vec::new();
-    for i in 0..2u32 {
-        let (server, client) = pair();
-        let dup = Duplicate::of(server.as_fd()).unwrap();
-        drop(server);
-        reactor.linger(dup, cap, Closed::default(), |_| i).unwrap();
-        peers.push(client);
-    }
-
-    let (server, mut client) = pair();
-    client.write_all(b"unread").unwrap();
-    eventually("the bytes to arrive", || {
-        sys::inq(server.as_fd()).unwrap() == 6
-    });
+    // The oldest has not read our reply; the second has all of it.
+    let (server, deaf) = pair();
+    SockRef::from(&deaf).set_recv_buffer_size(16_384).unwrap();
+    SockRef::from(&server)
+        .set_send_buffer_size(1 << 20)
+        .unwrap();
+    (&server).write_all(&[5u8; 200_000]).unwrap();
+    hand_over(&reactor, server, cap);
+    let (server, quiet) = pair();
+    (&server).write_all(b"all of it").unwrap();
     let dup = Duplicate::of(server.as_fd()).unwrap();
-    let refused = reactor.linger(dup, cap, Closed::default(), |_| 9);
-    assert!(matches!(refused, Err(Error::Full)), "{refused:?}");
-    assert_eq!(reactor.stats().lingering, 2);
-    // Untouched: the bytes are unread, no FIN went out, data flows both ways.
-    assert_eq!(sys::inq(server.as_fd()).unwrap(), 6);
-    (&server).write_all(b"still here").unwrap();
-    let mut buf = [0u8; 10];
-    client.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"still here");
-
-    // The two lingering sockets end as usual, and then there is room.
-    for peer in peers {
-        let mut rest = Vec::new();
-        (&peer).read_to_end(&mut rest).unwrap();
-    }
-    for _ in 0..2 {
-        assert_eq!(next_outcome(&reports), Outcome::Clean);
-    }
+    drop(server);
+    reactor.linger(dup, cap, Closed::default(), |_| 1).unwrap();
+    eventually("the second to have everything", || {
+        sys::inq(quiet.as_fd()).unwrap() == 9
+    });
+    thread::sleep(Duration::from_millis(50));
+    // A third: the one with nothing left to lose goes first, quietly.
+    let (server, third) = pair();
+    let dup = Duplicate::of(server.as_fd()).unwrap();
+    drop(server);
+    reactor.linger(dup, cap, Closed::default(), |_| 2).unwrap();
+    let (token, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!((token, report.outcome), (1, Outcome::Reclaimed));
+    assert_eq!(read_to_end(&quiet, Duration::ZERO).0, 9);
+    // A fourth: now the oldest goes, with a reset (its reply was unread).
+    let (server, fourth) = pair();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
     reactor.linger(dup, cap, Closed::default(), |_| 3).unwrap();
-    let (received, ended) = read_to_end(&client, Duration::ZERO);
-    assert_eq!((received, ended.is_ok()), (0, true));
-    drop(client);
     let (token, report) = reports.recv_timeout(WAIT).unwrap();
-    assert_eq!(
-        (token, report.outcome, report.drained),
-        (3, Outcome::Clean, 6)
+    assert_eq!((token, report.outcome), (0, Outcome::Reclaimed));
+    let (n, ended) = read_to_end(&deaf, Duration::ZERO);
+    assert!(
+        n < 200_000 && ended.is_err(),
+        "a reply cut off must not look whole"
     );
+    // The rest end as usual.
+    for peer in [third, fourth] {
+        peer.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(next_outcome(&reports), Outcome::Clean);
+    }
+    assert_eq!(reactor.stats().reclaimed, 2);
 }
