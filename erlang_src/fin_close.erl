@@ -289,6 +289,9 @@ abort(Socket) ->
                     reset(Handle);
                 {error, closed} when element(1, Handle) =:= port ->
                     close_gone(element(2, Handle), undefined);
+                {error, closed} = Error ->
+                    stop_gone(Handle),
+                    Error;
                 {error, _} = Error ->
                     Error
             end
@@ -517,9 +520,24 @@ hand_over(Handle, Limits) ->
             end;
         {error, closed} when element(1, Handle) =:= port ->
             close_gone(element(2, Handle), maps:get(notify, Limits));
+        {error, closed} = Error ->
+            stop_gone(Handle),
+            Error;
         {error, _} = Error ->
             Error
     end.
+
+%% {inet_backend, socket}: a recv that saw a reset made the gen_tcp_socket
+%% process close the socket (exit_on_close), but the process stays until
+%% gen_tcp:close/1. The socket is closed as for any closed one (another
+%% closer may be finishing with it: only the one that closed it succeeds),
+%% and the process stopped, not left for ever.
+-spec stop_gone(handle()) -> ok.
+stop_gone({gen_tcp_socket, Socket, _}) ->
+    _ = (catch gen_tcp:close(Socket)),
+    ok;
+stop_gone(_) ->
+    ok.
 
 %% No descriptor left for the duplicate: lingering sockets give some back
 %% (as the reactor does on its own before the process runs out), then one

@@ -6,7 +6,16 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
+-export([host_ip/0, in_netns/2, netns_down/0, netns_link_down/0, netns_up/0, os_cmd/1]).
 -export([abort_counters/0, accept/2, accept_pair/5, bytes/1, check_nothing_left/1, close_listener/2, close_udp/1, drip/1, family/1, fd_count/0, fds/0, flags/1, flood/3, kind/1, listen/3, listen_port/2, native_close/1, outcome/1, pair/3, read_all/2, read_to_closed/1, read_to_closed/2, recv_exactly/2, send/2, set_active/2, set_linger_zero/2, udp/1, wait/1, wait/2, wait_exit/1, wait_inq/2, wait_line/2, wait_until/2]).
+
+%% The test network namespace: a veth pair, HOST_IP on this side, NS_IP in
+%% the namespace (made and removed by the cases that need it).
+-define(NETNS, "fin_close_test").
+-define(HOST_IF, "fcv0").
+-define(NS_IF, "fcv1").
+-define(HOST_IP, {10, 201, 0, 1}).
+-define(NS_IP, "10.201.0.2").
 
 check_nothing_left(Before) ->
     Settled = fun() -> maps:get(lingering, fin_close:stats()) =:= 0 andalso fd_count() =< length(Before) end,
@@ -199,3 +208,51 @@ flags(Line) ->
         [_, Rest] -> hd(string:split(Rest, "]"));
         _ -> ""
     end.
+
+%% Helpers: the test network namespace.
+
+host_ip() -> ?HOST_IP.
+
+os_cmd(Cmd) ->
+    Out = os:cmd(lists:flatten([Cmd, " 2>&1; echo \"exit=$?\""])),
+    ct:log("~s~n~s", [Cmd, Out]),
+    Out.
+
+%% A namespace with a veth pair: HOST_IP here, NS_IP there.
+netns_up() ->
+    case os:find_executable("ip") of
+        false ->
+            {skip, "no ip command (iproute2)"};
+        _ ->
+            netns_down(),
+            Steps = [["ip netns add ", ?NETNS],
+                     ["ip link add ", ?HOST_IF, " type veth peer name ", ?NS_IF],
+                     ["ip link set ", ?NS_IF, " netns ", ?NETNS],
+                     ["ip addr add 10.201.0.1/24 dev ", ?HOST_IF],
+                     ["ip link set ", ?HOST_IF, " up"],
+                     ["ip netns exec ", ?NETNS, " ip addr add ", ?NS_IP, "/24 dev ", ?NS_IF],
+                     ["ip netns exec ", ?NETNS, " ip link set ", ?NS_IF, " up"],
+                     ["ip netns exec ", ?NETNS, " ip link set lo up"]],
+            case lists:all(fun(Step) -> string:find(os_cmd(Step), "exit=0") =/= nomatch end, Steps) of
+                true -> ok;
+                false -> netns_down(), {skip, "cannot make a network namespace here (needs root)"}
+            end
+    end.
+
+netns_down() ->
+    %% The peer node and anything else still running in there first: they
+    %% would outlive the namespace (and hold this node's output open).
+    os_cmd(["ip netns pids ", ?NETNS, " | xargs -r kill -9"]),
+    os_cmd(["ip netns del ", ?NETNS]),
+    os_cmd(["ip link del ", ?HOST_IF]),
+    ok.
+
+
+%% The link into the namespace goes down: what is in there vanishes.
+netns_link_down() ->
+    os_cmd(["ip link set ", ?HOST_IF, " down"]).
+
+%% Runs Program with Args inside the namespace, as a port.
+in_netns(Program, Args) ->
+    open_port({spawn_executable, os:find_executable("ip")},
+              [{args, ["netns", "exec", ?NETNS, Program | Args]}, exit_status, stderr_to_stdout]).

@@ -28,11 +28,7 @@
 -export([lingering_server/1, wait_lingering/1, purge_while_lingering/1]).
 
 -define(LOOP4, {127, 0, 0, 1}).
--define(NETNS, "fin_close_test").
--define(HOST_IF, "fcv0").
--define(NS_IF, "fcv1").
--define(HOST_IP, {10, 201, 0, 1}).
--define(NS_IP, "10.201.0.2").
+
 -define(MODULES, [fin_close, fin_close_nif, fin_close_keeper, fin_close_sockets, fin_close_app]).
 
 all() ->
@@ -458,15 +454,15 @@ resetting_peer_mid_linger_is_reset(Config) ->
 %% meanwhile still ends clean. The peer is an Erlang node in a network
 %% namespace of its own, reached over a veth pair.
 vanishing_peer_times_out(Config) ->
-    case netns_up() of
+    case fin_close_ct:netns_up() of
         {skip, _} = Skip ->
             Skip;
         ok ->
-            try vanishing_peer(Config) after netns_down() end
+            try vanishing_peer(Config) after fin_close_ct:netns_down() end
     end.
 
 vanishing_peer(Config) ->
-    {ok, L} = fin_close_ct:listen(Config, ?HOST_IP, []),
+    {ok, L} = fin_close_ct:listen(Config, fin_close_ct:host_ip(), []),
     Peer = netns_peer(fin_close_ct:listen_port(Config, L)),
     {ok, S} = case kind(Config) of
                   esock -> socket:accept(L, 20000);
@@ -474,7 +470,7 @@ vanishing_peer(Config) ->
               end,
     ok = fin_close_ct:close_listener(Config, L),
     wait_inq(S, 100),
-    os_cmd(["ip link set ", ?HOST_IF, " down"]),
+    fin_close_ct:netns_link_down(),
     {ok, Ref} = fin_close:close(S, #{notify => self(), linger_timeout => 800}),
     served_meanwhile(Config),
     #{outcome := timeout, lingered_ms := Ms} = outcome(Ref),
@@ -1032,40 +1028,6 @@ limit(Shell, N) ->
     after 5000 -> error({prlimit, N})
     end.
 
-os_cmd(Cmd) ->
-    Out = os:cmd(lists:flatten([Cmd, " 2>&1; echo \"exit=$?\""])),
-    ct:log("~s~n~s", [Cmd, Out]),
-    Out.
-
-%% A namespace with a veth pair: HOST_IP here, NS_IP there.
-netns_up() ->
-    case os:find_executable("ip") of
-        false ->
-            {skip, "no ip command (iproute2)"};
-        _ ->
-            netns_down(),
-            Steps = [["ip netns add ", ?NETNS],
-                     ["ip link add ", ?HOST_IF, " type veth peer name ", ?NS_IF],
-                     ["ip link set ", ?NS_IF, " netns ", ?NETNS],
-                     ["ip addr add 10.201.0.1/24 dev ", ?HOST_IF],
-                     ["ip link set ", ?HOST_IF, " up"],
-                     ["ip netns exec ", ?NETNS, " ip addr add ", ?NS_IP, "/24 dev ", ?NS_IF],
-                     ["ip netns exec ", ?NETNS, " ip link set ", ?NS_IF, " up"],
-                     ["ip netns exec ", ?NETNS, " ip link set lo up"]],
-            case lists:all(fun(Step) -> string:find(os_cmd(Step), "exit=0") =/= nomatch end, Steps) of
-                true -> ok;
-                false -> netns_down(), {skip, "cannot make a network namespace here (needs root)"}
-            end
-    end.
-
-netns_down() ->
-    %% The peer node and anything else still running in there first: they
-    %% would outlive the namespace (and hold this node's output open).
-    os_cmd(["ip netns pids ", ?NETNS, " | xargs -r kill -9"]),
-    os_cmd(["ip netns del ", ?NETNS]),
-    os_cmd(["ip link del ", ?HOST_IF]),
-    ok.
-
 %% An Erlang peer inside the namespace: connects, sends 100 bytes, then
 %% holds the connection open and reads nothing; it stops by itself after a
 %% minute should the cleanup miss it.
@@ -1074,6 +1036,4 @@ netns_peer(Port) ->
                            "{ok, S} = gen_tcp:connect({10,201,0,1}, ~b, [binary, {active, false}], 10000), "
                            "ok = gen_tcp:send(S, binary:copy(<<\"v\">>, 100)), receive never -> ok after 60000 -> halt() end.",
                            [Port])),
-    open_port({spawn_executable, os:find_executable("ip")},
-              [{args, ["netns", "exec", ?NETNS, os:find_executable("erl"), "-noshell", "-eval", Code]},
-               exit_status, stderr_to_stdout]).
+    fin_close_ct:in_netns(os:find_executable("erl"), ["-noshell", "-eval", Code]).

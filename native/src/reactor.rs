@@ -976,19 +976,22 @@ impl<T> Worker<T> {
 
     /// Ends `n` lingering sockets to give their descriptors back: first
     /// those that have nothing left to lose (see `delivered`), looked for
-    /// among the oldest, then the oldest.
+    /// among the oldest, the peers quiet longest first (a peer still
+    /// sending would get RST from the kernel at its next byte); then the
+    /// oldest.
     fn reclaim(&mut self, n: u64) {
         let n = usize::try_from(n)
             .unwrap_or(usize::MAX)
             .min(self.entries.len());
-        let cheap: Vec<LingerId> = self
+        let mut cheap: Vec<(Instant, LingerId)> = self
             .entries
             .iter()
             .take(n.saturating_mul(8))
             .filter(|(_, entry)| delivered(entry))
-            .map(|(&id, _)| id)
-            .take(n)
+            .map(|(&id, entry)| (entry.at(entry.last_rx), id))
             .collect();
+        cheap.sort_unstable();
+        let cheap: Vec<LingerId> = cheap.into_iter().take(n).map(|(_, id)| id).collect();
         let oldest = self.entries.keys().copied();
         let rest: Vec<LingerId> = oldest
             .filter(|id| !cheap.contains(id))
