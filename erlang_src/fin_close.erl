@@ -522,8 +522,6 @@ hand_over(Handle, Limits) ->
             close_gone(element(2, Handle), maps:get(notify, Limits));
         {error, closed} = Error ->
             stop_gone(Handle),
-            Error;
-        {error, _} = Error ->
             Error
     end.
 

@@ -528,8 +528,14 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
         sys::inq(quiet.as_fd()).unwrap() == 9
     });
     thread::sleep(Duration::from_millis(50));
-    // A third: the one with nothing left to lose goes first, quietly.
+    // A third, whose reply is unread too: the one with nothing left to
+    // lose goes first, quietly.
     let (server, third) = pair();
+    SockRef::from(&third).set_recv_buffer_size(16_384).unwrap();
+    SockRef::from(&server)
+        .set_send_buffer_size(1 << 20)
+        .unwrap();
+    (&server).write_all(&[5u8; 200_000]).unwrap();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
     reactor.linger(dup, cap, Closed::default(), |_| 2).unwrap();
@@ -548,8 +554,9 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
         n < 200_000 && ended.is_err(),
         "a reply cut off must not look whole"
     );
-    // The rest end as usual.
+    // The rest end as usual once their peers have read and closed.
     for peer in [third, fourth] {
+        assert!(read_to_end(&peer, Duration::ZERO).1.is_ok());
         peer.shutdown(Shutdown::Write).unwrap();
         assert_eq!(next_outcome(&reports), Outcome::Clean);
     }
