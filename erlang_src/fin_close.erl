@@ -32,6 +32,7 @@
 -export([outq/1]).
 -export([close/1]).
 -export([close/2]).
+-export([check_options/1]).
 -export([abort/1]).
 -export([stats/0]).
 -export([sockets/0]).
@@ -274,6 +275,14 @@ close(Socket, Opts) ->
         {error, _} = Error -> Error;
         Handle -> hand_over(Handle, Limits)
     end.
+
+%% @doc Checks options for {@link close/2} without closing anything:
+%% `ok', or `badarg' raised as `close/2' would. For wrappers that take
+%% options long before a close, such as {@link fin_close_ranch}.
+-spec check_options(opts()) -> ok.
+check_options(Opts) ->
+    _ = options(Opts, [Opts]),
+    ok.
 
 %% @doc Closes `Socket' with RST on purpose (SO_LINGER 0), discarding what
 %% is queued in both directions: for dropping a peer, not for ending a
