@@ -32,7 +32,7 @@
          curl_with_gen_tcp_close/1, requests_with_gen_tcp_close/1,
          slow_uploader_with_gen_tcp_close/1, gen_tcp_close_fails_requests/1,
          cowboy_reads_whole_body/1, cowboy_keep_alive_and_pipelined/1,
-         cowboy_connection_gone_after_reply/1]).
+         cowboy_connection_gone_after_reply/1, ranch_transport_options_and_fallbacks/1]).
 
 -define(LOOP4, {127, 0, 0, 1}).
 -define(MIB, 1048576).
@@ -48,7 +48,7 @@ groups() ->
              curl_with_gen_tcp_close, requests_with_gen_tcp_close, slow_uploader_with_gen_tcp_close,
              gen_tcp_close_fails_requests],
     Cowboy = [cowboy_reads_whole_body, cowboy_keep_alive_and_pipelined,
-              cowboy_connection_gone_after_reply],
+              cowboy_connection_gone_after_reply, ranch_transport_options_and_fallbacks],
     %% Cowboy's own linger may serve requests where gen_tcp:close/1 fails it:
     %% recorded there, not asserted.
     [{inet, [], Cases}, {socket, [], Cases},
@@ -351,6 +351,32 @@ cowboy_connection_gone_after_reply(Config) ->
     [{fin_close, Gone, Lingering} | _] = Lifetimes,
     ?assert(Gone < 100),
     ?assert(Lingering >= 1).
+
+%% fin_close options given in a listener's socket_opts apply to its
+%% connections (here notify); bad ones fail the listener's start; a listen
+%% socket, which fin_close refuses, is closed all the same; shutdown for
+%% reading is ranch_tcp's.
+ranch_transport_options_and_fallbacks(Config) ->
+    Ref = make_ref(),
+    State = #{mode => early, status => 413, size => 1000, report => {self(), Ref}},
+    Dispatch = cowboy_router:compile([{'_', [{'_', fin_close_cowboy_handler, State}]}]),
+    Opts = #{socket_opts => [{ip, ?LOOP4}, {port, 0}, {fin_close, #{notify => self()}}]},
+    {ok, _} = ranch:start_listener(with_notify, fin_close_ranch, Opts, cowboy_clear,
+                                   #{env => #{dispatch => Dispatch}}),
+    {Exit, _} = client(Config, curl, ranch:get_port(with_notify), 16),
+    ?assertEqual(0, Exit),
+    ?assertMatch(#{outcome := clean}, receive {fin_close, _, R} -> R after 10000 -> none end),
+    ok = ranch:stop_listener(with_notify),
+    Bad = #{socket_opts => [{ip, ?LOOP4}, {port, 0}, {fin_close, #{linger_timeout => never}}]},
+    ?assertMatch({error, _}, ranch:start_listener(bad, fin_close_ranch, Bad, cowboy_clear, #{})),
+    {ok, L} = fin_close_ranch:listen(#{socket_opts => [{ip, ?LOOP4}, {port, 0}]}),
+    ?assertEqual(ok, fin_close_ranch:close(L)),
+    ?assertEqual(undefined, erlang:port_info(L)),
+    {S, C} = fin_close_ct:pair([{kind, inet}], ?LOOP4, []),
+    ?assertEqual(ok, fin_close_ranch:shutdown(S, read)),
+    ?assertEqual(ok, fin_close_ranch:close(S)),
+    ?assertEqual({error, closed}, gen_tcp:recv(C, 0, 5000)),
+    ok = gen_tcp:close(C).
 
 %% Setup.
 
