@@ -204,7 +204,9 @@ close(Socket) ->
 %%         shows) and the peer acknowledged every byte of ours and our
 %%         FIN; nothing was reset.</li>
 %%     <li>`timeout', `idle', `drain_limit': cut off by that bound and
-%%         reset.</li>
+%%         reset; but a socket whose bytes and FIN were all acknowledged
+%%         and that has nothing unread is closed quietly instead (the
+%%         kernel answers the peer's next byte, if any, with RST).</li>
 %%     <li>`reset': the peer reset the connection.</li>
 %%     <li>`truncated': a send in another process was still running when
 %%         the socket was closed, so the peer got part of a message; the
@@ -345,8 +347,8 @@ stats() ->
 %%     `gen_tcp_socket' (`{inet_backend, socket}'), `socket' (the `socket'
 %%     module's) or `lingering' (in the reactor). A socket closed while its
 %%     port still held output shows twice until the port has written it:
-%%     as a `port' owned by the `fin_close_keeper' process, and as
-%%     `lingering' with `port_pending'.</li>
+%%     as a `port' (still owned by its owner, though closed to it), and
+%%     as `lingering' with `port_pending'.</li>
 %% <li>`socket': the term to pass to `gen_tcp' or `socket', or `undefined'
 %%     for a lingering one.</li>
 %% <li>`owner' and `owner_name': the owning (controlling) process and its
@@ -661,6 +663,9 @@ close_handle({port, Port}) ->
         error:badarg -> {error, closed}
     end;
 close_handle({gen_tcp_socket, Socket, ESock}) ->
+    %% Closed under it, the gen_tcp_socket process would tell an active
+    %% owner {tcp_closed, Socket}, which gen_tcp:close/1 never does.
+    _ = inet:setopts(Socket, [{active, false}]),
     case close_esock(ESock) of
         {ok, _} = Closed ->
             %% Stops the gen_tcp_socket process; its close of the socket
@@ -698,14 +703,26 @@ fin_by(Port, false) ->
 %% off by it, with part of its data sent.
 -spec close_esock(socket:socket()) -> {ok, whole | truncated} | {error, closed}.
 close_esock(ESock) ->
-    Writing = case catch socket:info(ESock) of
-                  #{num_writers := N} -> N > 0;
-                  _ -> false
-              end,
+    {Writers, Sent} = writes(ESock),
     case socket:close(ESock) of
-        ok when Writing -> {ok, truncated};
-        ok -> {ok, whole};
-        {error, _} -> {error, closed}
+        ok ->
+            %% A writer waiting at the close, whose send did not complete
+            %% before it (the info still answers on the closed socket).
+            {_, SentThen} = writes(ESock),
+            case Writers > SentThen - Sent of
+                true -> {ok, truncated};
+                false -> {ok, whole}
+            end;
+        {error, _} ->
+            {error, closed}
+    end.
+
+%% Sends in progress, and sends completed so far.
+-spec writes(socket:socket()) -> {non_neg_integer(), non_neg_integer()}.
+writes(ESock) ->
+    case catch socket:info(ESock) of
+        #{num_writers := N, counters := #{write_pkg := Sent}} -> {N, Sent};
+        _ -> {0, 0}
     end.
 
 %% The keeper logs sockets that are cut off, when debug logging is on for
@@ -753,6 +770,7 @@ reset({port, Port}) ->
             {error, closed}
     end;
 reset({gen_tcp_socket, Socket, ESock}) ->
+    _ = inet:setopts(Socket, [{active, false}]),
     case reset({socket, ESock}) of
         ok -> _ = (catch gen_tcp:close(Socket)), ok;
         {error, _} = Error -> Error

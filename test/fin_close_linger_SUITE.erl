@@ -21,6 +21,7 @@
          closed_socket_stays_closed/1, send_cut_by_close_is_truncated/1,
          halt_mid_flush_resets_the_peer/1, peer_closed_socket_is_closed/1,
          reset_peer_socket_is_closed/1, reclaim_takes_the_quiet_socket_first/1,
+         active_owner_gets_no_closed_message/1,
          idle_flood_at_the_descriptor_limit/1]).
 %% Run on the peer nodes of halt_mid_flush_resets_the_peer and
 %% idle_flood_at_the_descriptor_limit.
@@ -38,7 +39,7 @@ groups() ->
              shut_both_ways_waits_for_the_peers_fin, port_flush_survives_the_keeper,
              one_close_wins, closed_socket_stays_closed, send_cut_by_close_is_truncated,
              peer_closed_socket_is_closed, reset_peer_socket_is_closed,
-             reclaim_takes_the_quiet_socket_first],
+             reclaim_takes_the_quiet_socket_first, active_owner_gets_no_closed_message],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
      {node, [], [halt_mid_flush_resets_the_peer, idle_flood_at_the_descriptor_limit]}].
 
@@ -464,6 +465,23 @@ reclaim_takes_the_quiet_socket_first(Config) ->
     ?assertMatch(#{outcome := O} when O =/= reclaimed, outcome(R1)),
     ?assertMatch(#{outcome := clean}, outcome(R3)).
 
+%% An active-mode owner gets no {tcp_closed, S} from close/1 or abort/1,
+%% as from gen_tcp:close/1: the close is its own doing.
+active_owner_gets_no_closed_message(Config) ->
+    case kind(Config) of
+        esock ->
+            {skip, "a socket-module socket sends no such message"};
+        _ ->
+            [begin
+                 {Server, Client} = pair(Config, ?LOOP4, []),
+                 ok = inet:setopts(Server, [{active, true}]),
+                 ok = Close(Server),
+                 ?assertEqual(none, receive {tcp_closed, Server} = M -> M after 200 -> none end),
+                 ok = gen_tcp:close(Client)
+             end || Close <- [fun fin_close:close/1, fun fin_close:abort/1]],
+            ok
+    end.
+
 %% A byte every 10 ms until a send fails.
 drip(Sock) ->
     timer:sleep(10),
@@ -516,7 +534,7 @@ shutdown(S, How) -> gen_tcp:shutdown(S, How).
 ended_or_lingering() ->
     Stats = fin_close:stats(),
     lists:sum([maps:get(K, Stats) || K <- [lingering, clean, timeout, idle, drain_limit, reset,
-                                           truncated, error]]).
+                                           truncated, reclaimed, error]]).
 
 %% One round of one_close_wins: which racer won (close or abort), or none.
 race(Config) ->

@@ -121,8 +121,8 @@ pub enum Outcome {
     /// descriptors, or [`Limits::max_lingering`] was reached. Closed
     /// quietly when all was delivered but the peer's FIN, else reset.
     Reclaimed,
-    /// A system call failed, or the VM's port closed with output it never
-    /// wrote; the name says which (a POSIX name or `port_exited`).
+    /// A system call failed; the POSIX name of its error, or
+    /// `reactor_stopped` for a socket the stopping reactor closed.
     Error(&'static str),
 }
 
@@ -256,6 +256,10 @@ struct Adoption<T> {
     dup: Duplicate,
     limits: Limits,
     closed: Closed,
+    /// [`Limits::max_lingering`] was reached at the reservation: one socket
+    /// is reclaimed once this one is in the table (it, should it be the
+    /// cheapest), and only if the hand-over goes ahead.
+    make_room: bool,
     token: T,
     started: Instant,
 }
@@ -331,7 +335,9 @@ impl<T: Send + 'static> Reservation<T> {
 
     /// Starts lingering, once the caller has closed its own handle. Returns
     /// at once. Fails only when the thread has stopped
-    /// ([`Error::ReactorDown`]); the duplicate is then disposed of.
+    /// ([`Error::ReactorDown`], after a panic in it): the duplicate, the
+    /// connection's last descriptor now, is then disposed of, so the
+    /// connection ends as a plain close would end it.
     pub fn start(mut self, closed: Closed) -> Result<LingerId, Error> {
         let mut adoption = self.adoption.take().expect("a reservation starts once");
         let id = adoption.id;
@@ -420,11 +426,8 @@ impl<T: Send + 'static> Reactor<T> {
             return Err(Error::ReactorDown);
         }
         let lingering = &shared.stats.lingering;
-        if lingering.fetch_add(1, Ordering::Relaxed) >= limits.max_lingering {
-            // Room is made, not refused: the reactor ends the cheapest
-            // lingering socket (this one, should it be the only one).
-            let _ = shared.push(Command::Reclaim(1, None));
-        }
+        // Room is made, not refused: see `Adoption::make_room`.
+        let make_room = lingering.fetch_add(1, Ordering::Relaxed) >= limits.max_lingering;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         // Registered for nothing but what epoll always reports, hang-ups and
         // errors, and those edge-triggered so that a socket already reset
@@ -443,6 +446,7 @@ impl<T: Send + 'static> Reactor<T> {
             dup,
             limits,
             closed: Closed::default(),
+            make_room,
             token: token(id),
             started: Instant::now(),
         };
@@ -551,6 +555,8 @@ struct Entry<T> {
     vm_fin_pending: bool,
     /// Shut for reading and our FIN held back (see [`QUIET`]).
     fin_held: bool,
+    /// Our SYN in `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]).
+    syn: u8,
     token: T,
 }
 
@@ -705,8 +711,13 @@ impl<T> Worker<T> {
         let closed = adoption.closed;
         let now = Instant::now();
         let progress = sys::tcp_progress(adoption.dup.as_fd()).unwrap_or_default();
-        let entry = Entry::new(adoption, now, progress);
+        let make_room = adoption.make_room;
+        let mut entry = Entry::new(adoption, now, progress);
+        entry.syn = syn_acked(&entry.socket, progress);
         self.insert(id, entry);
+        if make_room {
+            self.reclaim(1);
+        }
         if closed.truncated {
             return self.finish(id, Outcome::Truncated);
         }
@@ -873,7 +884,7 @@ impl<T> Worker<T> {
                 // The kernel is too old to count our FIN: all acknowledged
                 // after it went out will do.
                 let fin_acked = progress
-                    .fin_acked()
+                    .fin_acked(u64::from(entry.syn))
                     .unwrap_or_else(|| state.fin_sent() && matches!(sys::outq(fd), Ok(0)));
                 if fin_acked {
                     Some(Outcome::Clean)
@@ -914,8 +925,8 @@ impl<T> Worker<T> {
             Ok(p) => p,
             Err(e) => return self.finish(id, os_outcome(&e)),
         };
-        let vm_fin_sent =
-            TcpState::from_kernel(progress.state).fin_sent() || progress.fin_acked() == Some(true);
+        let vm_fin_sent = TcpState::from_kernel(progress.state).fin_sent()
+            || progress.fin_acked(u64::from(entry.syn)) == Some(true);
         if entry.vm_fin_pending && vm_fin_sent {
             entry.vm_fin_pending = false;
             // The VM's reply is all out: disarm the reset (see `adopt`).
@@ -966,7 +977,18 @@ impl<T> Worker<T> {
             },
         };
         let headroom = (limit / HEADROOM).max(8);
-        let used = u64::try_from(number).unwrap_or(0) + 1;
+        let crossed = |number: i32| u64::try_from(number).unwrap_or(0) + 1 + headroom > limit;
+        if !crossed(number) {
+            return;
+        }
+        // The duplicate's number was taken before the hand-overs queued
+        // with it were adopted and sockets reclaimed for them: look at the
+        // process as it is now. No descriptor at all is pressure too.
+        let now_free = match self.entries.values().next() {
+            Some(entry) => sys::lowest_free_descriptor(entry.socket.as_fd()).unwrap_or(i32::MAX),
+            None => return,
+        };
+        let used = u64::try_from(now_free).unwrap_or(u64::MAX).min(limit);
         if used + headroom > limit {
             // Down to half a headroom more than needed: the callers may
             // hand over many sockets before the next adoption looks again.
@@ -1077,6 +1099,7 @@ impl<T> Entry<T> {
             peer_fin: false,
             vm_fin_pending,
             fin_held: false,
+            syn: 0,
             token: a.token,
         }
     }
@@ -1092,6 +1115,29 @@ impl<T> Entry<T> {
             .as_millis()
             .min(u128::from(u32::MAX)) as u32
     }
+}
+
+/// Our SYN in `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]), from the
+/// queues: of what is not acknowledged, the unsent part is not in flight,
+/// and neither is a FIN of ours still waiting for its acknowledgment once
+/// nothing else is unsent (it is the last byte).
+fn syn_acked(socket: &Socket, progress: TcpProgress) -> u8 {
+    let state = TcpState::from_kernel(progress.state);
+    if state == TcpState::Close {
+        return 0;
+    }
+    let fd = socket.as_fd();
+    let (Ok(unacked), Ok(unsent)) = (sys::outq(fd), sys::outq_unsent(fd)) else {
+        return 0;
+    };
+    let fin_waiting = matches!(
+        state,
+        TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck
+    );
+    let fin_acked = matches!(state, TcpState::FinWait2 | TcpState::TimeWait);
+    let fin_in_flight = usize::from(fin_waiting && unsent == 0);
+    let in_flight = unacked.saturating_sub(unsent).saturating_sub(fin_in_flight);
+    progress.syn_acked(in_flight as u64, fin_acked) as u8
 }
 
 /// Whether a socket cut off by time has nothing left to lose: our FIN went

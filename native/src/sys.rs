@@ -40,6 +40,25 @@ pub fn outq(fd: BorrowedFd<'_>) -> io::Result<usize> {
     ioctl_int(fd, libc::TIOCOUTQ)
 }
 
+/// Bytes in the send queue not sent yet (SIOCOUTQNSD): of [`outq`], those
+/// the peer has not even been sent.
+pub fn outq_unsent(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    ioctl_int(fd, libc::SIOCOUTQNSD as libc::Ioctl)
+}
+
+/// The lowest descriptor number free in the process now: Linux gives each
+/// new descriptor the lowest one free, so while numbers are used densely
+/// it is about how many are open. Found by duplicating `fd` there (and
+/// closing the copy, which is not its socket's last descriptor).
+pub fn lowest_free_descriptor(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an int; the result is a fresh
+    // descriptor owned by no one, closed at once by the OwnedFd.
+    let copy = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: `copy` was just returned by the kernel and is owned by no one.
+    drop(unsafe { OwnedFd::from_raw_fd(copy) });
+    Ok(copy)
+}
+
 /// The TCP state of the socket (`tcpi_state` of TCP_INFO, a `TCP_*` value
 /// of the kernel's `tcp_states.h`).
 ///
@@ -82,13 +101,30 @@ pub struct TcpProgress {
 }
 
 impl TcpProgress {
+    /// Data bytes sent, each counted once.
+    fn data_sent(&self) -> u64 {
+        self.bytes_sent.saturating_sub(self.bytes_retrans)
+    }
+
     /// Whether our FIN has been acknowledged: the FIN takes one sequence
     /// number, which `tcpi_bytes_acked` counts and the data counts do not.
-    /// Unlike the TCP state, this tells a graceful end from a reset once
-    /// the connection is closed. `None` when the kernel is too old to say.
-    pub fn fin_acked(&self) -> Option<bool> {
-        let data = self.bytes_sent.saturating_sub(self.bytes_retrans);
-        self.has_sent.then_some(self.bytes_acked > data)
+    /// So does our SYN on a connection we opened; `syn` is what
+    /// [`TcpProgress::syn_acked`] said of it. Unlike the TCP state, this
+    /// tells a graceful end from a reset once the connection is closed.
+    /// `None` when the kernel is too old to say.
+    pub fn fin_acked(&self, syn: u64) -> Option<bool> {
+        let beyond_data = self.bytes_acked.saturating_sub(syn);
+        self.has_sent.then_some(beyond_data > self.data_sent())
+    }
+
+    /// How much of `tcpi_bytes_acked` is our SYN: 1 on a connection this
+    /// side opened (connect), 0 on one it accepted. `in_flight` is the data
+    /// sent and not acknowledged yet, `fin_acked` whether our FIN has been:
+    /// what is acknowledged beyond the data and that FIN is the SYN.
+    pub fn syn_acked(&self, in_flight: u64, fin_acked: bool) -> u64 {
+        let acked_data = self.data_sent().saturating_sub(in_flight);
+        let beyond = self.bytes_acked.saturating_sub(acked_data);
+        beyond.saturating_sub(u64::from(fin_acked)).min(1)
     }
 }
 

@@ -384,29 +384,40 @@ fn a_read_of_zero_after_our_own_shut_rd_is_no_fin() {
 
 #[test]
 fn clean_waits_until_the_peer_has_acknowledged_everything() {
+    // On the side that accepted and on the side that connected, whose SYN
+    // the kernel counts among the bytes acknowledged.
+    for connected_side in [false, true] {
+        let (accepted, connected) = pair();
+        let (ours, peer) = match connected_side {
+            false => (accepted, connected),
+            true => (connected, accepted),
+        };
+        clean_only_when_read(ours, peer);
+    }
+}
+
+fn clean_only_when_read(ours: TcpStream, peer: TcpStream) {
     let (reactor, reports) = reactor();
-    let (server, client) = pair();
-    SockRef::from(&client).set_recv_buffer_size(16_384).unwrap();
+    SockRef::from(&peer).set_recv_buffer_size(16_384).unwrap();
     // More than the peer's window: most of it stays in our send queue.
     let size = 2 << 20;
     let writer = {
-        let server = server.try_clone().unwrap();
-        thread::spawn(move || (&server).write_all(&vec![5u8; size]).unwrap())
+        let ours = ours.try_clone().unwrap();
+        thread::spawn(move || (&ours).write_all(&vec![5u8; size]).unwrap())
     };
     // The peer half-closes first and reads only later.
-    client.shutdown(Shutdown::Write).unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
     eventually("the reply to be queued", || {
-        sys::outq(server.as_fd()).unwrap() > 100_000
+        sys::outq(ours.as_fd()).unwrap() > 100_000
     });
     thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
-    hand_over(&reactor, server, limits(10_000, u64::MAX));
+    hand_over(&reactor, ours, limits(10_000, u64::MAX));
     thread::sleep(Duration::from_millis(300));
-    assert!(
-        reports.try_recv().is_err(),
-        "clean before the reply was read"
-    );
-    let (n, ended) = read_to_end(&client, Duration::ZERO);
+    if let Ok((_, report)) = reports.try_recv() {
+        panic!("ended before the reply was read: {report:?}");
+    }
+    let (n, ended) = read_to_end(&peer, Duration::ZERO);
     writer.join().unwrap();
     assert!(ended.is_ok());
     assert_eq!(n, size);
@@ -414,6 +425,32 @@ fn clean_waits_until_the_peer_has_acknowledged_everything() {
     assert_eq!(report.outcome, Outcome::Clean);
     assert!(report.lingered >= Duration::from_millis(300));
     assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn a_reset_is_no_clean_end_on_either_side_though_another_descriptor_took_its_error() {
+    for connected_side in [false, true] {
+        let (reactor, reports) = reactor();
+        let (accepted, connected) = pair();
+        let (ours, peer) = match connected_side {
+            false => (accepted, connected),
+            true => (connected, accepted),
+        };
+        // The "port" keeps writing through its own descriptor.
+        hand_over_with_port_pending(&reactor, &ours, limits(10_000, 1 << 20));
+        peer.shutdown(Shutdown::Write).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        SockRef::from(&peer)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(peer);
+        eventually("the reset to arrive", || ours.peer_addr().is_err());
+        // The port's write takes the reset's error, as the VM's would.
+        assert!((&ours).write_all(b"more of the reply").is_err());
+        drop(ours);
+        let outcome = next_outcome(&reports);
+        assert_eq!(outcome, Outcome::Reset, "connected side: {connected_side}");
+    }
 }
 
 #[test]
