@@ -4,7 +4,7 @@
 SHELL := /bin/sh
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup build demo test lint test-rust test-erlang test-consumers trace table bench clean
+.PHONY: setup build demo test lint test-rust test-erlang test-consumers test-otp27 trace table bench clean
 
 setup:
 	@scripts/setup.sh
@@ -51,6 +51,12 @@ test-erlang: build
 # from scratch, each closing a real connection with fin_close.
 test-consumers: build
 	scripts/consumers.sh
+
+# Every Common Test suite again with OTP 27, in a Debian 13 chroot built
+# once and cached in /var/cache/fin_close/trixie (see scripts/otp27.sh).
+# As root; the NIF is built here, on the host.
+test-otp27: setup
+	scripts/otp27.sh
 
 clean:
 	rm -rf _build target priv doc logs

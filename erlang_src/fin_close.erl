@@ -217,7 +217,11 @@ close(Socket) ->
 %%         connection and the runtime had already closed the socket's
 %%         descriptor (a passive port whose `recv' returned
 %%         `{error, closed}'); the port is closed, as `gen_tcp:close/1'
-%%         does. `local' and `peer' are `undefined'.</li>
+%%         does. `local' and `peer' are `undefined'. (With
+%%         `{inet_backend, socket}' the runtime closes the whole socket
+%%         there, on a reset, and from OTP 27 on also on a FIN: then it is
+%%         a closed socket, `{error, closed}', where `gen_tcp:close/1'
+%%         says `ok'.)</li>
 %%     <li>`error' (with `reason', a POSIX name).</li>
 %%     </ul>
 %%     `drained' is the bytes discarded, `lingered_ms' the time it took,
@@ -536,9 +540,9 @@ hand_over(Handle, Limits) ->
             Error
     end.
 
-%% {inet_backend, socket}: a recv that saw a reset made the gen_tcp_socket
-%% process close the socket (exit_on_close), but the process stays until
-%% gen_tcp:close/1. The socket is closed as for any closed one (another
+%% {inet_backend, socket}: a recv that saw a reset (from OTP 27 on, also a
+%% FIN) made the gen_tcp_socket process close the socket (exit_on_close);
+%% on OTP 25 the process stays until gen_tcp:close/1. The socket is closed as for any closed one (another
 %% closer may be finishing with it: only the one that closed it succeeds),
 %% and the process stopped, not left for ever.
 -spec stop_gone(handle()) -> ok.

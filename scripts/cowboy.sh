@@ -11,7 +11,7 @@ if ! ls -d "$plugins"/cowboy-*/ebin >/dev/null 2>&1; then
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     (cd "$work" && { apt-get download rabbitmq-server >/dev/null 2>&1 ||
-        { apt-get update -qq && apt-get download rabbitmq-server >/dev/null; }; })
+        { apt-get update -qq && apt-get download rabbitmq-server >/dev/null 2>&1; }; })
     dpkg -x "$work"/rabbitmq-server_*.deb "$work/root"
     mkdir -p "$plugins.tmp"
     cp -r "$work"/root/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/cowboy-* \

@@ -131,7 +131,10 @@ slow_uploader_with_gen_tcp_close(Config) ->
 gen_tcp_close_fails_requests(Config) ->
     [#{whole := Whole, output := Output}] = record(Config, gen_tcp, [{requests, 16, {413, 2}}]),
     ?assertNot(Whole),
-    ?assertNotEqual(nomatch, string:find(Output, "Connection reset by peer")).
+    %% Python's urllib3 before 2.3 reports the reset; 2.3 (Debian 13) sends
+    %% on past it, reads what came before it and finds the answer cut short.
+    ?assert(string:find(Output, "Connection reset by peer") =/= nomatch orelse
+            string:find(Output, "IncompleteRead") =/= nomatch, Output).
 
 %% The runs: {client, upload MiB, {status, answer MiB}}.
 runs(curl) -> [{curl, Up, Answer} || Up <- [16, 64], Answer <- [{413, 4}, {200, 2}]];

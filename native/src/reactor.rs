@@ -713,7 +713,7 @@ impl<T> Worker<T> {
         let progress = sys::tcp_progress(adoption.dup.as_fd()).unwrap_or_default();
         let make_room = adoption.make_room;
         let mut entry = Entry::new(adoption, now, progress);
-        entry.syn = syn_acked(&entry.socket, progress);
+        entry.syn = syn_acked(&entry.socket);
         self.insert(id, entry);
         if make_room {
             self.reclaim(1);
@@ -1120,24 +1120,34 @@ impl<T> Entry<T> {
 /// Our SYN in `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]), from the
 /// queues: of what is not acknowledged, the unsent part is not in flight,
 /// and neither is a FIN of ours still waiting for its acknowledgment once
-/// nothing else is unsent (it is the last byte).
-fn syn_acked(socket: &Socket, progress: TcpProgress) -> u8 {
-    let state = TcpState::from_kernel(progress.state);
-    if state == TcpState::Close {
-        return 0;
-    }
+/// nothing else is unsent (it is the last byte). The send queue is read
+/// around TCP_INFO, and again should an acknowledgment have come in
+/// between, since the two would not agree: TCP_INFO itself is read without
+/// the socket's lock (its state may still say FIN_WAIT1 with the FIN
+/// acknowledged).
+fn syn_acked(socket: &Socket) -> u8 {
     let fd = socket.as_fd();
-    let (Ok(unacked), Ok(unsent)) = (sys::outq(fd), sys::outq_unsent(fd)) else {
-        return 0;
-    };
-    let fin_waiting = matches!(
-        state,
-        TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck
-    );
-    let fin_acked = matches!(state, TcpState::FinWait2 | TcpState::TimeWait);
-    let fin_in_flight = usize::from(fin_waiting && unsent == 0);
-    let in_flight = unacked.saturating_sub(unsent).saturating_sub(fin_in_flight);
-    progress.syn_acked(in_flight as u64, fin_acked) as u8
+    for _ in 0..3 {
+        let (Ok(unacked), Ok(unsent)) = (sys::outq(fd), sys::outq_unsent(fd)) else {
+            return 0;
+        };
+        let Ok(progress) = sys::tcp_progress(fd) else {
+            return 0;
+        };
+        if sys::outq(fd).ok() != Some(unacked) {
+            continue;
+        }
+        let state = TcpState::from_kernel(progress.state);
+        if state == TcpState::Close {
+            return 0;
+        }
+        let fin_queued = state.fin_sent();
+        let fin_acked = fin_queued && unacked == 0;
+        let fin_in_flight = usize::from(fin_queued && !fin_acked && unsent == 0);
+        let in_flight = unacked.saturating_sub(unsent).saturating_sub(fin_in_flight);
+        return progress.syn_acked(in_flight as u64, fin_acked) as u8;
+    }
+    0
 }
 
 /// Whether a socket cut off by time has nothing left to lose: our FIN went
