@@ -44,36 +44,22 @@ groups() ->
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases}].
 
 init_per_suite(Config) ->
-    {ok, _} = application:ensure_all_started(fin_close),
-    %% Start the reactor (its epoll and eventfd) before the first case
-    %% counts descriptors.
-    {ok, L} = gen_tcp:listen(0, [{ip, ?LOOP4}]),
-    {ok, P} = inet:port(L),
-    {ok, C} = gen_tcp:connect(?LOOP4, P, []),
-    {ok, S} = gen_tcp:accept(L),
-    ok = fin_close:close(S),
-    [ok = gen_tcp:close(X) || X <- [C, L]],
-    Config.
+    fin_close_ct:init_per_suite(Config).
 
 end_per_suite(_Config) ->
     ok.
 
 init_per_group(Kind, Config) ->
-    [{kind, Kind} | Config].
+    fin_close_ct:init_per_group(Kind, Config).
 
 end_per_group(_Kind, _Config) ->
     ok.
 
 init_per_testcase(_Case, Config) ->
-    [{fds, fds()} | Config].
+    fin_close_ct:init_per_testcase(Config).
 
-%% Nothing outlives a case: every socket it handed over has ended, and every
-%% descriptor it opened is closed, the reactor's duplicates included.
 end_per_testcase(_Case, Config) ->
-    case ?config(tc_status, Config) of
-        ok -> check_nothing_left(?config(fds, Config));
-        _Failed -> ok
-    end.
+    fin_close_ct:end_per_testcase(Config).
 
 %% Cases.
 

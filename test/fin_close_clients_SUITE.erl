@@ -24,7 +24,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(fin_close_ct, [check_nothing_left/1, fds/0, kind/1]).
+-import(fin_close_ct, [kind/1]).
 
 -export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
          init_per_testcase/2, end_per_testcase/2]).
@@ -57,14 +57,9 @@ groups() ->
 init_per_suite(Config) ->
     case missing_clients() of
         [] ->
-            {ok, _} = application:ensure_all_started(fin_close),
-            %% Start the reactor before the first case counts descriptors.
-            {S, C} = fin_close_ct:pair([{kind, inet}], ?LOOP4, []),
-            ok = fin_close:close(S),
-            ok = gen_tcp:close(C),
             Priv = ?config(priv_dir, Config),
             Uploads = [{MiB, upload_file(Priv, MiB)} || MiB <- [16, 64]],
-            [{uploads, Uploads}, {results, results_file(Priv)} | Config];
+            fin_close_ct:init_per_suite([{uploads, Uploads}, {results, results_file(Priv)} | Config]);
         Missing ->
             {fail, {"run scripts/setup.sh as root", Missing}}
     end.
@@ -83,7 +78,7 @@ init_per_group(cowboy, Config) ->
             {fail, {"no Cowboy: scripts/cowboy.sh printed", Plugins}}
     end;
 init_per_group(Kind, Config) ->
-    [{kind, Kind} | Config].
+    fin_close_ct:init_per_group(Kind, Config).
 
 end_per_group(cowboy, _Config) ->
     _ = application:stop(cowboy),
@@ -93,13 +88,10 @@ end_per_group(_Kind, _Config) ->
     ok.
 
 init_per_testcase(_Case, Config) ->
-    [{fds, fds()} | Config].
+    fin_close_ct:init_per_testcase(Config).
 
 end_per_testcase(_Case, Config) ->
-    case ?config(tc_status, Config) of
-        ok -> check_nothing_left(?config(fds, Config));
-        _Failed -> ok
-    end.
+    fin_close_ct:end_per_testcase(Config).
 
 %% Cases.
 

@@ -47,30 +47,22 @@ groups() ->
                  nif_purged_while_sockets_linger]}].
 
 init_per_suite(Config) ->
-    {ok, _} = application:ensure_all_started(fin_close),
-    %% Start the reactor before the first case counts descriptors.
-    {S, C} = pair([{kind, inet}], ?LOOP4, []),
-    ok = fin_close:close(S),
-    ok = gen_tcp:close(C),
-    Config.
+    fin_close_ct:init_per_suite(Config).
 
 end_per_suite(_Config) ->
     ok.
 
 init_per_group(Kind, Config) ->
-    [{kind, Kind} | Config].
+    fin_close_ct:init_per_group(Kind, Config).
 
 end_per_group(_Kind, _Config) ->
     ok.
 
 init_per_testcase(_Case, Config) ->
-    [{fds, fds()} | Config].
+    fin_close_ct:init_per_testcase(Config).
 
 end_per_testcase(_Case, Config) ->
-    case ?config(tc_status, Config) of
-        ok -> check_nothing_left(?config(fds, Config));
-        _Failed -> ok
-    end.
+    fin_close_ct:end_per_testcase(Config).
 
 %% Cases.
 
