@@ -542,9 +542,10 @@ hand_over(Handle, Limits) ->
 
 %% {inet_backend, socket}: a recv that saw a reset (from OTP 27 on, also a
 %% FIN) made the gen_tcp_socket process close the socket (exit_on_close);
-%% on OTP 25 the process stays until gen_tcp:close/1. The socket is closed as for any closed one (another
-%% closer may be finishing with it: only the one that closed it succeeds),
-%% and the process stopped, not left for ever.
+%% on OTP 25 the process stays until gen_tcp:close/1. The socket counts as
+%% closed, as any closed one (another closer may be finishing with it: only
+%% the one that closed it succeeds), and the process is stopped, not left
+%% for ever.
 -spec stop_gone(handle()) -> ok.
 stop_gone({gen_tcp_socket, Socket, _}) ->
     _ = (catch gen_tcp:close(Socket)),
