@@ -4,7 +4,17 @@
 set -uo pipefail
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-rebar3 ct --readable true "$@" 2>&1 | tee "$log"
+# As root, in a network namespace of its own with only loopback: the
+# kernel's RST counters that the suites compare (TcpExt in
+# /proc/net/netstat) are per namespace, so nothing else running on the
+# machine can move them. What needs the network is fetched first (the
+# Cowboy of the cowboy group, cached).
+run=(rebar3 ct --readable true "$@")
+if [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null 2>&1 && unshare --net true 2>/dev/null; then
+    sh "$(dirname "$0")/cowboy.sh" >/dev/null 2>&1 || echo "ct: scripts/cowboy.sh failed" >&2
+    run=(unshare --net sh -c 'ip link set lo up && exec "$@"' sh "${run[@]}")
+fi
+"${run[@]}" 2>&1 | tee "$log"
 status=$?
 passed=$(sed -n 's/.*All \([0-9]*\) tests passed.*/\1/p; s/.*Passed \([0-9]*\) tests.*/\1/p' "$log" | tail -n 1)
 failed=$(sed -n 's/.*Failed \([0-9]*\) tests.*/\1/p' "$log" | tail -n 1)
