@@ -1013,7 +1013,7 @@ impl<T> Worker<T> {
             .map(|(&id, entry)| (entry.at(entry.last_rx), id))
             .collect();
         cheap.sort_unstable();
-        let cheap: Vec<LingerId> = cheap.into_iter().take(n).map(|(_, id)| id).collect();
+        let cheap: BTreeSet<LingerId> = cheap.into_iter().take(n).map(|(_, id)| id).collect();
         let oldest = self.entries.keys().copied();
         let rest: Vec<LingerId> = oldest
             .filter(|id| !cheap.contains(id))
