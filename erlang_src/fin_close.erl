@@ -519,9 +519,7 @@ hand_over(Handle, Limits) ->
                 {ok, {Dup, Local, Peer}} ->
                     case names(Handle) of
                         {Local, Peer} ->
-                            Reserved = reserve(Dup, Limits),
-                            fin_close_nif:discard(Dup),
-                            start(Reserved, Handle, Limits);
+                            start(reserve(Dup, Limits), Handle, Limits);
                         _ ->
                             %% Not the socket we were given: it was closed
                             %% and its number reused before the dup.
@@ -574,13 +572,10 @@ dup(Fd) ->
 %% owner's link would stay for ever.
 -spec close_gone(port(), pid() | undefined) -> ok | {ok, reference()} | {error, closed}.
 close_gone(Port, Notify) ->
-    try erlang:port_close(Port) of
-        true ->
-            receive {'EXIT', Port, _} -> ok after 0 -> ok end,
-            notify_gone(Notify)
-    catch
+    case close_port(Port) of
+        ok -> notify_gone(Notify);
         %% Closed by another process meanwhile: that one won.
-        error:badarg -> {error, closed}
+        {error, closed} = Error -> Error
     end.
 
 -spec notify_gone(pid() | undefined) -> ok | {ok, reference()}.
@@ -659,13 +654,9 @@ close_handle({port, Port}) ->
     %% write to or to disturb any more.
     Queued = erlang:port_info(Port, queue_size) =/= {queue_size, 0},
     _ = Queued andalso flush_first(Port),
-    try erlang:port_close(Port) of
-        true ->
-            %% As prim_inet: an owner that traps exits gets the port's 'EXIT'.
-            receive {'EXIT', Port, _} -> ok after 0 -> ok end,
-            {ok, fin_by(Port, Queued)}
-    catch
-        error:badarg -> {error, closed}
+    case close_port(Port) of
+        ok -> {ok, fin_by(Port, Queued)};
+        {error, closed} = Error -> Error
     end;
 close_handle({gen_tcp_socket, Socket, ESock}) ->
     %% Closed under it, the gen_tcp_socket process would tell an active
@@ -682,6 +673,18 @@ close_handle({gen_tcp_socket, Socket, ESock}) ->
     end;
 close_handle({socket, ESock}) ->
     close_esock(ESock).
+
+%% Closes a port; of several callers, one gets ok: port_close/1 fails on a
+%% port already closed or closing.
+-spec close_port(port()) -> ok | {error, closed}.
+close_port(Port) ->
+    try erlang:port_close(Port) of
+        true ->
+            %% As prim_inet: an owner that traps exits gets the port's 'EXIT'.
+            receive {'EXIT', Port, _} -> ok after 0 -> ok end
+    catch
+        error:badarg -> {error, closed}
+    end.
 
 %% {linger, {true, 0}} would make the port drop its queue at close, and
 %% reading on could end it early on the peer's FIN (OTP still lets a stray
@@ -766,11 +769,7 @@ reset({port, Port}) ->
     case inet:setopts(Port, [{linger, {true, 0}}]) of
         ok ->
             %% With SO_LINGER 0 the port drops its queue and closes at once.
-            try erlang:port_close(Port) of
-                true -> receive {'EXIT', Port, _} -> ok after 0 -> ok end
-            catch
-                error:badarg -> {error, closed}
-            end;
+            close_port(Port);
         {error, _} ->
             {error, closed}
     end;

@@ -15,7 +15,7 @@ use crate::duplicate::{self, Duplicate};
 use crate::error::Error;
 use crate::held::{self, Span};
 use crate::info::SocketInfo;
-use crate::reactor::{Closed, Limits, LingerId, Lingering, Reactor, Report, Reservation};
+use crate::reactor::{Closed, Limits, Lingering, Reactor, Report, Reservation};
 use crate::sys;
 
 mod atoms {
@@ -39,11 +39,8 @@ impl Drop for DupResource {
 }
 
 /// The reference in `notify` messages of one lingering socket (a resource
-/// term is a reference to Erlang).
-struct Ticket {
-    #[allow(dead_code)]
-    id: LingerId,
-}
+/// term is a reference to Erlang): nothing but its identity.
+struct Ticket;
 
 #[rustler::resource_impl]
 impl Resource for Ticket {}
@@ -311,7 +308,8 @@ fn discard(dup: ResourceArc<DupResource>) -> Atom {
 }
 
 /// Takes room in the reactor for the duplicate (`{ok, Pending}`), before
-/// the caller closes its handle; `idle_ms` and `max_drain` take `u64::MAX`
+/// the caller closes its handle; the duplicate is the reactor's, or disposed
+/// of, either way; `idle_ms` and `max_drain` take `u64::MAX`
 /// for no bound.
 #[rustler::nif]
 fn reserve<'a>(
@@ -324,12 +322,15 @@ fn reserve<'a>(
     notify: Vec<LocalPid>,
 ) -> NifResult<Term<'a>> {
     let _held = Span::start();
-    let reactor = match reactor() {
-        Ok(r) => r,
-        Err(e) => return Ok((atoms::error(), Reason::from(refused(e))).encode(env)),
-    };
     let Some(d) = take(&dup) else {
         return Ok((atoms::error(), atoms::closed()).encode(env));
+    };
+    let reactor = match reactor() {
+        Ok(r) => r,
+        Err(e) => {
+            d.dispose();
+            return Ok((atoms::error(), Reason::from(refused(e))).encode(env));
+        }
     };
     let limits = Limits {
         timeout: Duration::from_millis(timeout_ms),
@@ -339,8 +340,8 @@ fn reserve<'a>(
     };
     let (local, peer) = (d.local(), d.peer());
     let mut ticket = None;
-    let reserved = reactor.reserve(d, limits, |id| {
-        let t = ResourceArc::new(Ticket { id });
+    let reserved = reactor.reserve(d, limits, |_id| {
+        let t = ResourceArc::new(Ticket);
         ticket = Some(t.clone());
         (!notify.is_empty()).then(|| {
             Box::new(Told {

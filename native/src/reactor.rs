@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -596,7 +596,10 @@ impl<T> Worker<T> {
             match command {
                 Command::Adopt(a) => {
                     let id = a.id;
-                    self.insert(id, Entry::new(*a, Instant::now(), TcpProgress::default()));
+                    self.insert(
+                        id,
+                        Entry::new(*a, Instant::now(), TcpProgress::default(), 0),
+                    );
                 }
                 Command::List(reply) => self.list(reply),
                 Command::Reclaim(..) | Command::Stop => {}
@@ -710,11 +713,9 @@ impl<T> Worker<T> {
         let id = adoption.id;
         let closed = adoption.closed;
         let now = Instant::now();
-        let progress = sys::tcp_progress(adoption.dup.as_fd()).unwrap_or_default();
+        let (progress, syn) = baseline(adoption.dup.as_fd());
         let make_room = adoption.make_room;
-        let mut entry = Entry::new(adoption, now, progress);
-        entry.syn = syn_acked(&entry.socket);
-        self.insert(id, entry);
+        self.insert(id, Entry::new(adoption, now, progress, syn));
         if make_room {
             self.reclaim(1);
         }
@@ -1073,7 +1074,7 @@ impl<T> Worker<T> {
 }
 
 impl<T> Entry<T> {
-    fn new(a: Adoption<T>, now: Instant, progress: TcpProgress) -> Entry<T> {
+    fn new(a: Adoption<T>, now: Instant, progress: TcpProgress, syn: u8) -> Entry<T> {
         let ms = |d: Duration| d.as_millis().min(u128::from(NO_IDLE - 1)) as u32;
         let started = a.started;
         let deadline = ms(a.limits.timeout);
@@ -1099,7 +1100,7 @@ impl<T> Entry<T> {
             peer_fin: false,
             vm_fin_pending,
             fin_held: false,
-            syn: 0,
+            syn,
             token: a.token,
         }
     }
@@ -1117,37 +1118,41 @@ impl<T> Entry<T> {
     }
 }
 
-/// Our SYN in `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]), from the
-/// queues: of what is not acknowledged, the unsent part is not in flight,
-/// and neither is a FIN of ours still waiting for its acknowledgment once
-/// nothing else is unsent (it is the last byte). The send queue is read
-/// around TCP_INFO, and again should an acknowledgment have come in
-/// between, since the two would not agree: TCP_INFO itself is read without
-/// the socket's lock (its state may still say FIN_WAIT1 with the FIN
-/// acknowledged).
-fn syn_acked(socket: &Socket) -> u8 {
-    let fd = socket.as_fd();
+/// How far the connection has got when it is adopted, and our SYN in
+/// `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]), from the queues: of
+/// what is not acknowledged, the unsent part is not in flight, and neither
+/// is a FIN of ours still waiting for its acknowledgment once nothing else
+/// is unsent (it is the last byte). The send queue is read around TCP_INFO,
+/// and again should an acknowledgment have come in between, since the two
+/// would not agree: TCP_INFO itself is read without the socket's lock (its
+/// state may still say FIN_WAIT1 with the FIN acknowledged).
+fn baseline(fd: BorrowedFd<'_>) -> (TcpProgress, u8) {
+    let mut progress = TcpProgress::default();
     for _ in 0..3 {
         let (Ok(unacked), Ok(unsent)) = (sys::outq(fd), sys::outq_unsent(fd)) else {
-            return 0;
+            break;
         };
-        let Ok(progress) = sys::tcp_progress(fd) else {
-            return 0;
+        let Ok(read) = sys::tcp_progress(fd) else {
+            break;
         };
+        progress = read;
         if sys::outq(fd).ok() != Some(unacked) {
             continue;
         }
         let state = TcpState::from_kernel(progress.state);
         if state == TcpState::Close {
-            return 0;
+            break;
         }
         let fin_queued = state.fin_sent();
         let fin_acked = fin_queued && unacked == 0;
         let fin_in_flight = usize::from(fin_queued && !fin_acked && unsent == 0);
         let in_flight = unacked.saturating_sub(unsent).saturating_sub(fin_in_flight);
-        return progress.syn_acked(in_flight as u64, fin_acked) as u8;
+        return (
+            progress,
+            progress.syn_acked(in_flight as u64, fin_acked) as u8,
+        );
     }
-    0
+    (progress, 0)
 }
 
 /// Whether a socket cut off by time has nothing left to lose: our FIN went
