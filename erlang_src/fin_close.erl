@@ -131,7 +131,9 @@
 %% What a socket term is made of.
 -type handle() :: {port, port()}
                 | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}
-                | {socket, socket:socket()}.
+                | {socket, socket:socket()}
+                | {tls, tcp_handle(), ssl:sslsocket()}.
+-type tcp_handle() :: {port, port()} | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}.
 
 %% @doc Bytes waiting in the kernel's receive queue of `Socket' (SIOCINQ).
 %%
@@ -441,6 +443,16 @@ resolve({'$inet', Module, {Server, {'$socket', Ref}}}, _)
   when Module =/= gen_tcp_socket, is_atom(Module), is_pid(Server), is_reference(Ref) ->
     %% gen_udp's socket backend.
     {error, eprototype};
+resolve({sslsocket, _, _} = Ssl, Args) ->
+    case fin_close_tls:socket(Ssl) of
+        {ok, Tcp} ->
+            case resolve(Tcp, Args) of
+                {error, _} = Error -> Error;
+                Inner -> {tls, Inner, Ssl}
+            end;
+        {error, _} = Error ->
+            Error
+    end;
 resolve(_, Args) ->
     erlang:error(badarg, Args).
 
@@ -459,7 +471,8 @@ fd(Handle) ->
     Result = case Handle of
                  {port, Port} -> inet:getfd(Port);
                  {gen_tcp_socket, _, ESock} -> socket:getopt(ESock, {otp, fd});
-                 {socket, ESock} -> socket:getopt(ESock, {otp, fd})
+                 {socket, ESock} -> socket:getopt(ESock, {otp, fd});
+                 {tls, Inner, _} -> fd(Inner)
              end,
     case Result of
         {ok, Fd} when is_integer(Fd), Fd >= 0 -> {ok, Fd};
@@ -489,6 +502,8 @@ queue(Socket, Which) ->
             %% Ports and gen_tcp sockets are TCP by construction; a
             %% socket-module socket may be anything.
             esock_queue(ESock, Which, true);
+        {tls, Inner, _} ->
+            queue(element(2, Inner), Which);
         {error, _} = Error ->
             Error
     end.
@@ -597,6 +612,8 @@ names({port, Port}) ->
         {ok, Local} -> {Local, peer(inet:peername(Port))};
         {error, _} -> error
     end;
+names({tls, Inner, _}) ->
+    names(Inner);
 names({_, _, ESock}) ->
     names({socket, ESock});
 names({socket, ESock}) ->
@@ -625,8 +642,8 @@ u64(N) -> N.
 %% only one caller can do, then start the linger (or give the room back).
 -spec start({ok, reference()} | {error, atom()}, handle(), map()) ->
     ok | {ok, reference()} | {error, atom()}.
-start({ok, Pending}, Handle, #{notify := Notify}) ->
-    case close_handle(Handle) of
+start({ok, Pending}, Handle, #{notify := Notify} = Limits) ->
+    case close_handle(Handle, Limits) of
         {ok, Closed} ->
             case fin_close_nif:start(Pending, Closed =:= by_port, Closed =:= truncated) of
                 {ok, _} when Notify =:= undefined -> ok;
@@ -643,8 +660,8 @@ start({error, _} = Error, _, _) ->
 %% Closes the caller's handle of the socket; the reactor's duplicate keeps
 %% the connection, so this sends nothing. Exactly one of several callers
 %% gets `{ok, _}': the one whose close of the handle took.
--spec close_handle(handle()) -> {ok, by_port | whole | truncated} | {error, closed}.
-close_handle({port, Port}) ->
+-spec close_handle(handle(), map()) -> {ok, by_port | whole | truncated} | {error, closed}.
+close_handle({port, Port}, _) ->
     %% Most ports have written everything: closed, they let go of their
     %% descriptor at once, and the reactor sends FIN. A port that still
     %% holds output the kernel could not take yet (megabytes for a slow
@@ -658,7 +675,7 @@ close_handle({port, Port}) ->
         ok -> {ok, fin_by(Port, Queued)};
         {error, closed} = Error -> Error
     end;
-close_handle({gen_tcp_socket, Socket, ESock}) ->
+close_handle({gen_tcp_socket, Socket, ESock}, _) ->
     %% Closed under it, the gen_tcp_socket process would tell an active
     %% owner {tcp_closed, Socket}, which gen_tcp:close/1 never does.
     _ = inet:setopts(Socket, [{active, false}]),
@@ -671,8 +688,41 @@ close_handle({gen_tcp_socket, Socket, ESock}) ->
         {error, closed} = Error ->
             Error
     end;
-close_handle({socket, ESock}) ->
-    close_esock(ESock).
+close_handle({socket, ESock}, _) ->
+    close_esock(ESock);
+close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
+    case fin_close_tls:claim(Ssl, element(2, Inner)) of
+        {ok, connection} ->
+            %% close_notify goes out through the connection's sender, which
+            %% waits while the port's queue is over its high watermark: as
+            %% long as the peer does not read, which a client still
+            %% uploading does not. So a process of its own waits for it
+            %% (the reactor discards meanwhile, so the upload ends), then
+            %% shuts the socket down for writing and closes it; the
+            %% reactor sees that FIN and lingers as for any port.
+            _ = spawn(fun() -> close_tls(Inner, Ssl, Timeout) end),
+            {ok, by_port};
+        {ok, _Handshake} ->
+            %% No session to end yet: the TCP socket is closed as any.
+            Closed = close_handle(Inner, Limits),
+            fin_close_tls:stop(Ssl),
+            Closed;
+        {error, closed} = Error ->
+            Error
+    end.
+
+%% close_notify after everything sent before, then FIN after it.
+-spec close_tls(tcp_handle(), ssl:sslsocket(), timeout()) -> ok.
+close_tls({port, Port}, Ssl, Timeout) ->
+    _ = fin_close_tls:close_notify(Ssl, Timeout),
+    _ = flush_first(Port),
+    _ = close_port(Port),
+    ok;
+close_tls({gen_tcp_socket, Socket, _} = Inner, Ssl, Timeout) ->
+    _ = fin_close_tls:close_notify(Ssl, Timeout),
+    _ = gen_tcp:shutdown(Socket, write),
+    _ = close_handle(Inner, #{}),
+    fin_close_tls:stop(Ssl).
 
 %% Closes a port; of several callers, one gets ok: port_close/1 fails on a
 %% port already closed or closing.
@@ -778,6 +828,16 @@ reset({gen_tcp_socket, Socket, ESock}) ->
     case reset({socket, ESock}) of
         ok -> _ = (catch gen_tcp:close(Socket)), ok;
         {error, _} = Error -> Error
+    end;
+reset({tls, Inner, Ssl}) ->
+    %% No close_notify: a reset says the connection was dropped.
+    case fin_close_tls:claim(Ssl, element(2, Inner)) of
+        {ok, _} ->
+            Result = reset(Inner),
+            fin_close_tls:stop(Ssl),
+            Result;
+        {error, closed} = Error ->
+            Error
     end;
 reset({socket, ESock}) ->
     case socket:setopt(ESock, {socket, linger}, #{onoff => true, linger => 0}) of

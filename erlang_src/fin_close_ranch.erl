@@ -88,19 +88,7 @@ messages() -> {tcp, tcp_closed, tcp_error, tcp_passive}.
 %% `socket_opts' (default `#{}': {@link fin_close:close/2}'s defaults).
 %% Options are checked here: bad ones raise `badarg'.
 -spec listen(transport_opts()) -> {ok, socket()} | {error, atom()}.
-listen(TransOpts) ->
-    SocketOpts = maps:get(socket_opts, TransOpts, []),
-    {Ours, Theirs} = lists:partition(fun(O) -> is_tuple(O) andalso element(1, O) =:= fin_close end,
-                                     SocketOpts),
-    Opts = case Ours of [] -> #{}; _ -> element(2, lists:last(Ours)) end,
-    ok = fin_close:check_options(Opts),
-    case (tcp()):listen(TransOpts#{socket_opts => Theirs}) of
-        {ok, LSocket} = Listening ->
-            remember(LSocket, Opts),
-            Listening;
-        {error, _} = Error ->
-            Error
-    end.
+listen(TransOpts) -> fin_close_transport:listen(tcp(), TransOpts).
 
 %% @doc As `ranch_tcp:disallowed_listen_options/0'.
 -spec disallowed_listen_options() -> [atom()].
@@ -202,27 +190,13 @@ sockname(Socket) -> (tcp()):sockname(Socket).
 %% when fin_close refuses the socket, and for `read' and `read_write', as
 %% `ranch_tcp:shutdown/2'.
 -spec shutdown(socket(), read | write | read_write) -> ok | {error, atom()}.
-shutdown(Socket, write) ->
-    case fin_close:close(Socket, options(Socket)) of
-        ok -> {error, closed};
-        {ok, _Ref} -> {error, closed};
-        {error, closed} = Closed -> Closed;
-        {error, _Refused} -> (tcp()):shutdown(Socket, write)
-    end;
-shutdown(Socket, How) ->
-    (tcp()):shutdown(Socket, How).
+shutdown(Socket, How) -> fin_close_transport:shutdown(tcp(), Socket, How).
 
 %% @doc Closes with {@link fin_close:close/2} and the listener's options,
 %% or with `gen_tcp:close/1' where fin_close refuses the socket (a
 %% listening socket, `emfile'). Always `ok'.
 -spec close(socket()) -> ok.
-close(Socket) ->
-    case fin_close:close(Socket, options(Socket)) of
-        ok -> ok;
-        {ok, _Ref} -> ok;
-        {error, closed} -> ok;
-        {error, _Refused} -> (tcp()):close(Socket)
-    end.
+close(Socket) -> fin_close_transport:close(tcp(), Socket).
 
 %% @doc As `ranch_tcp:cleanup/1'.
 -spec cleanup(transport_opts()) -> ok.
@@ -234,21 +208,3 @@ cleanup(TransOpts) -> (tcp()):cleanup(TransOpts).
 %% dialyzer run, without Ranch.
 -spec tcp() -> module().
 tcp() -> ranch_tcp.
-
-%% The options of the listener a connection came from, by its port number:
-%% a connection has the listening socket's local port. A persistent term:
-%% written once per listener, read by every close without copying.
--spec remember(socket(), fin_close:opts()) -> ok.
-remember(LSocket, Opts) ->
-    case inet:port(LSocket) of
-        {ok, Port} when map_size(Opts) > 0 -> persistent_term:put({?MODULE, Port}, Opts);
-        {ok, Port} -> _ = persistent_term:erase({?MODULE, Port}), ok;
-        {error, _} -> ok
-    end.
-
--spec options(socket()) -> fin_close:opts().
-options(Socket) ->
-    case inet:port(Socket) of
-        {ok, Port} -> persistent_term:get({?MODULE, Port}, #{});
-        {error, _} -> #{}
-    end.

@@ -41,7 +41,7 @@
 -define(SLOW_RATE, 20000000).         % bytes/s of the raw client's upload
 
 all() ->
-    [{group, inet}, {group, socket}, {group, cowboy}].
+    [{group, tcp}, {group, tls12}, {group, tls13}].
 
 groups() ->
     Cases = [curl_gets_whole_answer, requests_gets_whole_answer, slow_uploader_gets_whole_answer,
@@ -51,8 +51,15 @@ groups() ->
               cowboy_connection_gone_after_reply, ranch_transport_options_and_fallbacks],
     %% Cowboy's own linger may serve requests where gen_tcp:close/1 fails it:
     %% recorded there, not asserted.
-    [{inet, [], Cases}, {socket, [], Cases},
-     {cowboy, [], (Cases -- [gen_tcp_close_fails_requests]) ++ Cowboy}].
+    %% Over TLS, the same clients over HTTPS, against ssl:close/1 (and
+    %% Cowboy over ranch_ssl) where TCP has gen_tcp:close/1.
+    Kinds = [{group, inet}, {group, socket}],
+    [{tcp, [], Kinds ++ [{group, cowboy}]},
+     {tls12, [], Kinds ++ [{group, cowboy_tls}]},
+     {tls13, [], Kinds ++ [{group, cowboy_tls}]},
+     {inet, [], Cases}, {socket, [], Cases},
+     {cowboy, [], (Cases -- [gen_tcp_close_fails_requests]) ++ Cowboy},
+     {cowboy_tls, [], (Cases -- [gen_tcp_close_fails_requests]) ++ [cowboy_connection_gone_after_reply]}].
 
 init_per_suite(Config) ->
     case missing_clients() of
@@ -67,7 +74,13 @@ init_per_suite(Config) ->
 end_per_suite(_Config) ->
     ok.
 
-init_per_group(cowboy, Config) ->
+init_per_group(tcp, Config) ->
+    Config;
+init_per_group(tls12, Config) ->
+    fin_close_ct:tls_config('tlsv1.2', Config);
+init_per_group(tls13, Config) ->
+    fin_close_ct:tls_config('tlsv1.3', Config);
+init_per_group(Cowboy, Config) when Cowboy =:= cowboy; Cowboy =:= cowboy_tls ->
     Plugins = string:trim(os:cmd("sh " ++ filename:join(project_dir(), "scripts/cowboy.sh"))),
     Ebins = filelib:wildcard(filename:join(Plugins, "*/ebin")),
     case [ok || E <- Ebins, code:add_patha(E) =:= true] of
@@ -80,7 +93,7 @@ init_per_group(cowboy, Config) ->
 init_per_group(Kind, Config) ->
     fin_close_ct:init_per_group(Kind, Config).
 
-end_per_group(cowboy, _Config) ->
+end_per_group(Cowboy, _Config) when Cowboy =:= cowboy; Cowboy =:= cowboy_tls ->
     _ = application:stop(cowboy),
     _ = application:stop(ranch),
     ok;
@@ -119,34 +132,53 @@ requests_with_gen_tcp_close(Config) ->
 slow_uploader_with_gen_tcp_close(Config) ->
     record(Config, gen_tcp, runs(slow)).
 
-%% gen_tcp:close/1 resets Python requests posting 16 MiB before it reads the 413: the bug fin_close prevents.
+%% gen_tcp:close/1 (ssl:close/1 over TLS) resets Python requests posting 16 MiB before it reads the 413: the bug fin_close prevents.
 gen_tcp_close_fails_requests(Config) ->
     [#{whole := Whole, output := Output}] = record(Config, gen_tcp, [{requests, 16, {413, 2}}]),
     ?assertNot(Whole),
     %% Python's urllib3 before 2.3 reports the reset; 2.3 (Debian 13) sends
     %% on past it, reads what came before it and finds the answer cut short.
-    ?assert(string:find(Output, "Connection reset by peer") =/= nomatch orelse
-            string:find(Output, "IncompleteRead") =/= nomatch, Output).
+    %% Over TLS the reset shows as an SSL error (EOF in violation of the
+    %% protocol, or the reset itself).
+    ?assert(lists:any(fun(Text) -> string:find(Output, Text) =/= nomatch end,
+                      ["Connection reset by peer", "IncompleteRead", "SSLEOFError", "SSLError"]),
+            Output).
 
 %% The runs: {client, upload MiB, {status, answer MiB}}.
 runs(curl) -> [{curl, Up, Answer} || Up <- [16, 64], Answer <- [{413, 4}, {200, 2}]];
 runs(requests) -> [{requests, Up, {413, 2}} || Up <- [16, 64]];
 runs(slow) -> [{slow, 64, {413, 2}}].
 
-close_fun(fin_close) -> fun fin_close:close/1;
-close_fun(gen_tcp) -> fun gen_tcp:close/1.
+%% `gen_tcp' stands for the platform's own close: gen_tcp:close/1, or
+%% ssl:close/1 over TLS.
+close_fun(_, fin_close) -> fun fin_close:close/1;
+close_fun(Config, gen_tcp) -> fun(S) -> (net(Config)):close(S) end.
 
 close_name(Config, Close) ->
     case {kind(Config), Close} of
-        {cowboy, fin_close} -> "fin_close_ranch";
-        {cowboy, gen_tcp} -> "ranch_tcp";
+        {cowboy, _} -> atom_to_list(transport(Config, Close));
         {_, fin_close} -> "fin_close:close/1";
-        {_, gen_tcp} -> "gen_tcp:close/1"
+        {_, gen_tcp} -> atom_to_list(net(Config)) ++ ":close/1"
     end.
 
 %% The Ranch transport that stands for Close on Cowboy.
-transport(fin_close) -> fin_close_ranch;
-transport(gen_tcp) -> ranch_tcp.
+transport(Config, fin_close) -> tls(Config, fin_close_ranch, fin_close_ranch_ssl);
+transport(Config, gen_tcp) -> tls(Config, ranch_tcp, ranch_ssl).
+
+%% gen_tcp or ssl.
+net(Config) -> tls(Config, gen_tcp, ssl).
+
+tls(Config, Tcp, Tls) ->
+    case ?config(tls, Config) of
+        undefined -> Tcp;
+        _ -> Tls
+    end.
+
+tls_name(Config) ->
+    case ?config(tls, Config) of
+        undefined -> "tcp";
+        #{version := Version} -> atom_to_list(Version)
+    end.
 
 assert_whole(Results) ->
     [?assertEqual({Run, true, {ok, ok}}, {Run, Whole, Served})
@@ -158,7 +190,8 @@ assert_whole(Results) ->
 record(Config, Close, Runs) ->
     Results = [run(Config, Close, R) || R <- Runs],
     Stamp = calendar:system_time_to_rfc3339(erlang:system_time(second)),
-    Lines = [io_lib:format("~s ~s ~s ~s~n", [Stamp, kind(Config), close_name(Config, Close), Line])
+    Lines = [io_lib:format("~s ~s ~s ~s ~s~n", [Stamp, tls_name(Config), kind(Config),
+                                                 close_name(Config, Close), Line])
              || #{line := Line} <- Results],
     ct:log("~s", [Lines]),
     ok = file:write_file(?config(results, Config), Lines, [append]),
@@ -178,14 +211,16 @@ short(#{run := {_, Up, {Status, MiB}}, exit := Exit, text := Text}) ->
 %% ended by FIN).
 run(Config, Close, {Client, Up, {Status, MiB}} = Run) ->
     {Port, Stop, Ref} = start_server(Config, Status, MiB * ?MIB, Close),
+    T0 = erlang:monotonic_time(millisecond),
     {Exit, Output} = client(Config, Client, Port, Up),
+    Ms = erlang:monotonic_time(millisecond) - T0,
     Served = receive {served, Ref, S} -> S after 10000 -> no_report end,
     ok = Stop(),
     Whole = Exit =:= 0 andalso got(Client, Output) =:= {Status, MiB * ?MIB},
     Text = lists:flatten(string:replace(string:trim(Output), "\n", " | ", all)),
-    Line = io_lib:format("~s upload ~b MiB, answer ~b with ~b MiB: ~s; exit ~b, server ~w: ~s",
+    Line = io_lib:format("~s upload ~b MiB, answer ~b with ~b MiB: ~s; exit ~b after ~b ms, server ~w: ~s",
                          [Client, Up, Status, MiB, case Whole of true -> "whole"; false -> "NOT whole" end,
-                          Exit, Served, Text]),
+                          Exit, Ms, Served, Text]),
     #{run => Run, whole => Whole, exit => Exit, served => Served, output => Output, text => Text,
       line => Line}.
 
@@ -205,25 +240,34 @@ got(Client, Output) ->
 
 client(Config, curl, Port, Up) ->
     Answer = filename:join(?config(priv_dir, Config), "answer"),
-    run_program(os:find_executable("curl"),
+    run_program(Config, os:find_executable("curl"),
                 ["-sS", "-o", Answer, "-w", "result %{http_code} %{size_download}\n",
                  "--data-binary", "@" ++ proplists:get_value(Up, ?config(uploads, Config)),
-                 "-H", "Expect:", url(Port)]);
+                 "-H", "Expect:", url(Config, Port)]);
 client(Config, requests, Port, Up) ->
-    run_program(?PYTHON, [script(Config, "post.py"), url(Port), integer_to_list(Up * ?MIB)]);
+    run_program(Config, ?PYTHON, [script(Config, "post.py"), url(Config, Port), integer_to_list(Up * ?MIB)]);
 client(Config, slow, Port, Up) ->
-    run_program(?PYTHON, [script(Config, "slow_upload.py"), integer_to_list(Port),
-                          integer_to_list(Up * ?MIB), integer_to_list(?SLOW_RATE)]).
+    run_program(Config, ?PYTHON, [script(Config, "slow_upload.py"), integer_to_list(Port),
+                                  integer_to_list(Up * ?MIB), integer_to_list(?SLOW_RATE),
+                                  tls_name(Config)]).
 
-url(Port) -> "http://127.0.0.1:" ++ integer_to_list(Port) ++ "/".
+url(Config, Port) ->
+    tls(Config, "http", "https") ++ "://127.0.0.1:" ++ integer_to_list(Port) ++ "/".
 
 script(Config, Name) -> filename:join(?config(data_dir, Config), Name).
 
 %% Runs Exe under `timeout', so that a hung client cannot hang the suite;
-%% returns its exit status and what it printed (stdout and stderr).
-run_program(Exe, Args) ->
+%% returns its exit status and what it printed (stdout and stderr). Over
+%% TLS, curl, requests and Python's ssl trust this run's root (each by its
+%% own environment variable).
+run_program(Config, Exe, Args) ->
+    Env = case ?config(tls, Config) of
+              undefined -> [];
+              #{cafile := CaFile} -> [{Var, CaFile} || Var <- ["CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE",
+                                                              "SSL_CERT_FILE"]]
+          end,
     Port = open_port({spawn_executable, os:find_executable("timeout")},
-                     [{args, ["-k", "5", integer_to_list(?CLIENT_TIMEOUT), Exe | Args]},
+                     [{args, ["-k", "5", integer_to_list(?CLIENT_TIMEOUT), Exe | Args]}, {env, Env},
                       exit_status, stderr_to_stdout, binary]),
     collect(Port, []).
 
@@ -249,48 +293,67 @@ start_server(Config, Status, Size, Close) ->
         cowboy ->
             Ref = make_ref(),
             State = #{mode => early, status => Status, size => Size, report => {self(), Ref}},
-            {Port, Stop} = start_cowboy(transport(Close), State),
+            {Port, Stop} = start_cowboy(Config, transport(Config, Close), State),
             {Port, Stop, Ref};
         _ ->
-            {Port, L, Ref} = start_acceptor(Config, Status, Size, close_fun(Close)),
-            {Port, fun() -> gen_tcp:close(L) end, Ref}
+            {Port, L, Ref} = start_acceptor(Config, Status, Size, close_fun(Config, Close)),
+            {Port, fun() -> (net(Config)):close(L) end, Ref}
     end.
 
 %% Cowboy with its default protocol options, every path to the handler in
 %% State's mode.
-start_cowboy(Transport, State) ->
+start_cowboy(Config, Transport, State) ->
     Name = {?MODULE, make_ref()},
     Dispatch = cowboy_router:compile([{'_', [{'_', fin_close_cowboy_handler, State}]}]),
-    {ok, _} = ranch:start_listener(Name, Transport, #{socket_opts => [{ip, ?LOOP4}, {port, 0}]},
-                                   cowboy_clear, #{env => #{dispatch => Dispatch}}),
+    {Protocol, TlsOpts} = case ?config(tls, Config) of
+                              undefined -> {cowboy_clear, []};
+                              #{server := Server} -> {cowboy_tls, Server}
+                          end,
+    {ok, _} = ranch:start_listener(Name, Transport, #{socket_opts => [{ip, ?LOOP4}, {port, 0} | TlsOpts]},
+                                   Protocol, #{env => #{dispatch => Dispatch}}),
     {ranch:get_port(Name), fun() -> ranch:stop_listener(Name) end}.
 
 start_acceptor(Config, Status, Size, Close) ->
-    {ok, L} = gen_tcp:listen(0, [{inet_backend, kind(Config)}, binary, {active, false}, {ip, ?LOOP4},
-                                 {packet, http_bin}]),
-    {ok, Port} = inet:port(L),
+    Net = net(Config),
+    Tls = case ?config(tls, Config) of undefined -> []; #{server := Server} -> Server end,
+    %% gen_tcp takes inet_backend only as the first option, and ssl (OTP 25)
+    %% moves `ip' before it: the default backend is left out, and over TLS
+    %% {inet_backend, socket} listens on every address (only loopback in
+    %% the suites' network namespace).
+    Backend = [{inet_backend, socket} || kind(Config) =:= socket],
+    Where = [{ip, ?LOOP4} || Backend =:= [] orelse Tls =:= []],
+    {ok, L} = Net:listen(0, Backend ++ Where ++ [binary, {active, false}, {packet, http_bin} | Tls]),
+    {ok, {_, Port}} = Net:sockname(L),
     Answer = [<<"HTTP/1.1 ">>, integer_to_binary(Status), <<" Early\r\ncontent-length: ">>,
               integer_to_binary(Size), <<"\r\nconnection: close\r\n\r\n">>, binary:copy(<<"a">>, Size)],
     Report = {self(), make_ref()},
-    _ = spawn_link(fun() -> acceptor(L, Answer, Close, Report) end),
+    _ = spawn_link(fun() -> acceptor(Net, L, Answer, Close, Report) end),
     {Port, L, element(2, Report)}.
 
-acceptor(L, Answer, Close, {Case, Ref} = Report) ->
-    case gen_tcp:accept(L) of
+acceptor(Net, L, Answer, Close, {Case, Ref} = Report) ->
+    case accept(Net, L) of
         {ok, S} ->
-            _ = spawn_link(fun() -> acceptor(L, Answer, Close, Report) end),
-            ok = read_head(S),
-            Sent = gen_tcp:send(S, Answer),
+            _ = spawn_link(fun() -> acceptor(Net, L, Answer, Close, Report) end),
+            ok = read_head(Net, S),
+            Sent = Net:send(S, Answer),
             Case ! {served, Ref, {Sent, Close(S)}};
         {error, _Closed} ->
             ok
     end.
 
-read_head(S) ->
-    case gen_tcp:recv(S, 0, 10000) of
+accept(gen_tcp, L) ->
+    gen_tcp:accept(L);
+accept(ssl, L) ->
+    case ssl:transport_accept(L) of
+        {ok, T} -> ssl:handshake(T, 10000);
+        {error, _} = Error -> Error
+    end.
+
+read_head(Net, S) ->
+    case Net:recv(S, 0, 10000) of
         {ok, http_eoh} -> ok;
         {ok, {http_error, _} = Error} -> Error;
-        {ok, _RequestOrHeader} -> read_head(S);
+        {ok, _RequestOrHeader} -> read_head(Net, S);
         {error, _} = Error -> Error
     end.
 
@@ -300,12 +363,12 @@ read_head(S) ->
 %% and the connection then ends as Cowboy ends it: curl gets it all.
 cowboy_reads_whole_body(Config) ->
     [begin
-         {Port, Stop} = start_cowboy(fin_close_ranch, #{mode => read}),
+         {Port, Stop} = start_cowboy(Config, fin_close_ranch, #{mode => read}),
          Answer = filename:join(?config(priv_dir, Config), "answer"),
-         {Exit, Output} = run_program(os:find_executable("curl"),
+         {Exit, Output} = run_program(Config, os:find_executable("curl"),
                                       ["-sS", "-o", Answer, "-w", "result %{http_code}\n",
                                        "--data-binary", "@" ++ proplists:get_value(Up, ?config(uploads, Config)),
-                                       "-H", "Expect:", url(Port)]),
+                                       "-H", "Expect:", url(Config, Port)]),
          ok = Stop(),
          {ok, Body} = file:read_file(Answer),
          ?assertEqual({0, "result 200\n", integer_to_binary(Up * ?MIB)}, {Exit, Output, Body})
@@ -315,8 +378,8 @@ cowboy_reads_whole_body(Config) ->
 %% Three pipelined requests in one write, then a fourth on the same
 %% connection after a pause: every answer comes, the connection stays.
 cowboy_keep_alive_and_pipelined(Config) ->
-    {Port, Stop} = start_cowboy(fin_close_ranch, #{mode => small}),
-    Result = run_program(?PYTHON, [script(Config, "pipeline.py"), integer_to_list(Port)]),
+    {Port, Stop} = start_cowboy(Config, fin_close_ranch, #{mode => small}),
+    Result = run_program(Config, ?PYTHON, [script(Config, "pipeline.py"), integer_to_list(Port)]),
     ok = Stop(),
     ?assertEqual({0, "bodies 4\n"}, Result).
 
@@ -327,7 +390,7 @@ cowboy_connection_gone_after_reply(Config) ->
     Lifetimes = [begin
                      Ref = make_ref(),
                      State = #{mode => early, status => 413, size => 2 * ?MIB, report => {self(), Ref}},
-                     {Port, Stop} = start_cowboy(transport(Close), State),
+                     {Port, Stop} = start_cowboy(Config, transport(Config, Close), State),
                      Name = hd([N || {N, #{port := P}} <- maps:to_list(ranch:info()), P =:= Port]),
                      Client = spawn_link(fun() -> client(Config, requests, Port, 64) end),
                      receive {served, Ref, _} -> ok after 30000 -> error(not_served) end,

@@ -5,8 +5,10 @@
 
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
+-include_lib("public_key/include/public_key.hrl").
 
 -export([init_per_suite/1, init_per_group/2, init_per_testcase/1, end_per_testcase/1]).
+-export([tls_config/2]).
 -export([host_ip/0, in_netns/2, netns_down/0, netns_link_down/0, netns_up/0, os_cmd/1]).
 -export([abort_counters/0, accept/2, accept_pair/5, bytes/1, check_nothing_left/1, close_listener/2, close_udp/1, drip/1, family/1, fd_count/0, fds/0, flags/1, flood/3, kind/1, listen/3, listen_port/2, native_close/1, outcome/1, pair/3, read_all/2, read_to_closed/1, read_to_closed/2, recv_exactly/2, send/2, set_active/2, set_linger_zero/2, udp/1, wait/1, wait/2, wait_exit/1, wait_inq/2, wait_line/2, wait_until/2]).
 
@@ -28,6 +30,29 @@ init_per_suite(Config) ->
     ok = fin_close:close(S),
     ok = gen_tcp:close(C),
     Config.
+
+%% TLS groups: ssl started, and certificates made for this run (a root
+%% and a server certificate for 127.0.0.1 and localhost, EC P-256). Adds
+%% {tls, #{version, server, client, cafile}}: ssl options of each side
+%% for Version ('tlsv1.2' or 'tlsv1.3'), and the root as a PEM file for OS
+%% clients (curl, Python).
+tls_config(Version, Config) ->
+    {ok, _} = application:ensure_all_started(ssl),
+    Key = {key, {namedCurve, secp256r1}},
+    Sha = {digest, sha256},
+    Names = #'Extension'{extnID = ?'id-ce-subjectAltName', critical = false,
+                         extnValue = [{dNSName, "localhost"}, {iPAddress, [127, 0, 0, 1]}]},
+    #{server_config := Server, client_config := Client} =
+        public_key:pkix_test_data(#{server_chain => #{root => [Key, Sha], intermediates => [],
+                                                      peer => [Key, Sha, {extensions, [Names]}]},
+                                    client_chain => #{root => [Key, Sha], intermediates => [], peer => [Key, Sha]}}),
+    CaFile = filename:join(?config(priv_dir, Config), "ca.pem"),
+    Roots = proplists:get_value(cacerts, Client),
+    ok = file:write_file(CaFile, public_key:pem_encode([{'Certificate', R, not_encrypted} || R <- Roots])),
+    Only = [{versions, [Version]}],
+    [{tls, #{version => Version, server => Only ++ Server, cafile => CaFile,
+             client => Only ++ [{verify, verify_peer}, {cacerts, Roots}, {server_name_indication, disable}]}}
+     | Config].
 
 %% A group is the kind of server socket its cases use (see kind/1).
 init_per_group(Kind, Config) ->

@@ -1,0 +1,108 @@
+%% @private
+%% @doc The one place that knows how OTP's `ssl' is built inside: what an
+%% `sslsocket' holds, how its connection process is asked something, and
+%% how its sender is made to send `close_notify'. OTP offers no public way to
+%% reach the TCP socket under a TLS connection, nor to send `close_notify'
+%% without also shutting that socket down for reading: `ssl:shutdown(S,
+%% read_write)' does both, and Linux resets a connection that gets more data
+%% after our FIN once it is shut for reading, which an uploading client does.
+%%
+%% Known to hold on OTP 25 (ssl 10.8) and OTP 27 (ssl 11.2); `make test' and
+%% `make test-otp27' run the TLS suite on both, and its `shape_is_known' case
+%% fails first should a release change what is used here. A socket of any
+%% other shape gives `{error, enotsup}' and is not touched.
+-module(fin_close_tls).
+
+-export([socket/1]).
+-export([claim/2]).
+-export([close_notify/2]).
+-export([stop/1]).
+
+%% The TLS connection process, asked through sys (any gen_statem answers),
+%% normally answers at once; it can be held up only by its own 5 s calls to
+%% its sender.
+-define(CLAIM_TIMEOUT, 6000).
+%% Set in the connection process's dictionary by the close that took it.
+-define(CLAIMED, '$fin_close_claimed').
+
+%% @doc The TCP socket under an `sslsocket', or why there is none.
+-spec socket(term()) -> {ok, gen_tcp:socket()} | {error, enotconn | eprototype | enotsup}.
+socket({sslsocket, {gen_tcp, Tcp, tls_connection, _}, [Receiver, Sender]})
+  when is_pid(Receiver), is_pid(Sender) ->
+    {ok, Tcp};
+socket({sslsocket, nil, {_Listen, _Config}}) ->
+    {error, enotconn};
+socket({sslsocket, {_, _, Connection, _}, _}) when Connection =:= dtls_connection;
+                                                   Connection =:= dtls_gen_connection ->
+    {error, eprototype};
+socket({sslsocket, _, {dtls, _}}) ->
+    {error, eprototype};
+socket(_) ->
+    {error, enotsup}.
+
+%% @doc Takes the connection for one close: of several callers, the first
+%% gets `{ok, StateName}' (`connection' once the handshake is done) and the
+%% connection process reads no more from the TCP socket (it stays passive);
+%% the others, and any caller when the process is gone, get
+%% `{error, closed}'. Runs inside the connection process (sys:replace_state/3
+%% with the state unchanged), so it is ordered with everything that process
+%% does; a claim that could not run within the time does nothing later.
+-spec claim(term(), gen_tcp:socket()) -> {ok, atom()} | {error, closed}.
+claim({sslsocket, _, [Receiver | _]}, Tcp) ->
+    Caller = self(),
+    Ref = make_ref(),
+    Deadline = erlang:monotonic_time(millisecond) + ?CLAIM_TIMEOUT,
+    Claim = fun({StateName, _} = State) ->
+                    Caller ! {Ref, take(StateName, Tcp, Deadline)},
+                    State
+            end,
+    try sys:replace_state(Receiver, Claim, ?CLAIM_TIMEOUT) of
+        _ -> receive {Ref, Result} -> Result end
+    catch
+        exit:_ ->
+            receive {Ref, _} -> ok after 0 -> ok end,
+            {error, closed}
+    end.
+
+-spec take(atom(), gen_tcp:socket(), integer()) -> {ok, atom()} | {error, closed}.
+take(StateName, Tcp, Deadline) ->
+    Late = erlang:monotonic_time(millisecond) > Deadline,
+    case Late orelse get(?CLAIMED) =/= undefined of
+        true ->
+            {error, closed};
+        false ->
+            put(?CLAIMED, true),
+            %% What the peer still sends is the reactor's to discard; read
+            %% here, it would only be decoded, and a partial record or a
+            %% transport close could make this process close the socket.
+            _ = inet:setopts(Tcp, [{active, false}]),
+            {ok, StateName}
+    end.
+
+%% @doc Makes the connection's sender send a warning `close_notify' after
+%% everything it was given before, and waits until it has handed it to the
+%% TCP socket: `ok', or `{error, Reason}' if the sender is gone or did not
+%% within `Timeout' (it waits while the socket's output queue is over its
+%% high watermark, for as long as the peer does not read). The alert is made
+%% by the running ssl's own decoder, so it has that release's record shape.
+-spec close_notify(term(), timeout()) -> ok | {error, term()}.
+close_notify({sslsocket, _, [_, Sender]}, Timeout) ->
+    [CloseNotify] = ssl_alert:decode(<<1, 0>>),
+    try gen_statem:call(Sender, {ack_alert, CloseNotify}, Timeout) of
+        ok -> ok;
+        Other -> {error, Other}
+    catch
+        exit:{Reason, _} -> {error, Reason}
+    end.
+
+%% @doc Ends the connection process once its TCP socket was closed under it.
+%% A port's close already does (the process gets the port's `EXIT' and
+%% stops with `{shutdown, transport_closed}'); a `{inet_backend, socket}'
+%% socket tells it nothing, so it is closed through `ssl:close/1', which
+%% finds the socket closed and sends nothing.
+-spec stop(term()) -> ok.
+stop({sslsocket, {gen_tcp, Tcp, _, _}, _}) when is_port(Tcp) ->
+    ok;
+stop(Ssl) ->
+    _ = (catch ssl:close(Ssl)),
+    ok.

@@ -1,0 +1,75 @@
+%% @private
+%% @doc What {@link fin_close_ranch} and {@link fin_close_ranch_ssl} share:
+%% the listener's fin_close options, and the close path over the Ranch
+%% transport each of them stands for (`ranch_tcp', `ranch_ssl'). fin_close
+%% does not depend on Ranch: the transport module is only called at run time.
+-module(fin_close_transport).
+
+-export([listen/2]).
+-export([shutdown/3]).
+-export([close/2]).
+
+-type transport_opts() :: #{socket_opts => [term()], atom() => term()}.
+
+%% @doc `Transport:listen/1' after taking `{fin_close, Opts}' out of
+%% `socket_opts' (Ranch 2 refuses keys of its own it does not know and hands
+%% `socket_opts' to the transport alone). Bad options raise `badarg'.
+-spec listen(module(), transport_opts()) -> {ok, term()} | {error, atom()}.
+listen(Transport, TransOpts) ->
+    SocketOpts = maps:get(socket_opts, TransOpts, []),
+    {Ours, Theirs} = lists:partition(fun(O) -> is_tuple(O) andalso element(1, O) =:= fin_close end,
+                                     SocketOpts),
+    Opts = case Ours of [] -> #{}; _ -> element(2, lists:last(Ours)) end,
+    ok = fin_close:check_options(Opts),
+    case Transport:listen(TransOpts#{socket_opts => Theirs}) of
+        {ok, LSocket} = Listening ->
+            remember(Transport, LSocket, Opts),
+            Listening;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% @doc `shutdown(Socket, write)' closes with fin_close and returns
+%% `{error, closed}', so that the caller (Cowboy) does not linger itself;
+%% what fin_close refuses, and `read' or `read_write', is the transport's.
+-spec shutdown(module(), term(), read | write | read_write) -> ok | {error, atom()}.
+shutdown(Transport, Socket, write) ->
+    case fin_close:close(Socket, options(Transport, Socket)) of
+        ok -> {error, closed};
+        {ok, _Ref} -> {error, closed};
+        {error, closed} = Closed -> Closed;
+        {error, _Refused} -> Transport:shutdown(Socket, write)
+    end;
+shutdown(Transport, Socket, How) ->
+    Transport:shutdown(Socket, How).
+
+%% @doc Closes with fin_close, or with the transport where fin_close
+%% refuses the socket (a listening socket, `emfile'). Always `ok'.
+-spec close(module(), term()) -> ok.
+close(Transport, Socket) ->
+    case fin_close:close(Socket, options(Transport, Socket)) of
+        ok -> ok;
+        {ok, _Ref} -> ok;
+        {error, closed} -> ok;
+        {error, _Refused} -> Transport:close(Socket)
+    end.
+
+%% The options of the listener a connection came from, by its port number:
+%% a connection has the listening socket's local port. A persistent term:
+%% written once per listener, read by every close without copying. Two
+%% listeners on one port number (on different addresses) share the last
+%% one's options.
+-spec remember(module(), term(), fin_close:opts()) -> ok.
+remember(Transport, LSocket, Opts) ->
+    case Transport:sockname(LSocket) of
+        {ok, {_, Port}} when map_size(Opts) > 0 -> persistent_term:put({?MODULE, Port}, Opts);
+        {ok, {_, Port}} -> _ = persistent_term:erase({?MODULE, Port}), ok;
+        _ -> ok
+    end.
+
+-spec options(module(), term()) -> fin_close:opts().
+options(Transport, Socket) ->
+    case Transport:sockname(Socket) of
+        {ok, {_, Port}} -> persistent_term:get({?MODULE, Port}, #{});
+        _ -> #{}
+    end.
