@@ -702,10 +702,10 @@ close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
             %% reactor sees that FIN and lingers as for any port.
             _ = spawn(fun() -> close_tls(Inner, Ssl, Timeout) end),
             {ok, by_port};
-        {ok, _Handshake} ->
+        {ok, Handshake} ->
             %% No session to end yet: the TCP socket is closed as any.
-            Closed = close_handle(Inner, Limits),
-            fin_close_tls:stop(Ssl),
+            Closed = close_under_tls(Inner, Limits),
+            fin_close_tls:stop(Ssl, Handshake),
             Closed;
         {error, closed} = Error ->
             Error
@@ -713,16 +713,31 @@ close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
 
 %% close_notify after everything sent before, then FIN after it.
 -spec close_tls(tcp_handle(), ssl:sslsocket(), timeout()) -> ok.
-close_tls({port, Port}, Ssl, Timeout) ->
+close_tls({port, Port} = Inner, Ssl, Timeout) ->
     _ = fin_close_tls:close_notify(Ssl, Timeout),
     _ = flush_first(Port),
-    _ = close_port(Port),
+    _ = close_under_tls(Inner, #{}),
     ok;
 close_tls({gen_tcp_socket, Socket, _} = Inner, Ssl, Timeout) ->
     _ = fin_close_tls:close_notify(Ssl, Timeout),
     _ = gen_tcp:shutdown(Socket, write),
-    _ = close_handle(Inner, #{}),
-    fin_close_tls:stop(Ssl).
+    _ = close_under_tls(Inner, #{}),
+    fin_close_tls:stop(Ssl, connection).
+
+%% The TCP socket under a claimed TLS connection (the claim is the
+%% arbiter). The TLS process may still set options on it (it re-activates
+%% its socket on its own), and a {inet_backend, socket} server process
+%% crashes on that once its socket is closed under it (OTP 25): so that
+%% process is stopped, and closes its socket itself, first.
+-spec close_under_tls(tcp_handle(), map()) -> {ok, by_port | whole}.
+close_under_tls({port, _} = Inner, Limits) ->
+    case close_handle(Inner, Limits) of
+        {ok, _} = Closed -> Closed;
+        {error, closed} -> {ok, whole}
+    end;
+close_under_tls({gen_tcp_socket, Socket, _}, _) ->
+    _ = gen_tcp:close(Socket),
+    {ok, whole}.
 
 %% Closes a port; of several callers, one gets ok: port_close/1 fails on a
 %% port already closed or closing.
@@ -832,9 +847,17 @@ reset({gen_tcp_socket, Socket, ESock}) ->
 reset({tls, Inner, Ssl}) ->
     %% No close_notify: a reset says the connection was dropped.
     case fin_close_tls:claim(Ssl, element(2, Inner)) of
-        {ok, _} ->
-            Result = reset(Inner),
-            fin_close_tls:stop(Ssl),
+        {ok, StateName} ->
+            Result = case Inner of
+                         {port, _} ->
+                             reset(Inner);
+                         {gen_tcp_socket, Socket, ESock} ->
+                             %% As close_under_tls/2: its process closes it.
+                             _ = socket:setopt(ESock, {socket, linger}, #{onoff => true, linger => 0}),
+                             _ = gen_tcp:close(Socket),
+                             ok
+                     end,
+            fin_close_tls:stop(Ssl, StateName),
             Result;
         {error, closed} = Error ->
             Error

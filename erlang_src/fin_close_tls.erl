@@ -16,7 +16,7 @@
 -export([socket/1]).
 -export([claim/2]).
 -export([close_notify/2]).
--export([stop/1]).
+-export([stop/2]).
 
 %% The TLS connection process, asked through sys (any gen_statem answers),
 %% normally answers at once; it can be held up only by its own 5 s calls to
@@ -30,12 +30,12 @@
 socket({sslsocket, {gen_tcp, Tcp, tls_connection, _}, [Receiver, Sender]})
   when is_pid(Receiver), is_pid(Sender) ->
     {ok, Tcp};
-socket({sslsocket, nil, {_Listen, _Config}}) ->
-    {error, enotconn};
-socket({sslsocket, {_, _, Connection, _}, _}) when Connection =:= dtls_connection;
-                                                   Connection =:= dtls_gen_connection ->
+socket({sslsocket, nil, {dtls, _Config}}) ->
     {error, eprototype};
-socket({sslsocket, _, {dtls, _}}) ->
+socket({sslsocket, nil, {Listen, _Config}}) when is_port(Listen); is_tuple(Listen) ->
+    {error, enotconn};
+socket({sslsocket, {gen_udp, _, _}, _}) ->
+    %% DTLS.
     {error, eprototype};
 socket(_) ->
     {error, enotsup}.
@@ -95,14 +95,19 @@ close_notify({sslsocket, _, [_, Sender]}, Timeout) ->
         exit:{Reason, _} -> {error, Reason}
     end.
 
-%% @doc Ends the connection process once its TCP socket was closed under it.
-%% A port's close already does (the process gets the port's `EXIT' and
-%% stops with `{shutdown, transport_closed}'); a `{inet_backend, socket}'
-%% socket tells it nothing, so it is closed through `ssl:close/1', which
-%% finds the socket closed and sends nothing.
--spec stop(term()) -> ok.
-stop({sslsocket, {gen_tcp, Tcp, _, _}, _}) when is_port(Tcp) ->
+%% @doc Ends the connection process once its TCP socket was closed under it,
+%% without a log line or a second alert on the wire. A port's close already
+%% does (the process gets the port's `EXIT' and stops with
+%% `{shutdown, transport_closed}'). A `{inet_backend, socket}' socket tells
+%% it nothing: during the handshake it is told as its transport would (the
+%% close tag of `cb_info', which it takes as the peer's close), after it
+%% through `ssl:close/1', whose close_notify finds the socket closed.
+-spec stop(term(), atom()) -> ok.
+stop({sslsocket, {gen_tcp, Tcp, _, _}, _}, _) when is_port(Tcp) ->
     ok;
-stop(Ssl) ->
+stop(Ssl, connection) ->
     _ = (catch ssl:close(Ssl)),
+    ok;
+stop({sslsocket, {gen_tcp, Tcp, _, _}, [Receiver | _]}, _Handshake) ->
+    Receiver ! {tcp_closed, Tcp},
     ok.

@@ -323,7 +323,7 @@ start_acceptor(Config, Status, Size, Close) ->
     Backend = [{inet_backend, socket} || kind(Config) =:= socket],
     Where = [{ip, ?LOOP4} || Backend =:= [] orelse Tls =:= []],
     {ok, L} = Net:listen(0, Backend ++ Where ++ [binary, {active, false}, {packet, http_bin} | Tls]),
-    {ok, {_, Port}} = Net:sockname(L),
+    {ok, {_, Port}} = case Net of gen_tcp -> inet:sockname(L); ssl -> ssl:sockname(L) end,
     Answer = [<<"HTTP/1.1 ">>, integer_to_binary(Status), <<" Early\r\ncontent-length: ">>,
               integer_to_binary(Size), <<"\r\nconnection: close\r\n\r\n">>, binary:copy(<<"a">>, Size)],
     Report = {self(), make_ref()},
