@@ -13,7 +13,8 @@
 -define(COWBOY_TIMEOUT, 1000).
 -define(THROUGHPUT_NS, [2000, 5000, 10000, 20000]).
 -define(INQ_CALLS, 200000).
--define(CLIENT_RUNS, 10).           % runs per real client and close (row 8)
+-define(CLIENT_RUNS, 10).           % runs per real client and close (rows 8 and 11)
+-define(TLS_LATENCY_N, 500).        % TLS connections per latency round (row 11)
 
 main(_) ->
     Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
@@ -44,7 +45,8 @@ main(_) ->
     Row8 = Row(8, fun() -> clients_row(Root) end),
     Row9 = Row(9, fun() -> flood_row() end),
     Row10 = Row(10, fun() -> cowboy_row(Root) end),
-    Table = table(Row1 ++ Row2 ++ Row3 ++ Row4 ++ Row5 ++ Row6 ++ Row7 ++ Row8 ++ Row9 ++ Row10),
+    Row11 = Row(11, fun() -> https_row(Root, Rounds) end),
+    Table = table(Row1 ++ Row2 ++ Row3 ++ Row4 ++ Row5 ++ Row6 ++ Row7 ++ Row8 ++ Row9 ++ Row10 ++ Row11),
     io:format("~n~s", [Table]),
     Only =:= [] andalso write_results(Root, Machine, Table, Plot),
     ok.
@@ -719,11 +721,111 @@ client_run(Client, Method, Upload, Post) ->
     Expected = case Client of "curl" -> "result 413 4194304 exit=0\n"; "requests" -> "413 4194304\n exit=0\n" end,
     Out =:= Expected.
 
+%% Row 11: HTTPS (TLS 1.3, OTP's ssl in this VM): curl and Python requests
+%% as in row 8, the server an ssl socket closed with ssl:close/1 or with
+%% fin_close:close/1; and the caller's latency of either close, on
+%% connections whose peer (an ssl client in this VM) sent 1000 bytes the
+%% server never reads and holds the connection open.
+
+https_row(Root, Rounds) ->
+    Priv = filename:join(Root, "_build/bench_tls"),
+    ok = filelib:ensure_dir(filename:join(Priv, "x")),
+    %% The certificates the suites make (test/fin_close_ct.erl).
+    {ok, Ct, Beam} = compile:file(filename:join(Root, "test/fin_close_ct.erl"), [binary]),
+    {module, Ct} = code:load_binary(Ct, "fin_close_ct.erl", Beam),
+    #{server := Server, client := Client, cafile := CaFile} =
+        proplists:get_value(tls, Ct:tls_config('tlsv1.3', [{priv_dir, Priv}])),
+    Upload = filename:join(Priv, "upload_16_mib"),
+    ok = file:write_file(Upload, binary:copy(<<"u">>, 16 * 1048576)),
+    Post = filename:join(Root, "test/fin_close_clients_SUITE_data/post.py"),
+    Whole = [begin
+                 N = length([R || _ <- lists:seq(1, ?CLIENT_RUNS),
+                                  R <- [https_client_run(Cl, M, Server, CaFile, Upload, Post)], R =:= true]),
+                 Note = io_lib:format("served whole: ~b of ~b", [N, ?CLIENT_RUNS]),
+                 io:format("https ~s, ~s: ~s~n", [Cl, tls_name(M), Note]),
+                 row(11, "HTTPS clients served whole", Cl ++ ", " ++ tls_name(M), [N], "runs", Note,
+                     target(M, io_lib:format("~b of ~b", [?CLIENT_RUNS, ?CLIENT_RUNS])),
+                     M =/= fin_close orelse N =:= ?CLIENT_RUNS)
+             end || Cl <- ["curl", "requests"], M <- [ssl, fin_close]],
+    Results = [{M, tls_latency_round(M, Server, Client)} || _ <- lists:seq(1, Rounds), M <- [ssl, fin_close]],
+    P = fun(M, Q) -> [percentile(Ts, Q) / 1000 || {M1, Ts} <- Results, M1 =:= M] end,
+    SslP99 = median(P(ssl, 99)),
+    Latency = lists:append(
+                [[row(11, "HTTPS close latency p50", tls_name(M), P(M, 50), "us", "", "", none),
+                  row(11, "HTTPS close latency p99", tls_name(M), P(M, 99), "us",
+                      ratio(median(P(M, 99)), SslP99, "ssl:close"), target(M, "<= 1.5x ssl:close"),
+                      M =/= fin_close orelse median(P(M, 99)) =< 1.5 * SslP99)]
+                 || M <- [ssl, fin_close]]),
+    ok = file:del_dir_r(Priv),
+    Whole ++ Latency.
+
+tls_name(ssl) -> "ssl:close/1";
+tls_name(fin_close) -> "fin_close:close/1".
+
+tls_close(ssl, S) -> ssl:close(S);
+tls_close(fin_close, S) -> fin_close:close(S).
+
+https_client_run(Client, Method, Server, CaFile, Upload, Post) ->
+    Size = 2 * 1048576,
+    {ok, L} = ssl:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {packet, http_bin} | Server]),
+    {ok, {_, Port}} = ssl:sockname(L),
+    Answer = [<<"HTTP/1.1 413 Payload Too Large\r\ncontent-length: ">>, integer_to_binary(Size),
+              <<"\r\nconnection: close\r\n\r\n">>, binary:copy(<<"a">>, Size)],
+    _ = spawn(fun() ->
+                      {ok, T} = ssl:transport_accept(L),
+                      {ok, S} = ssl:handshake(T, 10000),
+                      ok = http_head(ssl, S),
+                      _ = ssl:send(S, Answer),
+                      tls_close(Method, S)
+              end),
+    Url = "https://127.0.0.1:" ++ integer_to_list(Port) ++ "/",
+    Cmd = case Client of
+              "curl" -> "curl -sS --cacert " ++ CaFile ++ " -o /dev/null -w 'result %{http_code} %{size_download}'"
+                            " --data-binary @" ++ Upload ++ " -H 'Expect:' " ++ Url;
+              "requests" -> "/usr/bin/python3 " ++ Post ++ " " ++ Url ++ " 16777216 5"
+          end,
+    Out = os:cmd("REQUESTS_CA_BUNDLE=" ++ CaFile ++ " timeout -k 5 60 " ++ Cmd ++ " 2>/dev/null; echo \" exit=$?\""),
+    ok = ssl:close(L),
+    wait_lingering_zero(),
+    Expected = case Client of "curl" -> "result 413 2097152 exit=0\n"; "requests" -> "413 2097152\n exit=0\n" end,
+    Out =:= Expected.
+
+%% ns per close of N server sockets, one after the other in this process.
+tls_latency_round(Method, Server, Client) ->
+    {ok, L} = ssl:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}, {backlog, 1024} | Server]),
+    {ok, {_, Port}} = ssl:sockname(L),
+    Self = self(),
+    _ = spawn_link(fun() ->
+                           [begin
+                                {ok, T} = ssl:transport_accept(L),
+                                {ok, S} = ssl:handshake(T, 10000),
+                                ok = ssl:controlling_process(S, Self),
+                                Self ! {tls_server, S}
+                            end || _ <- lists:seq(1, ?TLS_LATENCY_N)]
+                   end),
+    Pairs = [begin
+                 {ok, C} = ssl:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {log_level, none} | Client]),
+                 ok = ssl:send(C, binary:copy(<<"r">>, ?UNREAD)),
+                 receive {tls_server, S} -> {S, C} after 10000 -> error(no_tls_server) end
+             end || _ <- lists:seq(1, ?TLS_LATENCY_N)],
+    ok = ssl:close(L),
+    Times = [begin
+                 T0 = erlang:monotonic_time(nanosecond),
+                 ok = tls_close(Method, S),
+                 erlang:monotonic_time(nanosecond) - T0
+             end || {S, _} <- Pairs],
+    [_ = ssl:close(C) || {_, C} <- Pairs],
+    wait_lingering_zero(),
+    Times.
+
 http_head(S) ->
-    case gen_tcp:recv(S, 0, 10000) of
+    http_head(gen_tcp, S).
+
+http_head(Net, S) ->
+    case Net:recv(S, 0, 10000) of
         {ok, http_eoh} -> ok;
-        {ok, {http_request, _, _, _}} -> http_head(S);
-        {ok, {http_header, _, _, _, _}} -> http_head(S);
+        {ok, {http_request, _, _, _}} -> http_head(Net, S);
+        {ok, {http_header, _, _, _, _}} -> http_head(Net, S);
         Other -> Other
     end.
 

@@ -11,7 +11,8 @@
 %%
 %% Every function takes any TCP socket an Erlang program can hold: a
 %% `gen_tcp' socket of the default (port) backend or of
-%% `{inet_backend, socket}', or a `socket:socket()'; IPv4 or IPv6. A term
+%% `{inet_backend, socket}', a `socket:socket()', or an `ssl' socket over
+%% TCP (see {@link close/2}); IPv4 or IPv6. A term
 %% that is no socket raises `badarg'. A socket that is closed, listening,
 %% not TCP, or a port that is no socket gives `{error, Reason}' and is left
 %% as it was (one exception: {@link inq/1} and {@link outq/1} on a `gen_tcp'
@@ -23,6 +24,8 @@
 %% <li>`eprototype': a socket that is not TCP (UDP, SCTP, a Unix domain
 %%     socket).</li>
 %% <li>`enotsock': a port that is no socket (a file, a spawned program).</li>
+%% <li>`enotsup': an `ssl' socket of a shape this release of fin_close
+%%     does not know (see doc/tls.md); DTLS is `eprototype'.</li>
 %% <li>any other POSIX name a system call returned, such as `emfile' when
 %%     no descriptor is left for the duplicate {@link close/2} needs.</li>
 %% </ul>
@@ -38,8 +41,9 @@
 -export([sockets/0]).
 -export([i/0]).
 
--type socket() :: gen_tcp:socket() | socket:socket().
-%% Any TCP socket: `gen_tcp' (either backend) or the `socket' module's.
+-type socket() :: gen_tcp:socket() | socket:socket() | ssl:sslsocket().
+%% Any TCP socket: `gen_tcp' (either backend), the `socket' module's, or
+%% an `ssl' one over TCP.
 
 -type opts() :: #{linger_timeout => non_neg_integer(),
                   idle_timeout => non_neg_integer() | infinity,
@@ -139,6 +143,8 @@
 %%
 %% Counts only what the kernel holds: an active-mode socket may already have
 %% moved data into the owner's mailbox, and such data never causes an RST.
+%% For an `ssl' socket, the queue of its TCP socket: `ssl' reads records
+%% ahead into its own buffers (about 1 MiB), even on a passive socket.
 -spec inq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
 inq(Socket) ->
     queue(Socket, inq).
@@ -270,6 +276,16 @@ close(Socket) ->
 %%     in another process when it is called (possible with
 %%     `{inet_backend, socket}' and `socket' sockets; a port takes a send
 %%     whole or not at all) is cut off, and the outcome is `truncated'.</li>
+%% <li>An `ssl' socket (TLS over TCP): `close_notify' is sent after
+%%     everything already sent, then FIN, and the TCP socket lingers as
+%%     above. The caller does not wait for it: a process of its own waits
+%%     while the socket's output is over its high watermark (the peer not
+%%     reading), bounded by `linger_timeout'. The TLS connection process
+%%     ends without a log line. A socket still in its handshake is closed
+%%     with FIN alone. A client that closes without reading the
+%%     `close_notify' resets: outcome `reset', its answer delivered.
+%%     {@link abort/1} sends no `close_notify'. How, and what it relies on
+%%     inside `ssl': doc/tls.md.</li>
 %% <li>Unlike `gen_tcp:close/1', an already closed socket gives
 %%     `{error, closed}'. A connection the peer has already reset is
 %%     closed all the same (outcome `reset', or `error' with
