@@ -3,6 +3,10 @@
 # `make test` are all there is to run.
 SHELL := /bin/sh
 export PATH := $(HOME)/.cargo/bin:$(PATH)
+# The NIF of this project's own builds, tests and benchmark measures how long
+# its calls hold their scheduler (cargo feature `diagnostics`); a user's
+# build, and the consumer projects of `make test`, have none of it.
+export FIN_CLOSE_NIF_FEATURES := diagnostics
 
 .PHONY: setup build demo test lint test-rust test-erlang test-consumers test-otp27 trace table bench clean
 
@@ -37,12 +41,13 @@ lint: build
 	cargo fmt --check
 	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --features nif -- -D warnings
+	cargo clippy --quiet --all-targets --features nif,diagnostics -- -D warnings
 	rebar3 xref
 	rebar3 dialyzer
 	rebar3 edoc
 
 test-rust:
-	cargo test --quiet
+	cargo test --quiet --features diagnostics
 
 test-erlang: build
 	scripts/ct.sh

@@ -99,7 +99,9 @@ stats() -> erlang:nif_error(nif_not_loaded).
 %% Switching it on clears what was measured. held/0 gives, over the calls
 %% since, the most one call spent on the CPU, asleep (blocked: must never
 %% happen) and waiting for a CPU (preempted by the kernel), its wall time,
-%% and how many calls slept or were preempted at all.
+%% and how many calls slept or were preempted at all. Only in a NIF built
+%% with the cargo feature `diagnostics' (this project's make test and make
+%% bench); elsewhere both raise `nif_not_loaded'.
 -spec measure_held(boolean()) -> ok.
 measure_held(_On) -> erlang:nif_error(nif_not_loaded).
 

@@ -5,7 +5,11 @@
 set -eu
 PATH="$HOME/.cargo/bin:$PATH"
 export PATH
-cargo build --release --quiet --features nif --manifest-path native/Cargo.toml
+# FIN_CLOSE_NIF_FEATURES adds cargo features: the Makefile sets
+# `diagnostics` for this project's own tests and benchmark; a user's build
+# has none.
+cargo build --release --quiet --features "nif${FIN_CLOSE_NIF_FEATURES:+,$FIN_CLOSE_NIF_FEATURES}" \
+    --manifest-path native/Cargo.toml
 target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path native/Cargo.toml |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p priv

@@ -17,6 +17,8 @@ root="$work/fin_close"
 mkdir "$root"
 (cd "$repo" && git ls-files -z | xargs -0 cp -d --parents -t "$root")
 export CARGO_TARGET_DIR="$repo/target"
+# As a user builds it: no diagnostics.
+unset FIN_CLOSE_NIF_FEATURES
 
 echo "consumers: rebar3 project with _checkouts/fin_close"
 cp -r "$root/test/consumers/rebar3_app" "$work/rebar3_app"

@@ -281,6 +281,14 @@ take_number(Fd, {L, Port} = Listener, Opened, Left) ->
 %% attribute a 3 ms sleep put into a NIF on purpose ({in, undefined},
 %% {out, undefined}). Its reports that name fin_close are printed.
 schedulers_stay_free_under_load(Config) ->
+    try fin_close_nif:measure_held(false) of
+        ok -> schedulers_stay_free_measured(Config)
+    catch
+        error:nif_not_loaded ->
+            {skip, "the NIF was built without feature diagnostics (make test builds it with)"}
+    end.
+
+schedulers_stay_free_measured(Config) ->
     Self = self(),
     Monitor = spawn_link(fun() -> long_schedules(Self, []) end),
     Previous = erlang:system_monitor(Monitor, [{long_schedule, 1}]),

@@ -6,11 +6,12 @@
 //! - [`info`]: a TCP socket's state, addresses and queues, for the table.
 //! - [`reactor`]: the single thread that lingers on every closed socket.
 //! - [`error`]: errors and their POSIX names.
-//! - [`held`]: how long native calls hold their thread (tests, diagnosis).
+//! - `held`: how long native calls hold their thread (feature `diagnostics`).
 //! - `nif`: the Erlang boundary (module `fin_close_nif`), with feature `nif`.
 
 pub mod duplicate;
 pub mod error;
+#[cfg(feature = "diagnostics")]
 pub mod held;
 pub mod info;
 pub mod reactor;

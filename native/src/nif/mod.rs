@@ -13,10 +13,26 @@ use socket2::SockRef;
 
 use crate::duplicate::{self, Duplicate};
 use crate::error::Error;
-use crate::held::{self, Span};
 use crate::info::SocketInfo;
-use crate::reactor::{Closed, Limits, Lingering, Reactor, Report, Reservation};
+use crate::reactor::{Closed, Limits, Reactor, Report, Reservation, StatsSnapshot};
 use crate::sys;
+
+#[cfg(feature = "diagnostics")]
+mod diagnostics;
+mod terms;
+
+use terms::{
+    address, lingering_term, map, maybe_address, queue_pairs, queue_reason, report_term, Reason,
+};
+
+#[cfg(feature = "diagnostics")]
+use diagnostics::measured;
+/// Measures the NIF call it opens with feature `diagnostics`; nothing
+/// otherwise.
+#[cfg(not(feature = "diagnostics"))]
+macro_rules! measured {
+    () => {};
+}
 
 mod atoms {
     rustler::atoms! { ok, error, closed, undefined, none, fin_close, fin_close_lingering, reason }
@@ -109,66 +125,6 @@ fn reactor() -> Result<&'static Reactor<Token>, Error> {
     Ok(REACTOR.get_or_init(|| reactor))
 }
 
-fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
-    Atom::from_str(env, name).expect("atom").encode(env)
-}
-
-/// A map with atom keys; the keys must be distinct.
-fn map<'a>(env: Env<'a>, pairs: &[(&str, Term<'a>)]) -> Term<'a> {
-    let pairs: Vec<(Term<'a>, Term<'a>)> = pairs.iter().map(|&(k, v)| (atom(env, k), v)).collect();
-    Term::map_from_pairs(env, &pairs).expect("distinct keys")
-}
-
-/// A flat map of counters, as `stats/0` and `held/0` give them.
-fn counters<'a>(env: Env<'a>, pairs: &[(&str, u64)]) -> Term<'a> {
-    let terms: Vec<(&str, Term<'a>)> = pairs.iter().map(|&(k, v)| (k, v.encode(env))).collect();
-    map(env, &terms)
-}
-
-fn millis<'a>(env: Env<'a>, d: Duration) -> Term<'a> {
-    (d.as_millis() as u64).encode(env)
-}
-
-fn report_term<'a>(env: Env<'a>, report: &Report, told: &Told) -> Term<'a> {
-    let map = map(
-        env,
-        &[
-            ("outcome", atom(env, report.outcome.name())),
-            ("drained", report.drained.encode(env)),
-            ("lingered_ms", millis(env, report.lingered)),
-            ("local", address(env, told.local)),
-            ("peer", maybe_address(env, told.peer)),
-        ],
-    );
-    match report.outcome {
-        crate::reactor::Outcome::Error(why) => {
-            map.map_put(atoms::reason(), atom(env, why)).expect("map")
-        }
-        _ => map,
-    }
-}
-
-/// An error reason, encoded as its atom.
-struct Reason(&'static str);
-
-impl Encoder for Reason {
-    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        Atom::from_str(env, self.0).expect("atom").encode(env)
-    }
-}
-
-impl From<Error> for Reason {
-    fn from(e: Error) -> Reason {
-        Reason(e.reason())
-    }
-}
-
-impl From<std::io::Error> for Reason {
-    fn from(e: std::io::Error) -> Reason {
-        Error::from(e).into()
-    }
-}
-
 /// Borrows the descriptor number the Erlang side read from an open socket.
 fn borrow(fd: i32) -> NifResult<BorrowedFd<'static>> {
     if fd < 0 {
@@ -180,16 +136,6 @@ fn borrow(fd: i32) -> NifResult<BorrowedFd<'static>> {
     // in between. Should it have been closed meanwhile, the calls made here
     // (an ioctl, getsockopt, or a dup) fail with EBADF or act read-only.
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
-}
-
-/// SIOCINQ and SIOCOUTQ fail with EINVAL on a TCP socket only when it is
-/// listening: say so the way the rest of the API does.
-fn queue_reason(e: std::io::Error) -> Reason {
-    if e.raw_os_error() == Some(libc::EINVAL) {
-        Error::NotConnected.into()
-    } else {
-        e.into()
-    }
 }
 
 /// One queue ioctl; with `tcp_only` (a socket-module socket, which may be of
@@ -210,63 +156,24 @@ fn queue(
 
 #[rustler::nif]
 fn inq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
-    let _held = Span::start();
+    measured!();
     queue(fd, tcp_only, sys::inq)
 }
 
 #[rustler::nif]
 fn outq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
-    let _held = Span::start();
+    measured!();
     queue(fd, tcp_only, sys::outq)
 }
 
 #[rustler::nif]
 fn check_tcp(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
-    let _held = Span::start();
+    measured!();
     let fd = borrow(fd)?;
     Ok(match duplicate::check_tcp(SockRef::from(&fd)) {
         Ok(()) => atoms::ok().encode(env),
         Err(e) => (atoms::error(), Reason::from(e)).encode(env),
     })
-}
-
-fn maybe_address<'a>(env: Env<'a>, addr: Option<std::net::SocketAddr>) -> Term<'a> {
-    match addr {
-        Some(addr) => address(env, addr),
-        None => atoms::undefined().encode(env),
-    }
-}
-
-fn maybe<'a>(env: Env<'a>, n: Option<usize>) -> Term<'a> {
-    match n {
-        Some(n) => n.encode(env),
-        None => atoms::undefined().encode(env),
-    }
-}
-
-/// The state and queues of [`SocketInfo`], as the socket table shows them.
-fn queue_pairs<'a>(env: Env<'a>, info: &SocketInfo) -> [(&'static str, Term<'a>); 3] {
-    [
-        ("state", atom(env, info.state.name())),
-        ("recv_q", maybe(env, info.recv_q)),
-        ("send_q", maybe(env, info.send_q)),
-    ]
-}
-
-fn address<'a>(env: Env<'a>, addr: std::net::SocketAddr) -> Term<'a> {
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(ip) => {
-            let [a, b, c, d] = ip.octets();
-            (a, b, c, d).encode(env)
-        }
-        std::net::IpAddr::V6(ip) => {
-            let [a, b, c, d, e, f, g, h] = ip.segments();
-            // rustler encodes tuples of up to seven elements only.
-            let parts = [a, b, c, d, e, f, g, h].map(|s| s.encode(env));
-            rustler::types::tuple::make_tuple(env, &parts)
-        }
-    };
-    (ip, addr.port()).encode(env)
 }
 
 /// Tells the VM that a NIF took about 1% of a time slice (a few system
@@ -280,7 +187,7 @@ fn took_a_while(env: Env<'_>) {
 /// of resources counts as a refused hand-over.
 #[rustler::nif]
 fn dup(env: Env<'_>, fd: i32, last: bool) -> NifResult<Term<'_>> {
-    let _held = Span::start();
+    measured!();
     took_a_while(env);
     Ok(match Duplicate::of(borrow(fd)?) {
         Ok(d) => {
@@ -300,7 +207,7 @@ fn take(dup: &DupResource) -> Option<Duplicate> {
 
 #[rustler::nif]
 fn discard(dup: ResourceArc<DupResource>) -> Atom {
-    let _held = Span::start();
+    measured!();
     if let Some(dup) = take(&dup) {
         dup.dispose();
     }
@@ -321,7 +228,7 @@ fn reserve<'a>(
     max_lingering: u64,
     notify: Vec<LocalPid>,
 ) -> NifResult<Term<'a>> {
-    let _held = Span::start();
+    measured!();
     let Some(d) = take(&dup) else {
         return Ok((atoms::error(), atoms::closed()).encode(env));
     };
@@ -371,7 +278,7 @@ fn start(
     fin_by_vm: bool,
     truncated: bool,
 ) -> Term<'_> {
-    let _held = Span::start();
+    measured!();
     let taken = pending.0.lock().unwrap_or_else(|p| p.into_inner()).take();
     let Some((reservation, ticket)) = taken else {
         return (atoms::error(), atoms::closed()).encode(env);
@@ -389,7 +296,7 @@ fn start(
 /// Gives the room of a reserved socket back: another caller closed it.
 #[rustler::nif]
 fn cancel(pending: ResourceArc<Pending>) -> Atom {
-    let _held = Span::start();
+    measured!();
     // Dropped outside the lock: dropping disposes of the duplicate.
     let taken = pending.0.lock().unwrap_or_else(|p| p.into_inner()).take();
     drop(taken);
@@ -415,7 +322,7 @@ fn reclaim(env: Env<'_>, n: u64) -> Term<'_> {
 /// The state, addresses and kernel queues of a TCP socket, as a map.
 #[rustler::nif]
 fn info(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
-    let _held = Span::start();
+    measured!();
     took_a_while(env);
     Ok(match SocketInfo::of(borrow(fd)?) {
         Ok(info) => {
@@ -428,39 +335,12 @@ fn info(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
     })
 }
 
-fn lingering_term<'a>(env: Env<'a>, l: &Lingering) -> Term<'a> {
-    let mut pairs = vec![
-        ("id", l.id.encode(env)),
-        ("lingered_ms", millis(env, l.lingered)),
-        ("remaining_ms", millis(env, l.remaining)),
-        ("drained", l.drained.encode(env)),
-        ("port_pending", l.port_pending.encode(env)),
-        ("peer_fin", l.peer_fin.encode(env)),
-    ];
-    let undefined = atoms::undefined().encode(env);
-    match &l.now {
-        Ok(info) => {
-            pairs.extend(queue_pairs(env, info));
-            pairs.push(("local", address(env, info.local)));
-            pairs.push(("peer", maybe_address(env, info.peer)));
-        }
-        Err(why) => pairs.extend([
-            ("state", atom(env, why)),
-            ("recv_q", undefined),
-            ("send_q", undefined),
-            ("local", undefined),
-            ("peer", undefined),
-        ]),
-    }
-    map(env, &pairs)
-}
-
 /// Asks the reactor for the sockets lingering now. Returns `ok`, and `pid`
 /// gets `{fin_close_lingering, Ref, [Map]}` soon after; or `none` when no
 /// reactor runs, so there is nothing to list.
 #[rustler::nif]
 fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
-    let _held = Span::start();
+    measured!();
     let Some(reactor) = REACTOR.get() else {
         return atoms::none().encode(env);
     };
@@ -478,53 +358,16 @@ fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
     }
 }
 
+/// The counters: the reactor's (zero before it starts) and the refused
+/// closes counted here, as a map with the fields' names as keys.
 #[rustler::nif]
-fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
-    let _held = Span::start();
-    let s = match REACTOR.get() {
-        Some(r) => r.stats(),
-        _ => Default::default(),
-    };
-    let pairs = [
-        ("lingering", s.lingering),
-        ("clean", s.clean),
-        ("timeout", s.timeout),
-        ("idle", s.idle),
-        ("truncated", s.truncated),
-        ("reclaimed", s.reclaimed),
-        ("drain_limit", s.drain_limit),
-        ("reset", s.reset),
-        ("error", s.error),
-        ("drained", s.drained),
-        ("memory", s.memory),
-        ("refused", REFUSED.load(Ordering::Relaxed)),
-    ];
-    Ok(counters(env, &pairs))
-}
-
-/// Switches measuring how long native calls hold their scheduler on or off
-/// (see [`crate::held`]).
-#[rustler::nif]
-fn measure_held(on: bool) -> Atom {
-    held::measure(on);
-    atoms::ok()
-}
-
-/// What was measured since measuring was switched on, times in microseconds.
-#[rustler::nif]
-fn held(env: Env<'_>) -> NifResult<Term<'_>> {
-    let h = held::held();
-    let us = |d: Duration| d.as_micros() as u64;
-    let pairs = [
-        ("calls", h.calls),
-        ("max_cpu_us", us(h.max_cpu)),
-        ("max_asleep_us", us(h.max_asleep)),
-        ("slept", h.slept),
-        ("max_waiting_us", us(h.max_waiting)),
-        ("preempted", h.preempted),
-        ("max_wall_us", us(h.max_wall)),
-    ];
-    Ok(counters(env, &pairs))
+fn stats() -> StatsSnapshot {
+    measured!();
+    let counted = REACTOR.get().map(Reactor::stats).unwrap_or_default();
+    StatsSnapshot {
+        refused: REFUSED.load(Ordering::Relaxed),
+        ..counted
+    }
 }
 
 /// Runs each time `fin_close_nif` loads the library, which can happen more

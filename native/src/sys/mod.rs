@@ -1,16 +1,24 @@
 //! Every raw system call of the crate, behind safe functions.
 //!
 //! socket2 covers dup, shutdown, SO_LINGER and the address and type queries;
-//! what it lacks (the SIOCINQ/SIOCOUTQ ioctls, the TCP state, a discarding `recv` that takes
-//! no buffer, epoll and eventfd, a thread's own CPU time and context
-//! switches) lives here so that no other module needs `unsafe`.
+//! what it lacks (the SIOCINQ/SIOCOUTQ ioctls, the TCP state, a discarding
+//! `recv` that takes no buffer; epoll and eventfd in `epoll`; a thread's
+//! own CPU time and context switches in `usage`, feature `diagnostics`)
+//! lives here so that no other module needs `unsafe`.
+
+mod epoll;
+#[cfg(feature = "diagnostics")]
+mod usage;
+
+pub use epoll::{Epoll, Event, EventFd};
+#[cfg(feature = "diagnostics")]
+pub use usage::{thread_usage, ThreadUsage};
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Turns a `-1` return of a libc call into the thread's `errno`.
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -211,171 +219,6 @@ pub fn recv_discard(fd: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
-}
-
-/// An epoll instance; closed on drop.
-#[derive(Debug)]
-pub struct Epoll {
-    fd: OwnedFd,
-}
-
-/// One readiness report of [`Epoll::wait`].
-pub type Event = libc::epoll_event;
-
-impl Epoll {
-    /// Creates a close-on-exec epoll instance.
-    pub fn new() -> io::Result<Epoll> {
-        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a
-        // fresh descriptor that nothing else owns.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: `fd` was just returned by the kernel and is owned by no one.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-        let mut event = libc::epoll_event { events, u64: token };
-        // SAFETY: both descriptors are live (borrowed by the callers) and
-        // `event` is a valid epoll_event for the duration of the call.
-        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event) })?;
-        Ok(())
-    }
-
-    /// Starts watching `fd` for `events`; readiness reports carry `token`.
-    pub fn add(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, token)
-    }
-
-    /// Changes what `fd` is watched for.
-    pub fn modify(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), events, token)
-    }
-
-    /// Stops watching `fd`. Needed before closing a descriptor whose open
-    /// file may outlive it (another descriptor of the same socket), since
-    /// epoll only forgets a file on its last close.
-    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd.as_raw_fd(), 0, 0)
-    }
-
-    /// Waits for readiness for at most `timeout` (forever when `None`) and
-    /// fills `events` with what is ready. An interrupted wait reports nothing.
-    pub fn wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
-        let timeout_ms = match timeout {
-            None => -1,
-            // Round up so that a deadline 0.3 ms away does not spin.
-            Some(t) => t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
-        };
-        events.clear();
-        let capacity = events.capacity().min(i32::MAX as usize) as libc::c_int;
-        // SAFETY: the kernel writes at most `capacity` events into the
-        // vector's spare capacity, and `set_len` only exposes those it wrote.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.fd.as_raw_fd(),
-                events.as_mut_ptr(),
-                capacity,
-                timeout_ms,
-            )
-        };
-        match cvt(n) {
-            // SAFETY: see above; `n` events were initialised by the kernel.
-            Ok(n) => unsafe { events.set_len(n as usize) },
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        Ok(())
-    }
-}
-
-/// A non-blocking eventfd used to wake a thread sleeping in [`Epoll::wait`].
-#[derive(Debug)]
-pub struct EventFd {
-    fd: OwnedFd,
-}
-
-impl EventFd {
-    /// Creates a non-blocking, close-on-exec eventfd.
-    pub fn new() -> io::Result<EventFd> {
-        // SAFETY: eventfd takes no pointers; the result is a fresh descriptor.
-        let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-        // SAFETY: `fd` was just returned by the kernel and is owned by no one.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
-    }
-
-    /// The descriptor, for registering with an [`Epoll`].
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.fd.as_fd()
-    }
-
-    /// Makes the eventfd readable. Never blocks: the counter cannot overflow
-    /// from the at-most-one pending signal the reactor allows.
-    pub fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64, as eventfd requires. A
-        // failure (EAGAIN on a saturated counter) still leaves it readable.
-        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-
-    /// Resets the eventfd to not readable.
-    pub fn clear(&self) {
-        let mut value: u64 = 0;
-        // SAFETY: reads 8 bytes into a live u64, as eventfd requires; EAGAIN
-        // (nothing pending) is the only expected failure and is harmless.
-        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
-    }
-}
-
-/// What the calling thread has done so far, as the scheduler counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ThreadUsage {
-    /// Time on a CPU.
-    pub on_cpu: Duration,
-    /// Time runnable but waiting for a CPU (the kernel ran something else).
-    pub waiting: Duration,
-    /// Times the thread slept: a blocking call, a contended lock.
-    pub voluntary: u64,
-    /// Times the thread was preempted.
-    pub involuntary: u64,
-}
-
-/// The calling thread's [`ThreadUsage`]: CPU time from its CPU clock
-/// (exact; the CPU time in `/proc/thread-self/schedstat` lags by up to a
-/// tick while the thread runs, and getrusage's is estimated from ticks),
-/// time spent waiting for a CPU from that file's second field (complete
-/// while the thread runs: it grows only when the thread is switched in),
-/// switches from getrusage. Whatever else a call took, it spent asleep.
-pub fn thread_usage() -> io::Result<ThreadUsage> {
-    use std::io::Read;
-    let mut cpu = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: the kernel writes one timespec into the live local.
-    cvt(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut cpu) })?;
-    let on_cpu = Duration::new(cpu.tv_sec as u64, cpu.tv_nsec as u32);
-    let mut buf = [0u8; 96];
-    let n = std::fs::File::open("/proc/thread-self/schedstat")?.read(&mut buf)?;
-    let waiting = std::str::from_utf8(&buf[..n])
-        .ok()
-        .and_then(|text| text.split_ascii_whitespace().nth(1))
-        .and_then(|field| field.parse().ok())
-        .map(Duration::from_nanos)
-        .ok_or(io::ErrorKind::InvalidData)?;
-    // SAFETY: rusage is plain integers, for which all zeroes is valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the kernel writes one rusage into the live local.
-    cvt(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) })?;
-    Ok(ThreadUsage {
-        on_cpu,
-        waiting,
-        voluntary: usage.ru_nvcsw as u64,
-        involuntary: usage.ru_nivcsw as u64,
-    })
 }
 
 /// Keeps the shared library this code is part of loaded until the process

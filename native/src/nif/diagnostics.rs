@@ -1,0 +1,45 @@
+//! Measuring how long NIF calls hold their scheduler (feature
+//! `diagnostics`; see [`crate::held`]): for make test's load case and make
+//! bench. A user's build has none of it.
+
+use std::time::Duration;
+
+use rustler::{Atom, Encoder, Env, NifResult, Term};
+
+use super::atoms;
+use super::terms::map;
+use crate::held;
+
+/// Opens a measured span for the rest of the enclosing NIF call.
+macro_rules! measured {
+    () => {
+        let _held = $crate::held::Span::start();
+    };
+}
+pub(super) use measured;
+
+/// Switches measuring how long native calls hold their scheduler on or off
+/// (see [`crate::held`]).
+#[rustler::nif]
+fn measure_held(on: bool) -> Atom {
+    held::measure(on);
+    atoms::ok()
+}
+
+/// What was measured since measuring was switched on, times in microseconds.
+#[rustler::nif]
+fn held(env: Env<'_>) -> NifResult<Term<'_>> {
+    let h = held::held();
+    let us = |d: Duration| d.as_micros() as u64;
+    let pairs = [
+        ("calls", h.calls),
+        ("max_cpu_us", us(h.max_cpu)),
+        ("max_asleep_us", us(h.max_asleep)),
+        ("slept", h.slept),
+        ("max_waiting_us", us(h.max_waiting)),
+        ("preempted", h.preempted),
+        ("max_wall_us", us(h.max_wall)),
+    ];
+    let terms: Vec<(&str, Term<'_>)> = pairs.iter().map(|&(k, v)| (k, v.encode(env))).collect();
+    Ok(map(env, &terms))
+}

@@ -1,0 +1,355 @@
+//! One lingering socket and what happens to it: discarding what the peer
+//! sends, our FIN, the look at it when its timer is due, and its close.
+//! Each step returns the outcome that ends the socket, if it does; the
+//! worker keeps the tables.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::Socket;
+
+use super::inbox::Adoption;
+use super::types::{Outcome, Report};
+use crate::error::errno_name;
+use crate::info::TcpState;
+use crate::sys::{self, recv_discard, TcpProgress};
+
+/// Largest single discard request: one `recv` empties any receive queue.
+const MAX_DISCARD: u64 = 1 << 30;
+
+/// How often the FIN of a socket whose VM side sends it (a port writing
+/// out its queue) is looked for: no event announces it. From the first
+/// interval, doubling up to the last, so that a port done at once is seen
+/// at once and a thousand slow ones cost little.
+const VM_FIN_POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(100));
+
+/// How long a peer of a socket shut for reading must have sent nothing
+/// before our FIN goes (at most half the idle bound). Linux resets a
+/// connection that gets data once it has sent FIN after SHUT_RD
+/// (`tcp_rcv_state_process`, FIN_WAIT1/2 with RCV_SHUTDOWN), so the FIN
+/// waits for the peer's, or for a pause in what the peer sends.
+const QUIET: Duration = Duration::from_secs(1);
+
+/// One lingering socket. Kept small: there may be as many as the process
+/// has descriptors, so what the caller wants to know about a socket (who
+/// to tell, its addresses) lives in its token, which it can keep boxed.
+pub(super) struct Entry<T> {
+    pub(super) socket: Socket,
+    pub(super) started: Instant,
+    /// Times are milliseconds from `started`, which keeps the entry small.
+    /// When [`super::Limits::timeout`] cuts it off.
+    pub(super) deadline: u32,
+    /// [`super::Limits::idle`]; [`NO_IDLE`] for none.
+    idle: u32,
+    /// When progress is next looked for.
+    idle_check: u32,
+    /// When its timer in the worker's timers is due.
+    pub(super) timer: u32,
+    /// When the peer last sent a byte.
+    pub(super) last_rx: u32,
+    /// How far both sides had got at the last look (bytes acknowledged and
+    /// received, which only grow, summed).
+    seen: u64,
+    pub(super) drained: u64,
+    max_drain: u64,
+    /// The peer's FIN has arrived, as the TCP state shows.
+    pub(super) peer_fin: bool,
+    /// The VM still writes its output and sends FIN after it (a port).
+    pub(super) vm_fin_pending: bool,
+    /// Shut for reading and our FIN held back (see [`QUIET`]).
+    pub(super) fin_held: bool,
+    /// Our SYN in `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]).
+    syn: u8,
+    pub(super) token: T,
+}
+
+/// [`Entry::idle`] when there is no idle bound.
+const NO_IDLE: u32 = u32::MAX;
+
+impl<T> Entry<T> {
+    /// The entry of an adopted socket, its progress read at `now` (see
+    /// [`baseline`]).
+    pub(super) fn new(a: Adoption<T>, now: Instant, progress: TcpProgress, syn: u8) -> Entry<T> {
+        let ms = |d: Duration| d.as_millis().min(u128::from(NO_IDLE - 1)) as u32;
+        let started = a.started;
+        let deadline = ms(a.limits.timeout);
+        let idle = a.limits.idle.map_or(NO_IDLE, ms);
+        let now_ms = ms(now.saturating_duration_since(started));
+        let idle_check = match idle {
+            NO_IDLE => deadline,
+            idle => now_ms.saturating_add(idle),
+        };
+        let vm_fin_pending = a.closed.fin_by_vm;
+        let first_poll = if vm_fin_pending { now_ms } else { deadline };
+        Entry {
+            socket: a.dup.into_socket(),
+            started,
+            deadline,
+            idle,
+            idle_check,
+            timer: deadline.min(idle_check).min(first_poll),
+            last_rx: now_ms,
+            seen: progress.bytes_acked.wrapping_add(progress.bytes_received),
+            drained: 0,
+            max_drain: a.limits.max_drain,
+            peer_fin: false,
+            vm_fin_pending,
+            fin_held: false,
+            syn,
+            token: a.token,
+        }
+    }
+
+    /// The time `ms` milliseconds after the hand-over.
+    pub(super) fn at(&self, ms: u32) -> Instant {
+        self.started + Duration::from_millis(u64::from(ms))
+    }
+
+    /// Milliseconds from the hand-over to `t`.
+    pub(super) fn since(&self, t: Instant) -> u32 {
+        t.saturating_duration_since(self.started)
+            .as_millis()
+            .min(u128::from(u32::MAX)) as u32
+    }
+
+    /// Sets SO_LINGER for the time it lingers. The duplicate shares it with
+    /// the VM's socket: {linger, {true, 0}} there would turn our close into
+    /// RST, and a positive linger would make our last close() block this
+    /// thread. While the VM still writes, though, it is armed with 0: should
+    /// the node die before the VM's FIN went out, the last close then resets
+    /// the connection, and the peer does not take a truncated reply for a
+    /// whole one.
+    pub(super) fn arm(&self) -> Result<(), Outcome> {
+        let linger = self.vm_fin_pending.then_some(Duration::ZERO);
+        self.socket.set_linger(linger).map_err(|e| os_outcome(&e))
+    }
+
+    /// Sends our FIN, unless the VM sends it or it is held back (see
+    /// [`QUIET`]); a connection already gone needs none.
+    pub(super) fn send_fin(&self) -> bool {
+        let due = !self.vm_fin_pending && !self.fin_held;
+        if due {
+            let _ = self.socket.shutdown(Shutdown::Write);
+        }
+        due
+    }
+
+    /// Discards what the peer has sent (`flags`: the epoll event's), counting
+    /// it in `total` too; the outcome if that ended the socket.
+    pub(super) fn drain(&mut self, flags: u32, total: &AtomicU64) -> Option<Outcome> {
+        // With the peer's FIN already queued behind data, one short read
+        // does not mean the queue is empty: read on until 0.
+        let fin_queued = flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
+        while !self.peer_fin {
+            let allowance = self
+                .max_drain
+                .saturating_sub(self.drained)
+                .saturating_add(1);
+            let len = allowance.min(MAX_DISCARD) as usize;
+            match recv_discard(self.socket.as_fd(), len) {
+                Ok(0) => return self.at_end_of_queue(),
+                Ok(n) => {
+                    self.drained += n as u64;
+                    self.last_rx = self.since(Instant::now());
+                    total.fetch_add(n as u64, Ordering::Relaxed);
+                    if self.drained > self.max_drain {
+                        return Some(Outcome::DrainLimit);
+                    }
+                    // Edge-triggered: a short read emptied the queue, and
+                    // the next segment will raise a new edge.
+                    if n < len && !fin_queued {
+                        return None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Some(os_outcome(&e)),
+            }
+        }
+        None
+    }
+
+    /// A read gave 0. After our own SHUT_RD (gen_tcp:shutdown(S, read)) it
+    /// does so once the queue is empty, FIN or not, and what the peer sends
+    /// later still queues up and would make the close send RST. Only the
+    /// state proves the FIN; until it does, the next segment raises an edge.
+    fn at_end_of_queue(&mut self) -> Option<Outcome> {
+        let state = match sys::tcp_state(self.socket.as_fd()) {
+            Ok(state) => TcpState::from_kernel(state),
+            Err(e) => return Some(os_outcome(&e)),
+        };
+        if state.peer_fin_arrived() {
+            self.peer_fin = true;
+            if std::mem::take(&mut self.fin_held) {
+                let _ = self.socket.shutdown(Shutdown::Write);
+            }
+        } else if !state.fin_sent() {
+            // Shut for reading: our FIN may not go yet.
+            self.fin_held |= !self.vm_fin_pending;
+        }
+        None
+    }
+
+    /// The outcome if the socket is done: the peer's FIN has arrived and
+    /// ours has been acknowledged, and with it every byte before it. Both
+    /// change the state, which wakes epoll again, so no timer is needed.
+    pub(super) fn settled(&self) -> Option<Outcome> {
+        if !self.peer_fin || self.fin_held {
+            return None;
+        }
+        let fd = self.socket.as_fd();
+        match (self.socket.take_error(), sys::tcp_progress(fd)) {
+            (Ok(Some(e)) | Err(e), _) | (_, Err(e)) => Some(os_outcome(&e)),
+            (Ok(None), Ok(progress)) => {
+                let state = TcpState::from_kernel(progress.state);
+                // The kernel is too old to count our FIN: all acknowledged
+                // after it went out will do.
+                let fin_acked = progress
+                    .fin_acked(u64::from(self.syn))
+                    .unwrap_or_else(|| state.fin_sent() && matches!(sys::outq(fd), Ok(0)));
+                if fin_acked {
+                    Some(Outcome::Clean)
+                } else if state == TcpState::Close {
+                    // Gone without our FIN acknowledged: reset. Its error
+                    // went to whoever wrote first, such as the VM's port.
+                    Some(Outcome::Reset)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Looks at the socket when its timer is due: cut off at its deadline;
+    /// cut off if idle; its VM side's FIN looked for; a held FIN sent after
+    /// a pause. The outcome that ends it, or when to look again.
+    pub(super) fn look(&mut self, now: Instant) -> Result<u32, Outcome> {
+        let now_ms = self.since(now);
+        if now_ms >= self.deadline {
+            return Err(Outcome::Timeout);
+        }
+        let progress = sys::tcp_progress(self.socket.as_fd()).map_err(|e| os_outcome(&e))?;
+        let vm_fin_sent = TcpState::from_kernel(progress.state).fin_sent()
+            || progress.fin_acked(u64::from(self.syn)) == Some(true);
+        if self.vm_fin_pending && vm_fin_sent {
+            self.vm_fin_pending = false;
+            // The VM's reply is all out: disarm the reset (see `arm`).
+            self.socket.set_linger(None).map_err(|e| os_outcome(&e))?;
+        }
+        let quiet = (QUIET.as_millis() as u32).min(self.idle / 2);
+        if self.fin_held && now_ms >= self.last_rx.saturating_add(quiet) {
+            self.fin_held = false;
+            let _ = self.socket.shutdown(Shutdown::Write);
+        }
+        if self.idle != NO_IDLE && now_ms >= self.idle_check {
+            let seen = progress.bytes_acked.wrapping_add(progress.bytes_received);
+            if seen == self.seen {
+                return Err(Outcome::Idle);
+            }
+            self.seen = seen;
+            self.idle_check = now_ms.saturating_add(self.idle);
+        }
+        let mut next = self.deadline.min(self.idle_check);
+        if self.vm_fin_pending {
+            let (first, last) = (VM_FIN_POLL.0.as_millis(), VM_FIN_POLL.1.as_millis());
+            let poll = (now_ms as u128).clamp(first, last) as u32;
+            next = next.min(now_ms.saturating_add(poll));
+        }
+        if self.fin_held {
+            next = next.min(self.last_rx.saturating_add(quiet));
+        }
+        Ok(next)
+    }
+
+    /// Closes the socket for good with `outcome`: an abortive one resets it
+    /// unless all was delivered (see [`Entry::delivered`]). Gives back the
+    /// token and the report.
+    pub(super) fn close(self, outcome: Outcome) -> (T, Report) {
+        if !outcome.abortive() && self.vm_fin_pending {
+            // The VM's FIN went out and was acknowledged between two looks:
+            // disarm the reset (see `arm`).
+            let _ = self.socket.set_linger(None);
+        } else if outcome.abortive() && !self.delivered() {
+            let _ = self.socket.set_linger(Some(Duration::ZERO));
+            if self.vm_fin_pending {
+                // The VM's port still writes through its own descriptor,
+                // so ours is not the last close: reset the connection now,
+                // which also ends the port's writing.
+                let _ = sys::disconnect(self.socket.as_fd());
+            }
+        }
+        let report = Report {
+            outcome,
+            drained: self.drained,
+            lingered: self.started.elapsed(),
+        };
+        drop(self.socket);
+        (self.token, report)
+    }
+
+    /// Whether a socket cut off by time has nothing left to lose: our FIN
+    /// went out and, with every byte before it, was acknowledged, and
+    /// nothing is unread. It is then closed quietly rather than reset; the
+    /// kernel keeps its end and answers the peer's next byte, if any, with
+    /// RST.
+    pub(super) fn delivered(&self) -> bool {
+        let fd = self.socket.as_fd();
+        !self.vm_fin_pending
+            && !self.fin_held
+            && matches!(
+                sys::tcp_state(fd).map(TcpState::from_kernel),
+                Ok(TcpState::FinWait2)
+            )
+            && matches!(sys::outq(fd), Ok(0))
+            && matches!(sys::inq(fd), Ok(0))
+    }
+}
+
+/// How far the connection has got when it is adopted, and our SYN in
+/// `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]), from the queues: of
+/// what is not acknowledged, the unsent part is not in flight, and neither
+/// is a FIN of ours still waiting for its acknowledgment once nothing else
+/// is unsent (it is the last byte). The send queue is read around TCP_INFO,
+/// and again should an acknowledgment have come in between, since the two
+/// would not agree: TCP_INFO itself is read without the socket's lock (its
+/// state may still say FIN_WAIT1 with the FIN acknowledged).
+pub(super) fn baseline(fd: BorrowedFd<'_>) -> (TcpProgress, u8) {
+    let mut progress = TcpProgress::default();
+    for _ in 0..3 {
+        let (Ok(unacked), Ok(unsent)) = (sys::outq(fd), sys::outq_unsent(fd)) else {
+            break;
+        };
+        let Ok(read) = sys::tcp_progress(fd) else {
+            break;
+        };
+        progress = read;
+        if sys::outq(fd).ok() != Some(unacked) {
+            continue;
+        }
+        let state = TcpState::from_kernel(progress.state);
+        if state == TcpState::Close {
+            break;
+        }
+        let fin_queued = state.fin_sent();
+        let fin_acked = fin_queued && unacked == 0;
+        let fin_in_flight = usize::from(fin_queued && !fin_acked && unsent == 0);
+        let in_flight = unacked.saturating_sub(unsent).saturating_sub(fin_in_flight);
+        return (
+            progress,
+            progress.syn_acked(in_flight as u64, fin_acked) as u8,
+        );
+    }
+    (progress, 0)
+}
+
+/// The outcome a failed system call gives.
+pub(super) fn os_outcome(e: &io::Error) -> Outcome {
+    match e.raw_os_error() {
+        Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED) => Outcome::Reset,
+        Some(errno) => Outcome::Error(errno_name(errno)),
+        None => Outcome::Error("unknown"),
+    }
+}

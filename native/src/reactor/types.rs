@@ -1,0 +1,189 @@
+//! What the reactor's users see: limits, outcomes, reports, counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::info::SocketInfo;
+
+/// Identifies one lingering socket; never reused.
+pub type LingerId = u64;
+
+/// How long a socket may linger and how much it may discard, and when the
+/// reactor refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time from the hand-over until the socket is cut off.
+    pub timeout: Duration,
+    /// Time without progress until the socket is cut off: no byte and no
+    /// FIN from the peer, and no byte of ours acknowledged. Looked at once
+    /// per period, so a socket ends between one and two periods after its
+    /// last progress. `None` for no such bound.
+    pub idle: Option<Duration>,
+    /// Bytes the reactor may discard; one more and the socket is cut off.
+    pub max_drain: u64,
+    /// When this many sockets linger already, a hand-over makes the reactor
+    /// reclaim one ([`Outcome::Reclaimed`]), the cheapest first; `u64::MAX`
+    /// for no limit.
+    pub max_lingering: u64,
+}
+
+/// How a lingering socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Our FIN was sent after all our data and the peer's FIN arrived: the
+    /// close was graceful.
+    Clean,
+    /// Cut off at [`Limits::timeout`] before the peer's FIN arrived or
+    /// before it acknowledged all our data: reset, unless all was
+    /// delivered but the peer's FIN (see `delivered`).
+    Timeout,
+    /// Cut off after [`Limits::idle`] without progress, as [`Outcome::Timeout`].
+    Idle,
+    /// Cut off (RST) after discarding more than [`Limits::max_drain`] bytes.
+    DrainLimit,
+    /// The peer reset the connection while it lingered.
+    Reset,
+    /// Reset at once: the caller's side was cut short when it closed (a
+    /// send still running), and the peer must not take part of a message
+    /// for all of it.
+    Truncated,
+    /// Ended early to give its descriptor back: the process ran short of
+    /// descriptors, or [`Limits::max_lingering`] was reached. Closed
+    /// quietly when all was delivered but the peer's FIN, else reset.
+    Reclaimed,
+    /// A system call failed; the POSIX name of its error, or
+    /// `reactor_stopped` for a socket the stopping reactor closed.
+    Error(&'static str),
+}
+
+impl Outcome {
+    /// The outcome's name as an Erlang atom.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Timeout => "timeout",
+            Outcome::Idle => "idle",
+            Outcome::Truncated => "truncated",
+            Outcome::Reclaimed => "reclaimed",
+            Outcome::DrainLimit => "drain_limit",
+            Outcome::Reset => "reset",
+            Outcome::Error(_) => "error",
+        }
+    }
+
+    /// Whether the socket is closed with SO_LINGER 0 (RST): a peer that is
+    /// cut off, or one whose reply is known to be incomplete, must not see
+    /// an orderly end of stream.
+    pub(super) fn abortive(&self) -> bool {
+        !matches!(self, Outcome::Clean | Outcome::Reset)
+    }
+}
+
+/// What the reactor tells its owner when a socket has been closed for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Bytes discarded from the peer after the hand-over.
+    pub drained: u64,
+    /// Time from the hand-over to the final close.
+    pub lingered: Duration,
+}
+
+/// One socket lingering now, as [`Reactor::lingering`](super::Reactor::lingering) lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lingering {
+    /// The id [`Reactor::linger`](super::Reactor::linger) returned.
+    pub id: LingerId,
+    /// The socket's state, addresses and queues now; an error if they
+    /// cannot be read.
+    pub now: Result<SocketInfo, String>,
+    /// Time since the hand-over.
+    pub lingered: Duration,
+    /// Time left until it is cut off.
+    pub remaining: Duration,
+    /// Bytes discarded so far.
+    pub drained: u64,
+    /// The VM's port still writes its output; no FIN sent yet.
+    pub port_pending: bool,
+    /// The peer's FIN has arrived.
+    pub peer_fin: bool,
+}
+
+/// Takes the list of lingering sockets, on the reactor thread.
+pub type ListReply = Box<dyn FnOnce(Vec<Lingering>) + Send>;
+
+/// How the caller's own handle of a socket was closed, for
+/// [`Reservation::start`](super::Reservation::start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Closed {
+    /// The VM sends the FIN itself once it has written what it still holds
+    /// (a port shut down for writing and closed with output queued): the
+    /// reactor does not, and only finishes once it has gone out.
+    pub fin_by_vm: bool,
+    /// A send was still running when the handle was closed, so the peer got
+    /// part of a message: the socket is reset ([`Outcome::Truncated`]).
+    pub truncated: bool,
+}
+
+/// The counters, written once: the reactor's atomics, the copy that
+/// [`crate::reactor::Reactor::stats`] gives (an Erlang map of the same keys through the NIF),
+/// and which counter each [`Outcome`] counts in.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident $(= $outcome:pat)?),* $(,)?) => {
+        /// Counters since the reactor started, readable from any thread.
+        #[derive(Debug, Default)]
+        pub(super) struct Stats {
+            $(pub(super) $name: AtomicU64,)*
+        }
+
+        /// A copy of the reactor's counters.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        #[cfg_attr(feature = "nif", derive(rustler::NifMap))]
+        pub struct StatsSnapshot {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl Stats {
+            pub(super) fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+
+            /// The counter of sockets that ended with `outcome`.
+            pub(super) fn ended(&self, outcome: Outcome) -> &AtomicU64 {
+                match outcome {
+                    $($($outcome => &self.$name,)?)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Sockets handed over and not yet closed.
+    lingering,
+    /// Sockets ended with [`Outcome::Clean`].
+    clean = Outcome::Clean,
+    /// Sockets ended with [`Outcome::Timeout`].
+    timeout = Outcome::Timeout,
+    /// Sockets ended with [`Outcome::Idle`].
+    idle = Outcome::Idle,
+    /// Sockets ended with [`Outcome::DrainLimit`].
+    drain_limit = Outcome::DrainLimit,
+    /// Sockets ended with [`Outcome::Reset`].
+    reset = Outcome::Reset,
+    /// Sockets ended with [`Outcome::Truncated`].
+    truncated = Outcome::Truncated,
+    /// Sockets ended with [`Outcome::Reclaimed`].
+    reclaimed = Outcome::Reclaimed,
+    /// Sockets ended with [`Outcome::Error`].
+    error = Outcome::Error(_),
+    /// Bytes discarded in all.
+    drained,
+    /// Bytes the reactor's own tables take now (an estimate from their
+    /// capacities; the sockets' kernel memory is not counted).
+    memory,
+    /// Closes refused for want of a resource: counted by the caller, who
+    /// may refuse before any reactor runs (0 here).
+    refused,
+}

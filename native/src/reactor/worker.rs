@@ -1,0 +1,324 @@
+//! The reactor thread: its loop, its tables (sockets by id, timers in
+//! order) and what it does to them; each socket's own steps are in
+//! [`super::entry`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::{AsFd, AsRawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::entry::{baseline, Entry};
+use super::inbox::{Adoption, Command, Shared, POLL, WAKE};
+use super::types::{LingerId, Lingering, ListReply, Outcome, Report};
+use crate::info::SocketInfo;
+use crate::sys::{self, Event, TcpProgress};
+
+/// The share of the process's descriptors (RLIMIT_NOFILE) kept free: when
+/// a new duplicate's number shows fewer free below the limit, lingering
+/// sockets give theirs back ([`Outcome::Reclaimed`]). 1/16, as nginx keeps
+/// for new connections before it closes reusable ones: room for a burst of
+/// accepts and files while the reclaimed sockets close.
+const HEADROOM: u64 = 16;
+
+/// The epoll events of a lingering socket: edge-triggered, so a socket
+/// whose peer sends nothing costs no wake-up.
+const EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+
+type OnEnd<T> = Box<dyn FnMut(T, Report) + Send>;
+
+pub(super) struct Worker<T> {
+    pub(super) shared: Arc<Shared<T>>,
+    /// The inbox's other half (see `take_commands`).
+    pub(super) spare: Vec<Command<T>>,
+    /// A Stop command was taken.
+    pub(super) stopping: bool,
+    /// By id, which is the order of hand-over: the oldest first.
+    pub(super) entries: BTreeMap<LingerId, Entry<T>>,
+    /// The next time each socket needs looking at, in order, so the next
+    /// wait knows how long it may sleep.
+    pub(super) timers: BTreeSet<(Instant, LingerId)>,
+    /// RLIMIT_NOFILE and when it was read: read again after a second, as
+    /// the process may raise it.
+    pub(super) descriptor_limit: Option<(u64, Instant)>,
+    pub(super) on_end: OnEnd<T>,
+}
+
+impl<T> Worker<T> {
+    pub(super) fn new(shared: Arc<Shared<T>>, on_end: OnEnd<T>) -> Worker<T> {
+        Worker {
+            shared,
+            spare: Vec::new(),
+            stopping: false,
+            entries: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            descriptor_limit: None,
+            on_end,
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        // A panic must not leave callers queueing sockets that nobody will
+        // ever close: stop accepting, then close what is left.
+        let _ = catch_unwind(AssertUnwindSafe(|| self.serve()));
+        let leftover = {
+            let mut inbox = self.shared.inbox();
+            self.shared.running.store(false, Ordering::Release);
+            std::mem::take(&mut *inbox)
+        };
+        for command in leftover {
+            match command {
+                Command::Adopt(a) => {
+                    let id = a.id;
+                    self.insert(
+                        id,
+                        Entry::new(*a, Instant::now(), TcpProgress::default(), 0),
+                    );
+                }
+                Command::List(reply) => self.list(reply),
+                Command::Reclaim(..) | Command::Stop => {}
+            }
+        }
+        let ids: Vec<LingerId> = self.entries.keys().copied().collect();
+        for id in ids {
+            self.finish(id, Outcome::Error("reactor_stopped"));
+        }
+    }
+
+    fn serve(&mut self) {
+        let mut events: Vec<Event> = Vec::with_capacity(1024);
+        // While set, the reactor is awake: it looks at its inbox every
+        // POLL without being signalled, and callers leave the eventfd alone.
+        let mut awake_until: Option<Instant> = None;
+        loop {
+            let mut timeout = self
+                .timers
+                .first()
+                .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            if awake_until.is_some() {
+                timeout = Some(timeout.map_or(POLL, |t| t.min(POLL)));
+            }
+            if self.shared.epoll.wait(&mut events, timeout).is_err() {
+                // EBADF/EINVAL on our own epoll cannot recover.
+                return;
+            }
+            let mut signalled = false;
+            for event in &events {
+                let (token, flags) = (event.u64, event.events);
+                if token == WAKE {
+                    signalled = true;
+                } else {
+                    self.on_ready(token, flags);
+                }
+            }
+            if signalled || awake_until.is_some() {
+                awake_until = self.look_at_inbox(signalled, awake_until);
+                if self.stopping {
+                    return;
+                }
+            }
+            self.on_timers(Instant::now());
+        }
+    }
+
+    /// Takes over a socket whose room was reserved: its entry and timer,
+    /// SO_LINGER, its epoll events, a look at what is already queued, our
+    /// FIN.
+    pub(super) fn adopt(&mut self, adoption: Adoption<T>) {
+        let id = adoption.id;
+        let closed = adoption.closed;
+        let now = Instant::now();
+        let (progress, syn) = baseline(adoption.dup.as_fd());
+        let make_room = adoption.make_room;
+        self.insert(id, Entry::new(adoption, now, progress, syn));
+        if make_room {
+            self.reclaim(1);
+        }
+        if closed.truncated {
+            return self.finish(id, Outcome::Truncated);
+        }
+        let entry = &self.entries[&id];
+        if let Err(outcome) = entry.arm() {
+            return self.finish(id, outcome);
+        }
+        if let Err(e) = self.shared.epoll.modify(entry.socket.as_fd(), EVENTS, id) {
+            return self.finish(id, super::entry::os_outcome(&e));
+        }
+        let number = entry.socket.as_raw_fd();
+        self.count_memory();
+        self.relieve(number);
+        // Asking for input above made epoll check the socket again, so the
+        // next wait reports what is already queued. Reading now all the same
+        // saves a round of the loop (a hand-over's latency) and tells a
+        // socket shut for reading (see `Entry::drain`). A FIN behind the
+        // data gives a short first read, hence a second (0 at a FIN, EAGAIN
+        // if empty).
+        self.on_ready(id, 0);
+        self.on_ready(id, 0);
+        match self.entries.get(&id) {
+            Some(entry) if entry.send_fin() => self.settle(id),
+            Some(_) => self.check(id, now),
+            None => {}
+        }
+    }
+
+    fn insert(&mut self, id: LingerId, entry: Entry<T>) {
+        self.timers.insert((entry.at(entry.timer), id));
+        self.entries.insert(id, entry);
+    }
+
+    /// Publishes what the tables take: a B-tree element per entry and per
+    /// timer, counted one and a half times for the nodes' spare room and
+    /// links.
+    fn count_memory(&self) {
+        let entry = std::mem::size_of::<(LingerId, Entry<T>)>();
+        let timer = std::mem::size_of::<(Instant, LingerId)>();
+        let bytes = (self.entries.len() * entry + self.timers.len() * timer) * 3 / 2;
+        self.shared
+            .stats
+            .memory
+            .store(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(super) fn list(&self, reply: ListReply) {
+        let now = Instant::now();
+        let list = self
+            .entries
+            .iter()
+            .map(|(&id, entry)| Lingering {
+                id,
+                now: SocketInfo::of(entry.socket.as_fd()).map_err(|e| e.reason().to_string()),
+                lingered: now.saturating_duration_since(entry.started),
+                remaining: entry.at(entry.deadline).saturating_duration_since(now),
+                drained: entry.drained,
+                port_pending: entry.vm_fin_pending,
+                peer_fin: entry.peer_fin,
+            })
+            .collect();
+        // As with on_end, a failing callback must not stop the reactor.
+        let _ = catch_unwind(AssertUnwindSafe(|| reply(list)));
+    }
+
+    fn on_ready(&mut self, id: LingerId, flags: u32) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        match entry.drain(flags, &self.shared.stats.drained) {
+            Some(outcome) => self.finish(id, outcome),
+            None => self.settle(id),
+        }
+    }
+
+    fn settle(&mut self, id: LingerId) {
+        if let Some(outcome) = self.entries.get(&id).and_then(Entry::settled) {
+            self.finish(id, outcome);
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.check(id, now);
+        }
+    }
+
+    /// Looks at a socket whose timer is due, and sets its next timer.
+    fn check(&mut self, id: LingerId, now: Instant) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        match entry.look(now) {
+            Err(outcome) => self.finish(id, outcome),
+            Ok(next) => {
+                self.timers.remove(&(entry.at(entry.timer), id));
+                entry.timer = next;
+                self.timers.insert((entry.at(next), id));
+                self.settle(id);
+            }
+        }
+    }
+
+    /// Reclaims descriptors when the number of a new duplicate shows the
+    /// process running short of them (see [`HEADROOM`]).
+    fn relieve(&mut self, number: i32) {
+        let now = Instant::now();
+        let limit = match self.descriptor_limit {
+            Some((limit, read)) if now < read + Duration::from_secs(1) => limit,
+            _ => match sys::descriptor_limit() {
+                Ok(limit) => {
+                    self.descriptor_limit = Some((limit, now));
+                    limit
+                }
+                Err(_) => return,
+            },
+        };
+        let headroom = (limit / HEADROOM).max(8);
+        let crossed = |number: i32| u64::try_from(number).unwrap_or(0) + 1 + headroom > limit;
+        if !crossed(number) {
+            return;
+        }
+        // The duplicate's number was taken before the hand-overs queued
+        // with it were adopted and sockets reclaimed for them: look at the
+        // process as it is now. No descriptor at all is pressure too.
+        let now_free = match self.entries.values().next() {
+            Some(entry) => sys::lowest_free_descriptor(entry.socket.as_fd()).unwrap_or(i32::MAX),
+            None => return,
+        };
+        let used = u64::try_from(now_free).unwrap_or(u64::MAX).min(limit);
+        if used + headroom > limit {
+            // Down to half a headroom more than needed: the callers may
+            // hand over many sockets before the next adoption looks again.
+            self.reclaim(used + headroom + headroom / 2 - limit);
+        }
+    }
+
+    /// Ends `n` lingering sockets to give their descriptors back: first
+    /// those that have nothing left to lose (see `delivered`), looked for
+    /// among the oldest, the peers quiet longest first (a peer still
+    /// sending would get RST from the kernel at its next byte); then the
+    /// oldest.
+    pub(super) fn reclaim(&mut self, n: u64) {
+        let n = usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .min(self.entries.len());
+        let mut cheap: Vec<(Instant, LingerId)> = self
+            .entries
+            .iter()
+            .take(n.saturating_mul(8))
+            .filter(|(_, entry)| entry.delivered())
+            .map(|(&id, entry)| (entry.at(entry.last_rx), id))
+            .collect();
+        cheap.sort_unstable();
+        let cheap: BTreeSet<LingerId> = cheap.into_iter().take(n).map(|(_, id)| id).collect();
+        let oldest = self.entries.keys().copied();
+        let rest: Vec<LingerId> = oldest
+            .filter(|id| !cheap.contains(id))
+            .take(n - cheap.len())
+            .collect();
+        for id in cheap.into_iter().chain(rest) {
+            self.finish(id, Outcome::Reclaimed);
+        }
+    }
+
+    fn finish(&mut self, id: LingerId, outcome: Outcome) {
+        let Some(entry) = self.entries.remove(&id) else {
+            return;
+        };
+        self.timers.remove(&(entry.at(entry.timer), id));
+        // The VM may still hold a descriptor of this socket (a port whose
+        // output is pending), and epoll forgets a file only on its last
+        // close: remove it explicitly. Fails harmlessly if never added.
+        let _ = self.shared.epoll.delete(entry.socket.as_fd());
+        let (token, report) = entry.close(outcome);
+        let stats = &self.shared.stats;
+        stats.ended(outcome).fetch_add(1, Ordering::Relaxed);
+        stats.lingering.fetch_sub(1, Ordering::Relaxed);
+        self.count_memory();
+        // A failing callback must not take the reactor down with it.
+        let on_end = &mut self.on_end;
+        let _ = catch_unwind(AssertUnwindSafe(|| on_end(token, report)));
+    }
+}
