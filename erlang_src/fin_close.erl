@@ -132,12 +132,8 @@
 %% stands for infinity.
 -define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
 
-%% What a socket term is made of.
--type handle() :: {port, port()}
-                | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}
-                | {socket, socket:socket()}
-                | {tls, tcp_handle(), ssl:sslsocket()}.
--type tcp_handle() :: {port, port()} | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}.
+-type handle() :: fin_close_socket:handle().
+-type tcp_handle() :: fin_close_socket:tcp_handle().
 
 %% @doc Bytes waiting in the kernel's receive queue of `Socket' (SIOCINQ).
 %%
@@ -295,7 +291,7 @@ close(Socket) ->
 close(Socket, Opts) ->
     Args = [Socket, Opts],
     Limits = options(Opts, Args),
-    case resolve(Socket, Args) of
+    case fin_close_socket:resolve(Socket, Args) of
         {error, _} = Error -> Error;
         Handle -> hand_over(Handle, Limits)
     end.
@@ -313,7 +309,7 @@ check_options(Opts) ->
 %% reply. Returns once the socket is closed.
 -spec abort(socket()) -> ok | {error, atom()}.
 abort(Socket) ->
-    case resolve(Socket, [Socket]) of
+    case fin_close_socket:resolve(Socket, [Socket]) of
         {error, _} = Error ->
             Error;
         Handle ->
@@ -439,133 +435,31 @@ valid_option(max_lingering, N) -> is_integer(N) andalso N >= 0 andalso N < ?U64_
 valid_option(notify, Pid) -> is_pid(Pid) andalso node(Pid) =:= node();
 valid_option(_, _) -> false.
 
--spec resolve(term(), [term()]) -> handle() | {error, atom()}.
-resolve(Port, _) when is_port(Port) ->
-    %% The inet driver's module, as prim_inet finds it; a badarg for a port
-    %% that is closed, or closing: OTP still answers port_info/2 and the
-    %% driver's controls for a port close/2 left writing out its queue.
-    try erlang:port_get_data(Port) of
-        Tcp when Tcp =:= inet_tcp; Tcp =:= inet6_tcp; Tcp =:= local_tcp -> {port, Port};
-        _ -> port_kind(Port)
-    catch
-        error:badarg -> {error, closed}
-    end;
-resolve({'$inet', gen_tcp_socket, {Server, {'$socket', Ref} = ESock}} = Socket, _)
-  when is_pid(Server), is_reference(Ref) ->
-    {gen_tcp_socket, Socket, ESock};
-resolve({'$socket', Ref} = ESock, _) when is_reference(Ref) ->
-    {socket, ESock};
-resolve({'$inet', Module, {Server, {'$socket', Ref}}}, _)
-  when Module =/= gen_tcp_socket, is_atom(Module), is_pid(Server), is_reference(Ref) ->
-    %% gen_udp's socket backend.
-    {error, eprototype};
-resolve({sslsocket, _, _} = Ssl, Args) ->
-    case fin_close_tls:socket(Ssl) of
-        {ok, Tcp} ->
-            case resolve(Tcp, Args) of
-                {error, _} = Error -> Error;
-                Inner -> {tls, Inner, Ssl}
-            end;
-        {error, _} = Error ->
-            Error
-    end;
-resolve(_, Args) ->
-    erlang:error(badarg, Args).
-
--spec port_kind(port()) -> handle() | {error, atom()}.
-port_kind(Port) ->
-    case erlang:port_info(Port, name) of
-        {name, "tcp_inet"} -> {port, Port};
-        {name, "udp_inet"} -> {error, eprototype};
-        {name, "sctp_inet"} -> {error, eprototype};
-        {name, _} -> {error, enotsock};
-        undefined -> {error, closed}
-    end.
-
--spec fd(handle()) -> {ok, non_neg_integer()} | {error, closed}.
-fd(Handle) ->
-    Result = case Handle of
-                 {port, Port} -> inet:getfd(Port);
-                 {gen_tcp_socket, _, ESock} -> socket:getopt(ESock, {otp, fd});
-                 {socket, ESock} -> socket:getopt(ESock, {otp, fd});
-                 {tls, Inner, _} -> fd(Inner)
-             end,
-    case Result of
-        {ok, Fd} when is_integer(Fd), Fd >= 0 -> {ok, Fd};
-        _ -> {error, closed}
-    end.
-
-%% Runs an ioctl on the socket's descriptor. The socket can be closed, and
-%% its number taken by a new socket, while the NIF runs: the answer counts
-%% only if the socket still has the same descriptor afterwards. A socket
-%% never gets another descriptor: once closed (which a port's driver may
-%% do on its own, in passive mode when the peer's FIN comes) it has none.
-%% This is the hot path of inq/1 (see make bench): three calls, no funs.
+%% The hot path of inq/1 and outq/1 (see make bench): no funs.
 -spec queue(term(), inq | outq) -> {ok, non_neg_integer()} | {error, atom()}.
 queue(Socket, Which) ->
-    case resolve(Socket, [Socket]) of
-        {port, Port} ->
-            case inet:getfd(Port) of
-                {ok, Fd} when is_integer(Fd), Fd >= 0 ->
-                    %% Bound first: the second read must come after the ioctl.
-                    Result = ioctl(Which, Fd, false),
-                    checked(Result, inet:getfd(Port), Fd);
-                _ -> {error, closed}
-            end;
-        {gen_tcp_socket, _, ESock} ->
-            esock_queue(ESock, Which, false);
-        {socket, ESock} ->
-            %% Ports and gen_tcp sockets are TCP by construction; a
-            %% socket-module socket may be anything.
-            esock_queue(ESock, Which, true);
-        {tls, Inner, _} ->
-            queue(element(2, Inner), Which);
-        {error, _} = Error ->
-            Error
+    case fin_close_socket:resolve(Socket, [Socket]) of
+        {error, _} = Error -> Error;
+        Handle -> fin_close_socket:borrowed(Handle, Which)
     end.
-
--spec esock_queue(socket:socket(), inq | outq, boolean()) -> {ok, non_neg_integer()} | {error, atom()}.
-esock_queue(ESock, Which, TcpOnly) ->
-    case socket:getopt(ESock, {otp, fd}) of
-        {ok, Fd} when is_integer(Fd), Fd >= 0 ->
-            Result = ioctl(Which, Fd, TcpOnly),
-            checked(Result, socket:getopt(ESock, {otp, fd}), Fd);
-        _ -> {error, closed}
-    end.
-
--spec ioctl(inq | outq, non_neg_integer(), boolean()) -> {ok, non_neg_integer()} | {error, atom()}.
-ioctl(inq, Fd, TcpOnly) -> fin_close_nif:inq(Fd, TcpOnly);
-ioctl(outq, Fd, TcpOnly) -> fin_close_nif:outq(Fd, TcpOnly).
-
--spec checked(Result, {ok, term()} | {error, term()}, non_neg_integer()) -> Result | {error, closed}
-    when Result :: {ok, non_neg_integer()} | {error, atom()}.
-checked(Result, {ok, Fd}, Fd) -> Result;
-checked(_, _, _) -> {error, closed}.
 
 -spec hand_over(handle(), map()) -> ok | {ok, reference()} | {error, atom()}.
 hand_over(Handle, Limits) ->
-    case fd(Handle) of
-        {ok, Fd} ->
-            case dup(Fd) of
-                {ok, {Dup, Local, Peer}} ->
-                    case names(Handle) of
-                        {Local, Peer} ->
-                            start(reserve(Dup, Limits), Handle, Limits);
-                        _ ->
-                            %% Not the socket we were given: it was closed
-                            %% and its number reused before the dup.
-                            fin_close_nif:discard(Dup),
-                            {error, closed}
-                    end;
-                {error, _} = Error ->
-                    %% The error counts only if it was about this socket:
-                    %% one closed meanwhile no longer has the number.
-                    checked(Error, fd(Handle), Fd)
-            end;
-        {error, closed} when element(1, Handle) =:= port ->
-            close_gone(element(2, Handle), maps:get(notify, Limits));
+    case dup(Handle) of
+        {ok, {Dup, _Local, _Peer}} ->
+            start(reserve(Dup, Limits), Handle, Limits);
         {error, closed} = Error ->
-            stop_gone(Handle),
+            case Handle of
+                {port, Port} ->
+                    case erlang:port_info(Port, connected) of
+                        undefined -> Error;
+                        _ -> close_gone(Port, maps:get(notify, Limits))
+                    end;
+                _ ->
+                    stop_gone(Handle),
+                    Error
+            end;
+        {error, _} = Error ->
             Error
     end.
 
@@ -585,14 +479,14 @@ stop_gone(_) ->
 %% No descriptor left for the duplicate: lingering sockets give some back
 %% (as the reactor does on its own before the process runs out), then one
 %% more try. Refused only when none could be given back.
--spec dup(non_neg_integer()) -> {ok, {reference(), term(), term()}} | {error, atom()}.
-dup(Fd) ->
-    case fin_close_nif:dup(Fd, false) of
+-spec dup(handle()) -> {ok, {reference(), term(), term()}} | {error, atom()}.
+dup(Handle) ->
+    case fin_close_socket:borrowed(Handle, {dup, false}) of
         {error, Full} when Full =:= emfile; Full =:= enfile ->
             _ = fin_close_nif:reclaim(?RECLAIM),
-            fin_close_nif:dup(Fd, true);
+            fin_close_socket:borrowed(Handle, {dup, true});
         {error, Short} when Short =:= enomem; Short =:= enobufs ->
-            fin_close_nif:dup(Fd, true);
+            fin_close_socket:borrowed(Handle, {dup, true});
         Result ->
             Result
     end.
@@ -617,32 +511,6 @@ notify_gone(Pid) ->
     Pid ! {fin_close, Ref, #{outcome => peer_closed, drained => 0, lingered_ms => 0,
                              local => undefined, peer => undefined}},
     {ok, Ref}.
-
-%% The socket's own view of its addresses, read after the dup: a socket
-%% whose local address can still be read is still open, so it held the
-%% duplicated number. A connection the peer reset has no peer address any
-%% more, which the duplicate shows too.
--spec names(handle()) -> {term(), term()} | error.
-names({port, Port}) ->
-    case inet:sockname(Port) of
-        {ok, Local} -> {Local, peer(inet:peername(Port))};
-        {error, _} -> error
-    end;
-names({tls, Inner, _}) ->
-    names(Inner);
-names({_, _, ESock}) ->
-    names({socket, ESock});
-names({socket, ESock}) ->
-    case socket:sockname(ESock) of
-        {ok, #{addr := Addr, port := Port}} -> {{Addr, Port}, peer(socket:peername(ESock))};
-        {error, _} -> error
-    end.
-
--spec peer({ok, term()} | {error, atom()}) -> term().
-peer({ok, #{addr := Addr, port := Port}}) -> {Addr, Port};
-peer({ok, Peer}) -> Peer;
-peer({error, enotconn}) -> undefined;
-peer({error, Reason}) -> {error, Reason}.
 
 -spec reserve(reference(), map()) -> {ok, reference()} | {error, atom()}.
 reserve(Dup, #{linger_timeout := Timeout, idle_timeout := Idle, max_drain := MaxDrain,
@@ -827,22 +695,8 @@ logger_pid() ->
 %% listening (a gen_tcp socket may be a Unix domain one).
 -spec abortable(handle()) -> ok | {error, atom()}.
 abortable(Handle) ->
-    case fd(Handle) of
-        {ok, Fd} ->
-            case fin_close_nif:check_tcp(Fd) of
-                ok ->
-                    case names(Handle) of
-                        error -> {error, closed};
-                        %% Also a connection already reset: closing it is
-                        %% what was asked.
-                        {_, _} -> ok
-                    end;
-                {error, _} = Error ->
-                    Error
-            end;
-        {error, _} = Error ->
-            Error
-    end.
+    %% Also a connection already reset: closing it is what was asked.
+    fin_close_socket:borrowed(Handle, check_tcp).
 
 %% Like close_handle/1, exactly one of several closers succeeds.
 -spec reset(handle()) -> ok | {error, atom()}.

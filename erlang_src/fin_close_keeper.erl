@@ -60,29 +60,20 @@ handle_info({fin_close, _Ticket, Result}, State) ->
 handle_info(_Ignored, State) ->
     {noreply, State}.
 
+%% One line per socket that did not end clean: its outcome (see
+%% fin_close:outcome/0) and, for `error', the reason.
 -spec log_end(fin_close:result() | map()) -> ok.
 log_end(#{outcome := clean}) ->
     ok;
 log_end(#{outcome := Outcome, lingered_ms := Ms, drained := Drained} = Result) ->
-    Local = maps:get(local, Result, undefined),
-    Peer = maps:get(peer, Result, undefined),
-    Why = case Outcome of
-              timeout -> "cut off by linger_timeout";
-              idle -> "cut off by idle_timeout";
-              drain_limit -> "cut off by max_drain";
-              reset -> "reset by the peer";
-              truncated -> "reset: a send was cut short by the close";
-              error -> io_lib:format("ended by error ~p", [maps:get(reason, Result, undefined)]);
-              _ -> io_lib:format("ended ~p", [Outcome])
+    Address = fun(Key) -> fin_close_sockets:address(maps:get(Key, Result, undefined)) end,
+    Why = case Result of
+              #{reason := Reason} -> io_lib:format(" (~p)", [Reason]);
+              _ -> ""
           end,
-    ?LOG_DEBUG("fin_close: ~s -> ~s ~s after ~b ms, ~b bytes discarded",
-               [address(Local), address(Peer), Why, Ms, Drained],
+    ?LOG_DEBUG("fin_close: ~s -> ~s ended ~p~s after ~b ms, ~b bytes discarded",
+               [Address(local), Address(peer), Outcome, Why, Ms, Drained],
                #{domain => [fin_close], fin_close => Result});
 log_end(_) ->
     %% A report of another shape (a library from another release).
     ok.
-
--spec address(fin_close:address() | undefined) -> string().
-address({IP, Port}) when tuple_size(IP) =:= 8 -> "[" ++ inet:ntoa(IP) ++ "]:" ++ integer_to_list(Port);
-address({IP, Port}) -> inet:ntoa(IP) ++ ":" ++ integer_to_list(Port);
-address(undefined) -> "(gone)".

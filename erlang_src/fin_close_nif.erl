@@ -22,7 +22,7 @@
 -on_load(load/0).
 
 -type fd() :: non_neg_integer().
--type address() :: {inet:ip_address(), inet:port_number()}.
+-type address() :: fin_close:address().
 
 -spec load() -> ok | {error, {atom(), string()}}.
 load() ->

@@ -2,14 +2,15 @@
 %% @doc The socket table behind `fin_close:sockets/0' and `fin_close:i/0':
 %% every TCP socket of the node, and every socket lingering in the reactor.
 %%
-%% Each live socket is read as `inq/1' is: its descriptor, the native read,
-%% then the descriptor again, so that a socket closed meanwhile (and its
+%% Each live socket is read as `inq/1' is, its descriptor borrowed
+%% (fin_close_socket:borrowed/2), so that a socket closed meanwhile (and its
 %% number taken by another) is left out rather than shown with another
 %% socket's figures.
 -module(fin_close_sockets).
 
 -export([list/0]).
 -export([print/1]).
+-export([address/1]).
 
 %% How long to wait for the reactor's list; it answers between two rounds
 %% of its work, within microseconds unless it is ending thousands of sockets.
@@ -24,7 +25,7 @@ list() ->
 
 -spec port(port()) -> {true, fin_close:socket_info()} | false.
 port(Port) ->
-    case read(fun() -> inet:getfd(Port) end) of
+    case fin_close_socket:borrowed({port, Port}, info) of
         {ok, Info} ->
             case {erlang:port_info(Port, connected), erlang:port_info(Port, queue_size)} of
                 {{connected, Owner}, {queue_size, Queued}} ->
@@ -32,7 +33,7 @@ port(Port) ->
                 _ ->
                     false
             end;
-        error ->
+        {error, _} ->
             false
     end.
 
@@ -44,7 +45,7 @@ port(Port) ->
 esock(ESock) ->
     Kind = socket:getopt(ESock, {otp, meta}),
     Owner = socket:getopt(ESock, {otp, controlling_process}),
-    case {Kind, Owner, read(fun() -> socket:getopt(ESock, {otp, fd}) end)} of
+    case {Kind, Owner, fin_close_socket:borrowed({socket, ESock}, info)} of
         {{ok, undefined}, {ok, Pid}, {ok, Info}} ->
             {true, live(socket, ESock, Pid, Info)};
         {{ok, _Meta}, {ok, Server}, {ok, Info}} ->
@@ -55,21 +56,6 @@ esock(ESock) ->
             {true, live(gen_tcp_socket, Socket, monitored(Server), Info)};
         _ ->
             false
-    end.
-
-%% The native read, counted only when the socket has the same descriptor
-%% after it as before (an open socket never changes descriptor).
--spec read(fun(() -> {ok, integer()} | term())) -> {ok, map()} | error.
-read(Fd) ->
-    case Fd() of
-        {ok, N} when is_integer(N), N >= 0 ->
-            Info = fin_close_nif:info(N),
-            case {Fd(), Info} of
-                {{ok, N}, {ok, Map}} -> {ok, Map};
-                _ -> error
-            end;
-        _ ->
-            error
     end.
 
 -spec monitored(pid()) -> pid() | undefined.
@@ -161,7 +147,9 @@ owner(#{owner := Pid}) when is_pid(Pid) -> pid_to_list(Pid);
 owner(#{kind := lingering}) -> "reactor";
 owner(_) -> "-".
 
--spec address(term()) -> string().
+%% @doc An address as the table and the log lines write it: `1.2.3.4:80',
+%% `[::1]:80', or `-'.
+-spec address(fin_close:address() | undefined) -> string().
 address({IP, Port}) when tuple_size(IP) =:= 8 -> "[" ++ inet:ntoa(IP) ++ "]:" ++ integer_to_list(Port);
 address({IP, Port}) -> inet:ntoa(IP) ++ ":" ++ integer_to_list(Port);
 address(undefined) -> "-".

@@ -456,7 +456,7 @@ cut_off_is_logged_at_debug(Config) ->
         [#{level := debug, meta := #{domain := [fin_close]}} = Event] = logged(),
         Line = lists:flatten(logger_formatter:format(Event, #{single_line => true})),
         ct:log("~ts", [Line]),
-        ?assertNotEqual(nomatch, string:find(Line, "cut off by linger_timeout")),
+        ?assertNotEqual(nomatch, string:find(Line, "ended timeout")),
         ?assertNotEqual(nomatch, string:find(Line, "127.0.0.1:" ++ integer_to_list(Port))),
         [gen_tcp:close(C) || C <- [C1, C2]]
     after
