@@ -11,8 +11,7 @@
 
 -import(fin_close_ct, [abort_counters/0, accept/2, accept_pair/5, bytes/1, check_nothing_left/1, close_listener/2, close_udp/1, drip/1, family/1, fd_count/0, fds/0, flags/1, flood/3, kind/1, listen/3, listen_port/2, native_close/1, outcome/1, pair/3, read_all/2, read_to_closed/1, read_to_closed/2, recv_exactly/2, send/2, set_active/2, set_linger_zero/2, udp/1, wait/1, wait/2, wait_exit/1, wait_inq/2, wait_line/2, wait_until/2]).
 
--export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
-         init_per_testcase/2, end_per_testcase/2]).
+-export([suite/0, all/0, groups/0]).
 -export([reply_reaches_slow_reader/1, native_close_resets_slow_reader/1, big_reply_to_slow_reader/1,
          ipv6_reply_reaches_slow_reader/1, inq_is_exact/1, outq_counts_unacknowledged/1,
          notify_reports_clean/1, dripping_peer_times_out/1, flooding_peer_hits_drain_limit/1,
@@ -43,23 +42,8 @@ groups() ->
              socket_table_survives_churn],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases}].
 
-init_per_suite(Config) ->
-    fin_close_ct:init_per_suite(Config).
-
-end_per_suite(_Config) ->
-    ok.
-
-init_per_group(Kind, Config) ->
-    fin_close_ct:init_per_group(Kind, Config).
-
-end_per_group(_Kind, _Config) ->
-    ok.
-
-init_per_testcase(_Case, Config) ->
-    fin_close_ct:init_per_testcase(Config).
-
-end_per_testcase(_Case, Config) ->
-    fin_close_ct:end_per_testcase(Config).
+suite() ->
+    [{ct_hooks, [fin_close_ct]}].
 
 %% Cases.
 

@@ -26,8 +26,8 @@
 
 -import(fin_close_ct, [kind/1]).
 
--export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
-         init_per_testcase/2, end_per_testcase/2]).
+-export([suite/0, all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2,
+         end_per_group/2]).
 -export([curl_gets_whole_answer/1, requests_gets_whole_answer/1, slow_uploader_gets_whole_answer/1,
          curl_with_gen_tcp_close/1, requests_with_gen_tcp_close/1,
          slow_uploader_with_gen_tcp_close/1, gen_tcp_close_fails_requests/1,
@@ -61,12 +61,15 @@ groups() ->
      {cowboy, [], (Cases -- [gen_tcp_close_fails_requests]) ++ Cowboy},
      {cowboy_tls, [], (Cases -- [gen_tcp_close_fails_requests]) ++ [cowboy_connection_gone_after_reply]}].
 
+suite() ->
+    [{ct_hooks, [fin_close_ct]}].
+
 init_per_suite(Config) ->
     case missing_clients() of
         [] ->
             Priv = ?config(priv_dir, Config),
             Uploads = [{MiB, upload_file(Priv, MiB)} || MiB <- [16, 64]],
-            fin_close_ct:init_per_suite([{uploads, Uploads}, {results, results_file(Priv)} | Config]);
+            [{uploads, Uploads}, {results, results_file(Priv)} | Config];
         Missing ->
             {fail, {"run scripts/setup.sh as root", Missing}}
     end.
@@ -74,8 +77,6 @@ init_per_suite(Config) ->
 end_per_suite(_Config) ->
     ok.
 
-init_per_group(tcp, Config) ->
-    Config;
 init_per_group(tls12, Config) ->
     fin_close_ct:tls_config('tlsv1.2', Config);
 init_per_group(tls13, Config) ->
@@ -86,12 +87,13 @@ init_per_group(Cowboy, Config) when Cowboy =:= cowboy; Cowboy =:= cowboy_tls ->
     case [ok || E <- Ebins, code:add_patha(E) =:= true] of
         [_, _, _] ->
             {ok, _} = application:ensure_all_started(cowboy),
+            %% The kind of the cases, whichever group holds them.
             [{kind, cowboy} | Config];
         _ ->
             {fail, {"no Cowboy: scripts/cowboy.sh printed", Plugins}}
     end;
-init_per_group(Kind, Config) ->
-    fin_close_ct:init_per_group(Kind, Config).
+init_per_group(_Kind, Config) ->
+    Config.
 
 end_per_group(Cowboy, _Config) when Cowboy =:= cowboy; Cowboy =:= cowboy_tls ->
     _ = application:stop(cowboy),
@@ -99,12 +101,6 @@ end_per_group(Cowboy, _Config) when Cowboy =:= cowboy; Cowboy =:= cowboy_tls ->
     ok;
 end_per_group(_Kind, _Config) ->
     ok.
-
-init_per_testcase(_Case, Config) ->
-    fin_close_ct:init_per_testcase(Config).
-
-end_per_testcase(_Case, Config) ->
-    fin_close_ct:end_per_testcase(Config).
 
 %% Cases.
 

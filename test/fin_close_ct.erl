@@ -7,7 +7,8 @@
 -include_lib("stdlib/include/assert.hrl").
 -include_lib("public_key/include/public_key.hrl").
 
--export([init_per_suite/1, init_per_group/2, init_per_testcase/1, end_per_testcase/1]).
+-export([init/2, pre_init_per_suite/3, pre_init_per_group/4, pre_init_per_testcase/4,
+         post_end_per_testcase/5]).
 -export([tls_config/2]).
 -export([host_ip/0, in_netns/2, netns_down/0, netns_link_down/0, netns_up/0, os_cmd/1]).
 -export([abort_counters/0, accept/2, accept_pair/5, bytes/1, check_nothing_left/1, close_listener/2, close_udp/1, drip/1, family/1, fd_count/0, fds/0, flags/1, flood/3, kind/1, listen/3, listen_port/2, native_close/1, outcome/1, pair/3, read_all/2, read_to_closed/1, read_to_closed/2, recv_exactly/2, send/2, set_active/2, set_linger_zero/2, udp/1, wait/1, wait/2, wait_exit/1, wait_inq/2, wait_line/2, wait_until/2]).
@@ -20,16 +21,41 @@
 -define(HOST_IP, {10, 201, 0, 1}).
 -define(NS_IP, "10.201.0.2").
 
-%% Common Test callbacks of every suite.
+%% Common Test callbacks of every suite, as a hook (each suite's suite/0
+%% has {ct_hooks, [fin_close_ct]}); a suite's own callbacks, where it has
+%% any, run after these.
+
+init(_Id, _Opts) ->
+    {ok, #{}}.
 
 %% The application started, and the reactor (its epoll and eventfd) running
 %% before the first case counts descriptors.
-init_per_suite(Config) ->
+pre_init_per_suite(_Suite, Config, State) ->
     {ok, _} = application:ensure_all_started(fin_close),
     {S, C} = pair([{kind, inet}], {127, 0, 0, 1}, []),
     ok = fin_close:close(S),
     ok = gen_tcp:close(C),
-    Config.
+    {Config, State}.
+
+%% A group is the kind of server socket its cases use (see kind/1); an
+%% outer group (a TLS version) is overridden by the inner one.
+pre_init_per_group(_Suite, Kind, Config, State) ->
+    {[{kind, Kind} | Config], State}.
+
+pre_init_per_testcase(_Suite, _Case, Config, State) ->
+    {[{fds, fds()} | Config], State}.
+
+%% Nothing outlives a passed case: every socket it handed over has ended,
+%% and every descriptor it opened is closed, the reactor's duplicates
+%% included.
+post_end_per_testcase(_Suite, _Case, Config, ok, State) ->
+    try check_nothing_left(?config(fds, Config)) of
+        _ -> {ok, State}
+    catch
+        error:Reason -> {{fail, Reason}, State}
+    end;
+post_end_per_testcase(_Suite, _Case, _Config, Return, State) ->
+    {Return, State}.
 
 %% TLS groups: ssl started, and certificates made for this run (a root
 %% and a server certificate for 127.0.0.1 and localhost, EC P-256). Adds
@@ -53,21 +79,6 @@ tls_config(Version, Config) ->
     [{tls, #{version => Version, server => Only ++ Server, cafile => CaFile,
              client => Only ++ [{verify, verify_peer}, {cacerts, Roots}, {server_name_indication, disable}]}}
      | Config].
-
-%% A group is the kind of server socket its cases use (see kind/1).
-init_per_group(Kind, Config) ->
-    [{kind, Kind} | Config].
-
-init_per_testcase(Config) ->
-    [{fds, fds()} | Config].
-
-%% Nothing outlives a case: every socket it handed over has ended, and every
-%% descriptor it opened is closed, the reactor's duplicates included.
-end_per_testcase(Config) ->
-    case ?config(tc_status, Config) of
-        ok -> check_nothing_left(?config(fds, Config));
-        _Failed -> ok
-    end.
 
 check_nothing_left(Before) ->
     Settled = fun() -> maps:get(lingering, fin_close:stats()) =:= 0 andalso fd_count() =< length(Before) end,

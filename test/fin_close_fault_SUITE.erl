@@ -12,8 +12,7 @@
 -import(fin_close_ct, [bytes/1, check_nothing_left/1, fds/0, kind/1, native_close/1, outcome/1,
                        pair/3, read_to_closed/1, recv_exactly/2, send/2, wait/1, wait/2, wait_inq/2]).
 
--export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
-         init_per_testcase/2, end_per_testcase/2]).
+-export([suite/0, all/0, groups/0]).
 -export([bad_input_is_refused_property/1, fd_reuse_storm_harms_no_bystander/1,
          never_reading_peer_times_out/1, never_closing_peer_times_out/1,
          half_closing_peer_ends_clean/1, resetting_peer_mid_linger_is_reset/1,
@@ -46,23 +45,8 @@ groups() ->
                  %% Last: it leaves a second instance of fin_close_nif loaded.
                  nif_purged_while_sockets_linger]}].
 
-init_per_suite(Config) ->
-    fin_close_ct:init_per_suite(Config).
-
-end_per_suite(_Config) ->
-    ok.
-
-init_per_group(Kind, Config) ->
-    fin_close_ct:init_per_group(Kind, Config).
-
-end_per_group(_Kind, _Config) ->
-    ok.
-
-init_per_testcase(_Case, Config) ->
-    fin_close_ct:init_per_testcase(Config).
-
-end_per_testcase(_Case, Config) ->
-    fin_close_ct:end_per_testcase(Config).
+suite() ->
+    [{ct_hooks, [fin_close_ct]}].
 
 %% Cases.
 

@@ -12,8 +12,7 @@
 -import(fin_close_ct, [abort_counters/0, bytes/1, check_nothing_left/1, fds/0, kind/1, outcome/1,
                        pair/3, read_all/2, read_to_closed/1, send/2, wait/1, wait/2, wait_inq/2]).
 
--export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
-         init_per_testcase/2, end_per_testcase/2]).
+-export([suite/0, all/0, groups/0]).
 -export([unread_upload_is_drained_whole/1, slow_upload_is_drained_whole/1,
          idle_peer_is_cut_off/1, clean_only_once_the_peer_has_read_everything/1,
          shut_for_reading_still_ends_with_fin/1, shut_both_ways_waits_for_the_peers_fin/1,
@@ -43,23 +42,8 @@ groups() ->
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
      {node, [], [halt_mid_flush_resets_the_peer, idle_flood_at_the_descriptor_limit]}].
 
-init_per_suite(Config) ->
-    fin_close_ct:init_per_suite(Config).
-
-end_per_suite(_Config) ->
-    ok.
-
-init_per_group(Kind, Config) ->
-    fin_close_ct:init_per_group(Kind, Config).
-
-end_per_group(_Kind, _Config) ->
-    ok.
-
-init_per_testcase(_Case, Config) ->
-    fin_close_ct:init_per_testcase(Config).
-
-end_per_testcase(_Case, Config) ->
-    fin_close_ct:end_per_testcase(Config).
+suite() ->
+    [{ct_hooks, [fin_close_ct]}].
 
 %% Cases.
 

@@ -12,8 +12,8 @@
 
 -import(fin_close_ct, [kind/1, outcome/1, wait/1]).
 
--export([all/0, groups/0, init_per_suite/1, end_per_suite/1, init_per_group/2, end_per_group/2,
-         init_per_testcase/2, end_per_testcase/2]).
+-export([suite/0, all/0, groups/0, init_per_group/2, end_per_group/2, init_per_testcase/2,
+         end_per_testcase/2]).
 -export([log/2]).
 -export([shape_is_known/1, reply_whole_then_closed/1, uploading_peer_is_drained/1,
          peer_reset_mid_linger/1, peer_never_closes/1, handshake_in_progress/1,
@@ -34,18 +34,15 @@ groups() ->
      {tls13, [], [{group, inet}, {group, socket}]},
      {inet, [], Cases}, {socket, [], Cases}].
 
-init_per_suite(Config) ->
-    fin_close_ct:init_per_suite(Config).
-
-end_per_suite(_Config) ->
-    ok.
+suite() ->
+    [{ct_hooks, [fin_close_ct]}].
 
 init_per_group(tls12, Config) ->
     fin_close_ct:tls_config('tlsv1.2', Config);
 init_per_group(tls13, Config) ->
     fin_close_ct:tls_config('tlsv1.3', Config);
-init_per_group(Kind, Config) ->
-    fin_close_ct:init_per_group(Kind, Config).
+init_per_group(_Kind, Config) ->
+    Config.
 
 end_per_group(_Group, _Config) ->
     ok.
@@ -55,12 +52,12 @@ end_per_group(_Group, _Config) ->
 %% or an alert. The clients' own ssl logging is off (see pair/1).
 init_per_testcase(_Case, Config) ->
     ok = logger:add_handler(?MODULE, ?MODULE, #{level => notice, config => #{pid => self()}}),
-    fin_close_ct:init_per_testcase(Config).
+    Config.
 
 end_per_testcase(_Case, Config) ->
     ok = logger:remove_handler(?MODULE),
     case logged() of
-        [] -> fin_close_ct:end_per_testcase(Config);
+        [] -> ok;
         Events -> {fail, {logged, Events}}
     end.
 
@@ -183,15 +180,10 @@ one_of_concurrent_closes_wins(Config) ->
 upgraded_client_socket(Config) ->
     #{server := ServerOpts, client := ClientOpts} = ?config(tls, Config),
     {L, Port} = listen(Config, ServerOpts),
-    Self = self(),
-    _ = spawn_link(fun() -> {ok, T} = ssl:transport_accept(L, 5000),
-                            {ok, S} = ssl:handshake(T, 5000),
-                            ok = ssl:controlling_process(S, Self),
-                            Self ! {server, S}
-                   end),
+    Server = accept_one(L),
     {ok, Tcp} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
     {ok, C} = ssl:connect(Tcp, [binary, {active, false}, {log_level, none} | ClientOpts], 5000),
-    S = receive {server, S0} -> S0 after 5000 -> error(no_server) end,
+    S = Server(),
     ok = ssl:close(L),
     ok = ssl:send(C, fin_close_ct:bytes(?MIB)),
     {ok, Ref} = fin_close:close(C, #{notify => self()}),
@@ -234,17 +226,25 @@ refused_and_left_as_it_was(Config) ->
 pair(Config) ->
     #{server := ServerOpts, client := ClientOpts} = ?config(tls, Config),
     {L, Port} = listen(Config, ServerOpts),
+    Server = accept_one(L),
+    {ok, C} = ssl:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {log_level, none} | ClientOpts],
+                          5000),
+    S = Server(),
+    ok = ssl:close(L),
+    {S, C}.
+
+%% Accepts one TLS connection on L in a process of its own, so that the
+%% caller can connect meanwhile; the fun returned gives the server's socket,
+%% owned by the caller.
+accept_one(L) ->
     Self = self(),
+    Ref = make_ref(),
     _ = spawn_link(fun() -> {ok, T} = ssl:transport_accept(L, 5000),
                             {ok, S} = ssl:handshake(T, 5000),
                             ok = ssl:controlling_process(S, Self),
-                            Self ! {server, S}
+                            Self ! {Ref, S}
                    end),
-    {ok, C} = ssl:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {log_level, none} | ClientOpts],
-                          5000),
-    S = receive {server, S0} -> S0 after 5000 -> error(no_server) end,
-    ok = ssl:close(L),
-    {S, C}.
+    fun() -> receive {Ref, S} -> S after 5000 -> error(no_server) end end.
 
 listen(Config) ->
     #{server := ServerOpts} = ?config(tls, Config),
