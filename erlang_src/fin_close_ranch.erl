@@ -44,6 +44,7 @@
 
 % A function, not the module's name: see fin_close_ranch.hrl.
 -define(TRANSPORT, (transport())).
+-include("fin_close_ranch.hrl").
 
 -type socket() :: inet:socket().
 
@@ -59,7 +60,6 @@ secure() -> false.
 -spec messages() -> {tcp, tcp_closed, tcp_error, tcp_passive}.
 messages() -> {tcp, tcp_closed, tcp_error, tcp_passive}.
 
--include("fin_close_ranch.hrl").
 
 -spec transport() -> module().
 transport() -> ranch_tcp.

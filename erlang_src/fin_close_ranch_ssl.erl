@@ -35,6 +35,7 @@
 
 % A function, not the module's name: see fin_close_ranch.hrl.
 -define(TRANSPORT, (transport())).
+-include("fin_close_ranch.hrl").
 
 -type socket() :: ssl:sslsocket().
 
@@ -50,7 +51,6 @@ secure() -> true.
 -spec messages() -> {ssl, ssl_closed, ssl_error, ssl_passive}.
 messages() -> {ssl, ssl_closed, ssl_error, ssl_passive}.
 
--include("fin_close_ranch.hrl").
 
 -spec transport() -> module().
 transport() -> ranch_ssl.
