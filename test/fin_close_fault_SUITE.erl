@@ -154,11 +154,14 @@ storm_rounds(Config, {L, Port} = Listener, Rounds, Stale) ->
     storm_rounds(Config, Listener, Rounds - 1, Stale).
 
 %% A socket closed, and its descriptor number taken by another connection,
-%% just after close/1 or inq/1 read the number: both say {error, closed},
-%% and the connection that got the number keeps its unread bytes, is not
-%% shut down and still carries data. Deterministic, unlike the storm: the
-%% function that reads the number (inet:getfd/1, socket:getopt/2) is
-%% wrapped with meck to close the socket and hand its number on at once.
+%% just after close/1 or inq/1 read the number: the socket counts as
+%% closed (inq/1 and outq/1 say {error, closed}; close/1 too, but on a port
+%% whose driver closed its descriptor, as the peer's FIN makes it, close/1
+%% closes the port and says ok, as for any such port), and the connection
+%% that got the number keeps its unread bytes, is not shut down and still
+%% carries data. Deterministic, unlike the storm: the function that reads
+%% the number (inet:getfd/1, socket:getopt/2) is wrapped with meck to close
+%% the socket and hand its number on at once.
 reused_number_is_not_taken_for_the_socket(Config) ->
     {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, ?LOOP4}]),
     {ok, Port} = inet:port(L),
@@ -170,7 +173,11 @@ reused_number_is_not_taken_for_the_socket(Config) ->
              ok = gen_tcp:send(C, <<"abc">>),
              wait_inq(S, 3),
              Opened = usurp_on_first_read(Module, S, closer(Config, S, C), {L, Port}),
-             ?assertEqual({error, closed}, Call(S)),
+             Closed = case {Call, kind(Config)} of
+                          {close, inet} -> ok;
+                          _ -> {error, closed}
+                      end,
+             ?assertEqual(Closed, fin_close:Call(S)),
              {U, P} = receive {usurped, Pair} -> Pair after 0 -> error(not_usurped) end,
              %% The connection that got the number: its 5 unread bytes are
              %% still there, no FIN reached its peer, and it works both ways.
@@ -182,7 +189,7 @@ reused_number_is_not_taken_for_the_socket(Config) ->
              ?assertEqual(0, maps:get(lingering, fin_close:stats())),
              [ok = gen_tcp:close(X) || X <- [C | [X || {_, X} <- ets:tab2list(Opened)]]],
              ets:delete(Opened)
-         end || Call <- [fun fin_close:close/1, fun fin_close:inq/1, fun fin_close:outq/1]]
+         end || Call <- [close, inq, outq]]
     after
         meck:unload(Module),
         gen_tcp:close(L)

@@ -54,7 +54,7 @@ init_per_testcase(_Case, Config) ->
     ok = logger:add_handler(?MODULE, ?MODULE, #{level => notice, config => #{pid => self()}}),
     Config.
 
-end_per_testcase(_Case, Config) ->
+end_per_testcase(_Case, _Config) ->
     ok = logger:remove_handler(?MODULE),
     case logged() of
         [] -> ok;
