@@ -276,12 +276,15 @@ close(Socket) ->
 %%     everything already sent, then FIN, and the TCP socket lingers as
 %%     above. The caller does not wait for it: a process of its own waits
 %%     while the socket's output is over its high watermark (the peer not
-%%     reading), bounded by `linger_timeout'. The TLS connection process
-%%     ends without a log line. A socket still in its handshake is closed
-%%     with FIN alone. A client that closes without reading the
-%%     `close_notify' resets: outcome `reset', its answer delivered.
-%%     {@link abort/1} sends no `close_notify'. How, and what it relies on
-%%     inside `ssl': doc/tls.md.</li>
+%%     reading), bounded by `linger_timeout'; the TLS connection process is
+%%     suspended meanwhile, then ends without a log line, also when its
+%%     owner exits at once. A socket still in its handshake is closed with
+%%     FIN alone. `{error, timeout}': the TLS process did not answer within
+%%     a second (it waits on a peer that does not read); the socket is left
+%%     as it was. A client that closes without reading the `close_notify'
+%%     resets: outcome `reset', its answer delivered. {@link abort/1} sends
+%%     no `close_notify'. How, and what it relies on inside `ssl':
+%%     doc/tls.md.</li>
 %% <li>Unlike `gen_tcp:close/1', an already closed socket gives
 %%     `{error, closed}'. A connection the peer has already reset is
 %%     closed all the same (outcome `reset', or `error' with
@@ -577,6 +580,8 @@ close_handle({socket, ESock}, _) ->
 close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
     case fin_close_tls:claim(Ssl, element(2, Inner)) of
         {ok, connection} ->
+            %% Before the reactor arms its reset (see flush_first/1).
+            _ = [quiet(Port) || {port, Port} <- [Inner]],
             %% close_notify goes out through the connection's sender, which
             %% waits while the port's queue is over its high watermark: as
             %% long as the peer does not read, which a client still
@@ -589,23 +594,29 @@ close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
         {ok, Handshake} ->
             %% No session to end yet: the TCP socket is closed as any.
             Closed = close_under_tls(Inner, Limits),
+            fin_close_tls:release(Ssl),
             fin_close_tls:stop(Ssl, Handshake),
             Closed;
-        {error, closed} = Error ->
+        {error, _} = Error ->
             Error
     end.
 
-%% close_notify after everything sent before, then FIN after it.
+%% close_notify after everything sent before, then FIN after it; then the
+%% TLS process, claimed and suspended meanwhile, runs again and ends.
 -spec close_tls(tcp_handle(), ssl:sslsocket(), timeout()) -> ok.
-close_tls({port, Port} = Inner, Ssl, Timeout) ->
-    _ = fin_close_tls:close_notify(Ssl, Timeout),
-    _ = flush_first(Port),
-    _ = close_under_tls(Inner, #{}),
-    ok;
-close_tls({gen_tcp_socket, Socket, _} = Inner, Ssl, Timeout) ->
-    _ = fin_close_tls:close_notify(Ssl, Timeout),
-    _ = gen_tcp:shutdown(Socket, write),
-    _ = close_under_tls(Inner, #{}),
+close_tls(Inner, Ssl, Timeout) ->
+    try
+        _ = fin_close_tls:close_notify(Ssl, Timeout),
+        %% A port's driver sends FIN once it has written its queue.
+        _ = gen_tcp:shutdown(element(2, Inner), write),
+        case Inner of
+            %% Not close_handle/2: no option is set after the reactor's.
+            {port, Port} -> close_port(Port);
+            {gen_tcp_socket, _, _} -> close_under_tls(Inner, #{})
+        end
+    after
+        fin_close_tls:release(Ssl)
+    end,
     fin_close_tls:stop(Ssl, connection).
 
 %% The TCP socket under a claimed TLS connection (the claim is the
@@ -640,9 +651,16 @@ close_port(Port) ->
 %% inet:setopts/2 on the old term make a closing port active).
 -spec flush_first(port()) -> true.
 flush_first(Port) ->
-    _ = inet:setopts(Port, [{active, false}, {exit_on_close, false}, {linger, {false, 0}}]),
+    quiet(Port),
     _ = gen_tcp:shutdown(Port, write),
     true.
+
+%% Before the reactor starts: it arms SO_LINGER 0 on the socket while the
+%% port still writes, which {linger, _} here would undo.
+-spec quiet(port()) -> ok.
+quiet(Port) ->
+    _ = inet:setopts(Port, [{active, false}, {exit_on_close, false}, {linger, {false, 0}}]),
+    ok.
 
 %% Who sends FIN. A send that raced the close may have queued output after
 %% all: the closing port still writes it, and its driver must send FIN
@@ -727,9 +745,10 @@ reset({tls, Inner, Ssl}) ->
                              _ = gen_tcp:close(Socket),
                              ok
                      end,
+            fin_close_tls:release(Ssl),
             fin_close_tls:stop(Ssl, StateName),
             Result;
-        {error, closed} = Error ->
+        {error, _} = Error ->
             Error
     end;
 reset({socket, ESock}) ->

@@ -15,13 +15,14 @@
 
 -export([socket/1]).
 -export([claim/2]).
+-export([release/1]).
 -export([close_notify/2]).
 -export([stop/2]).
 
 %% The TLS connection process, asked through sys (any gen_statem answers),
-%% normally answers at once; it can be held up only by its own 5 s calls to
-%% its sender.
--define(CLAIM_TIMEOUT, 6000).
+%% answers at once unless it waits on its sender (a key update, a
+%% renegotiation), which waits on a peer that does not read.
+-define(CLAIM_TIMEOUT, 1000).
 %% Set in the connection process's dictionary by the close that took it.
 -define(CLAIMED, '$fin_close_claimed').
 
@@ -40,44 +41,73 @@ socket({sslsocket, {gen_udp, _, _}, _}) ->
 socket(_) ->
     {error, enotsup}.
 
-%% @doc Takes the connection for one close: of several callers, the first
-%% gets `{ok, StateName}' (`connection' once the handshake is done) and the
-%% connection process reads no more from the TCP socket (it stays passive);
-%% the others, and any caller when the process is gone, get
-%% `{error, closed}'. Runs inside the connection process (sys:replace_state/3
-%% with the state unchanged), so it is ordered with everything that process
-%% does; a claim that could not run within the time does nothing later.
--spec claim(term(), gen_tcp:socket()) -> {ok, atom()} | {error, closed}.
+%% @doc Takes the connection for one close: suspends its TLS process
+%% (`sys:suspend/2': it then handles nothing but system messages) and marks
+%% it taken, in the process itself (`sys:replace_state/3' with the state
+%% left as it is). Of several callers, the first gets `{ok, StateName}'
+%% (`connection' once the handshake is done), and must {@link release/1} it
+%% once its TCP socket is closed: until then the TLS process neither reads
+%% the socket (the reactor discards from now on), nor re-activates it, nor
+%% closes it itself when its owner exits or `ssl:close/1' is called; all
+%% that waits and then finds the socket closed. The others, and any caller
+%% when the process is gone, get `{error, closed}'; `{error, timeout}' when
+%% the process did not answer within a second (it waits on its sender, which
+%% waits on a peer that does not read): the socket is then left as it was.
+-spec claim(term(), gen_tcp:socket()) -> {ok, atom()} | {error, closed | timeout}.
 claim({sslsocket, _, [Receiver | _]}, Tcp) ->
-    Caller = self(),
-    Ref = make_ref(),
-    Deadline = erlang:monotonic_time(millisecond) + ?CLAIM_TIMEOUT,
-    Claim = fun({StateName, _} = State) ->
-                    Caller ! {Ref, take(StateName, Tcp, Deadline)},
-                    State
-            end,
-    try sys:replace_state(Receiver, Claim, ?CLAIM_TIMEOUT) of
-        _ -> receive {Ref, Result} -> Result end
+    try sys:suspend(Receiver, ?CLAIM_TIMEOUT) of
+        ok -> take(Receiver, Tcp)
     catch
+        exit:{timeout, _} ->
+            %% The suspension may still come: a resume queued behind it
+            %% undoes it (system messages are taken in order).
+            _ = spawn(fun() -> release(Receiver) end),
+            {error, timeout};
         exit:_ ->
-            receive {Ref, _} -> ok after 0 -> ok end,
             {error, closed}
     end.
 
--spec take(atom(), gen_tcp:socket(), integer()) -> {ok, atom()} | {error, closed}.
-take(StateName, Tcp, Deadline) ->
-    Late = erlang:monotonic_time(millisecond) > Deadline,
-    case Late orelse get(?CLAIMED) =/= undefined of
-        true ->
-            {error, closed};
-        false ->
-            put(?CLAIMED, true),
-            %% What the peer still sends is the reactor's to discard; read
-            %% here, it would only be decoded, and a partial record or a
-            %% transport close could make this process close the socket.
+-spec take(pid(), gen_tcp:socket()) -> {ok, atom()} | {error, closed}.
+take(Receiver, Tcp) ->
+    Alias = alias([reply]),
+    Mark = fun({StateName, _} = State) ->
+                   Alias ! {Alias, mark(StateName)},
+                   State
+           end,
+    Taken = try sys:replace_state(Receiver, Mark, ?CLAIM_TIMEOUT) of
+                _ -> receive {Alias, Result} -> Result end
+            catch
+                exit:_ -> _ = unalias(Alias), gone
+            end,
+    case Taken of
+        {ok, StateName} ->
+            %% What the peer still sends is the reactor's to discard.
             _ = inet:setopts(Tcp, [{active, false}]),
-            {ok, StateName}
+            {ok, StateName};
+        claimed ->
+            %% Another close took it, and resumes it when done.
+            {error, closed};
+        gone ->
+            release(Receiver),
+            {error, closed}
     end.
+
+%% Runs in the TLS process.
+-spec mark(atom()) -> {ok, atom()} | claimed.
+mark(StateName) ->
+    case get(?CLAIMED) of
+        undefined -> put(?CLAIMED, true), {ok, StateName};
+        true -> claimed
+    end.
+
+%% @doc Lets the TLS process of a claimed connection run again, once its
+%% TCP socket is closed.
+-spec release(term()) -> ok.
+release({sslsocket, _, [Receiver | _]}) ->
+    release(Receiver);
+release(Receiver) when is_pid(Receiver) ->
+    _ = (catch sys:resume(Receiver, infinity)),
+    ok.
 
 %% @doc Makes the connection's sender send a warning `close_notify' after
 %% everything it was given before, and waits until it has handed it to the
@@ -95,8 +125,8 @@ close_notify({sslsocket, _, [_, Sender]}, Timeout) ->
         exit:{Reason, _} -> {error, Reason}
     end.
 
-%% @doc Ends the connection process once its TCP socket was closed under it,
-%% without a log line or a second alert on the wire. A port's close already
+%% @doc Ends the connection process once its TCP socket was closed under it
+%% and it was released, without a log line or a second alert on the wire. A port's close already
 %% does (the process gets the port's `EXIT' and stops with
 %% `{shutdown, transport_closed}'). A `{inet_backend, socket}' socket tells
 %% it nothing: during the handshake it is told as its transport would (the

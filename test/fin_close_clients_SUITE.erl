@@ -147,7 +147,14 @@ runs(slow) -> [{slow, 64, {413, 2}}].
 
 %% `gen_tcp' stands for the platform's own close: gen_tcp:close/1, or
 %% ssl:close/1 over TLS.
-close_fun(_, fin_close) -> fun fin_close:close/1;
+close_fun(_, fin_close) ->
+    Case = self(),
+    fun(S) ->
+            case fin_close:close(S, #{notify => Case}) of
+                {ok, _Ticket} -> ok;
+                Other -> Other
+            end
+    end;
 close_fun(Config, gen_tcp) -> fun(S) -> (net(Config)):close(S) end.
 
 close_name(Config, Close) ->
@@ -176,9 +183,12 @@ tls_name(Config) ->
         #{version := Version} -> atom_to_list(Version)
     end.
 
+%% Served whole, and the socket ended at once after: clean, or reset by a
+%% client that closed without reading our FIN (or, over TLS, our
+%% close_notify), never cut off by a bound.
 assert_whole(Results) ->
-    [?assertEqual({Run, true, {ok, ok}}, {Run, Whole, Served})
-     || #{run := Run, whole := Whole, served := Served} <- Results],
+    [?assertEqual({Run, true, {ok, ok}, true}, {Run, Whole, Served, lists:member(Ended, [clean, reset])})
+     || #{run := Run, whole := Whole, served := Served, ended := Ended} <- Results],
     ok.
 
 %% Runs each of Runs against a server closing with Close; logs every result,
@@ -211,13 +221,19 @@ run(Config, Close, {Client, Up, {Status, MiB}} = Run) ->
     {Exit, Output} = client(Config, Client, Port, Up),
     Ms = erlang:monotonic_time(millisecond) - T0,
     Served = receive {served, Ref, S} -> S after 10000 -> no_report end,
+    %% fin_close tells the case how the socket ended (also through the
+    %% listener's options on Cowboy).
+    Ended = case Close of
+                fin_close -> receive {fin_close, _, #{outcome := O}} -> O after 30000 -> no_outcome end;
+                gen_tcp -> not_told
+            end,
     ok = Stop(),
     Whole = Exit =:= 0 andalso got(Client, Output) =:= {Status, MiB * ?MIB},
     Text = lists:flatten(string:replace(string:trim(Output), "\n", " | ", all)),
-    Line = io_lib:format("~s upload ~b MiB, answer ~b with ~b MiB: ~s; exit ~b after ~b ms, server ~w: ~s",
+    Line = io_lib:format("~s upload ~b MiB, answer ~b with ~b MiB: ~s; exit ~b after ~b ms, server ~w, ended ~w: ~s",
                          [Client, Up, Status, MiB, case Whole of true -> "whole"; false -> "NOT whole" end,
-                          Exit, Ms, Served, Text]),
-    #{run => Run, whole => Whole, exit => Exit, served => Served, output => Output, text => Text,
+                          Exit, Ms, Served, Ended, Text]),
+    #{run => Run, whole => Whole, exit => Exit, served => Served, ended => Ended, output => Output, text => Text,
       line => Line}.
 
 %% {Status, BodyBytes} as the client printed it, or failed.
@@ -305,7 +321,8 @@ start_cowboy(Config, Transport, State) ->
                               undefined -> {cowboy_clear, []};
                               #{server := Server} -> {cowboy_tls, Server}
                           end,
-    {ok, _} = ranch:start_listener(Name, Transport, #{socket_opts => [{ip, ?LOOP4}, {port, 0} | TlsOpts]},
+    Ours = [{fin_close, #{notify => self()}} || Transport =:= fin_close_ranch orelse Transport =:= fin_close_ranch_ssl],
+    {ok, _} = ranch:start_listener(Name, Transport, #{socket_opts => [{ip, ?LOOP4}, {port, 0} | Ours ++ TlsOpts]},
                                    Protocol, #{env => #{dispatch => Dispatch}}),
     {ranch:get_port(Name), fun() -> ranch:stop_listener(Name) end}.
 

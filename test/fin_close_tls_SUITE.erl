@@ -15,7 +15,8 @@
 -export([suite/0, all/0, groups/0, init_per_group/2, end_per_group/2, init_per_testcase/2,
          end_per_testcase/2]).
 -export([log/2]).
--export([shape_is_known/1, reply_whole_then_closed/1, uploading_peer_is_drained/1,
+-export([shape_is_known/1, reply_whole_then_closed/1, owner_exits_at_once/1,
+         ssl_calls_after_close_are_harmless/1, uploading_peer_is_drained/1,
          peer_reset_mid_linger/1, peer_never_closes/1, handshake_in_progress/1,
          already_closed/1, one_of_concurrent_closes_wins/1, upgraded_client_socket/1,
          abort_drops_the_connection/1, refused_and_left_as_it_was/1]).
@@ -26,7 +27,8 @@ all() ->
     [{group, tls12}, {group, tls13}].
 
 groups() ->
-    Cases = [shape_is_known, reply_whole_then_closed, uploading_peer_is_drained,
+    Cases = [shape_is_known, reply_whole_then_closed, owner_exits_at_once,
+             ssl_calls_after_close_are_harmless, uploading_peer_is_drained,
              peer_reset_mid_linger, peer_never_closes, handshake_in_progress, already_closed,
              one_of_concurrent_closes_wins, upgraded_client_socket, abort_drops_the_connection,
              refused_and_left_as_it_was],
@@ -92,6 +94,39 @@ reply_whole_then_closed(Config) ->
     ?assertMatch(#{outcome := clean}, outcome(Ref)),
     wait(fun() -> not is_process_alive(Receiver) end),
     ?assertEqual({error, closed}, ssl:send(S, <<"late">>)),
+    ok = ssl:close(C).
+
+%% The owner closes and exits at once, as Cowboy's connection process does: the client still gets the reply, then closed, and the outcome is clean (not cut off).
+owner_exits_at_once(Config) ->
+    {S, C} = pair(Config),
+    Receiver = receiver(S),
+    Size = reply_size(Config),
+    Self = self(),
+    Owner = spawn(fun() ->
+                          receive go -> ok end,
+                          ok = ssl:send(S, fin_close_ct:bytes(Size)),
+                          Self ! {closed, fin_close:close(S, #{notify => Self})}
+                  end),
+    ok = ssl:controlling_process(S, Owner),
+    Owner ! go,
+    {ok, Ref} = receive {closed, R} -> R after 5000 -> error(not_closed) end,
+    ?assertEqual({Size, {error, closed}}, read_all(C)),
+    ?assertMatch(#{outcome := clean}, outcome(Ref)),
+    wait(fun() -> not is_process_alive(Receiver) end),
+    ok = ssl:close(C).
+
+%% ssl:close/1, ssl:recv/3 and ssl:setopts/2 from other processes right after the close find the socket closed (or take what ssl had already read): no second close, no alert, no log line, the client served whole.
+ssl_calls_after_close_are_harmless(Config) ->
+    {S, C} = pair(Config),
+    Size = reply_size(Config),
+    ok = ssl:send(S, fin_close_ct:bytes(Size)),
+    {ok, Ref} = fin_close:close(S, #{notify => self()}),
+    Calls = [fun() -> ssl:close(S) end, fun() -> ssl:recv(S, 0, 1000) end,
+             fun() -> ssl:setopts(S, [{active, once}]) end],
+    Pids = [spawn_link(F) || F <- Calls],
+    ?assertEqual({Size, {error, closed}}, read_all(C)),
+    ?assertMatch(#{outcome := clean}, outcome(Ref)),
+    wait(fun() -> not lists:any(fun erlang:is_process_alive/1, Pids) end),
     ok = ssl:close(C).
 
 %% A client uploading 16 MiB before it reads gets the reply whole: its records are discarded until its close.
