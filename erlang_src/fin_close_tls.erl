@@ -43,8 +43,8 @@ socket(_) ->
 
 %% @doc Takes the connection for one close: suspends its TLS process
 %% (`sys:suspend/2': it then handles nothing but system messages) and marks
-%% it taken, in the process itself (`sys:replace_state/3' with the state
-%% left as it is). Of several callers, the first gets `{ok, StateName}'
+%% it taken, in the process itself (a `sys:replace_state/3' fun that leaves
+%% the state as it is). Of several callers, the first gets `{ok, StateName}'
 %% (`connection' once the handshake is done), and must {@link release/1} it
 %% once its TCP socket is closed: until then the TLS process neither reads
 %% the socket (the reactor discards from now on), nor re-activates it, nor
@@ -67,17 +67,23 @@ claim({sslsocket, _, [Receiver | _]}, Tcp) ->
             {error, closed}
     end.
 
+%% The mark runs in the TLS process as a sys:replace_state/3 fun that
+%% throws once it has sent its answer: sys then keeps the state as it was
+%% and replies with a small error, where a fun returning the state would
+%% have the process's whole state (tens of kilobytes) copied to the caller
+%% on every close.
 -spec take(pid(), gen_tcp:socket()) -> {ok, atom()} | {error, closed}.
 take(Receiver, Tcp) ->
     Alias = alias([reply]),
-    Mark = fun({StateName, _} = State) ->
+    Mark = fun({StateName, _}) ->
                    Alias ! {Alias, mark(StateName)},
-                   State
+                   throw(?MODULE)
            end,
     Taken = try sys:replace_state(Receiver, Mark, ?CLAIM_TIMEOUT) of
-                _ -> receive {Alias, Result} -> Result end
+                _ -> _ = unalias(Alias), gone
             catch
-                exit:_ -> _ = unalias(Alias), gone
+                error:{callback_failed, _, {throw, ?MODULE}} -> receive {Alias, Result} -> Result end;
+                _:_ -> _ = unalias(Alias), gone
             end,
     case Taken of
         {ok, StateName} ->
