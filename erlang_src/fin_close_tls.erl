@@ -93,23 +93,29 @@ take(Receiver, Tcp) ->
         claimed ->
             %% Another close took it, and resumes it when done.
             {error, closed};
-        gone ->
+        Done when Done =:= released; Done =:= gone ->
+            %% Its close is done (the process is about to end), or the
+            %% process is gone: the suspension is ours to undo.
             release(Receiver),
             {error, closed}
     end.
 
 %% Runs in the TLS process.
--spec mark(atom()) -> {ok, atom()} | claimed.
+-spec mark(atom()) -> {ok, atom()} | claimed | released.
 mark(StateName) ->
     case get(?CLAIMED) of
-        undefined -> put(?CLAIMED, true), {ok, StateName};
-        true -> claimed
+        undefined -> put(?CLAIMED, claimed), {ok, StateName};
+        Claimed -> Claimed
     end.
 
 %% @doc Lets the TLS process of a claimed connection run again, once its
-%% TCP socket is closed.
+%% TCP socket is closed. Marked `released' first, so that a close coming
+%% after (whose suspension would otherwise outlast this resume) undoes its
+%% own suspension.
 -spec release(term()) -> ok.
 release({sslsocket, _, [Receiver | _]}) ->
+    Released = fun(_) -> put(?CLAIMED, released), throw(?MODULE) end,
+    _ = (catch sys:replace_state(Receiver, Released, infinity)),
     release(Receiver);
 release(Receiver) when is_pid(Receiver) ->
     _ = (catch sys:resume(Receiver, infinity)),
