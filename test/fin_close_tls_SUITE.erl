@@ -194,6 +194,10 @@ already_closed(Config) ->
     ok = fin_close:close(S2),
     ?assertEqual({error, closed}, fin_close:close(S2)),
     ?assertEqual({error, closed}, fin_close:abort(S2)),
+    %% Closes while the first one finishes, and after: each says closed,
+    %% and none leaves the TLS process suspended for ever.
+    [begin ?assertEqual({error, closed}, fin_close:close(S2)), timer:sleep(1) end || _ <- lists:seq(1, 20)],
+    wait(fun() -> not is_process_alive(receiver(S2)) end),
     [ok = ssl:close(X) || X <- [C, C2]].
 
 %% Of eight processes closing one ssl socket at once, exactly one hands it over; the client gets the reply whole.
