@@ -605,7 +605,7 @@ close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
 %% TLS process, claimed and suspended meanwhile, runs again and ends.
 -spec close_tls(tcp_handle(), ssl:sslsocket(), timeout()) -> ok.
 close_tls(Inner, Ssl, Timeout) ->
-    try
+    _ = try
         _ = fin_close_tls:close_notify(Ssl, Timeout),
         %% A port's driver sends FIN once it has written its queue.
         _ = gen_tcp:shutdown(element(2, Inner), write),

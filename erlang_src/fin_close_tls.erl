@@ -19,6 +19,10 @@
 -export([close_notify/2]).
 -export([stop/2]).
 
+%% take/2 and release/1 run funs in the TLS process that always throw, on
+%% purpose (see take/2).
+-dialyzer({nowarn_function, [take/2, release/1]}).
+
 %% The TLS connection process, asked through sys (any gen_statem answers),
 %% answers at once unless it waits on its sender (a key update, a
 %% renegotiation), which waits on a peer that does not read.
