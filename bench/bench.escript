@@ -19,6 +19,9 @@
 main(_) ->
     Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
     true = code:add_patha(filename:join(Root, "_build/default/lib/fin_close/ebin")),
+    %% The test suites' helpers: pairs, waits, the slow reader, certificates.
+    {ok, Ct, Beam} = compile:file(filename:join(Root, "test/fin_close_ct.erl"), [binary]),
+    {module, Ct} = code:load_binary(Ct, "fin_close_ct.erl", Beam),
     {ok, _} = application:ensure_all_started(fin_close),
     Rounds = list_to_integer(os:getenv("BENCH_ROUNDS", "3")),
     Bin = fun(Name) -> filename:join([Root, "target", "release", "examples", Name]) end,
@@ -90,7 +93,7 @@ inq_row(Native, Rounds) ->
 %% socket read by recv(S, 0, 0) (the socket module's own recv for its
 %% sockets), on an empty queue, as the probe reads what it finds.
 inq_rows(Name, Kind, Rounds, FloorM) ->
-    {S, C} = loopback_pair(Kind),
+    {S, C} = fin_close_ct:pair([{kind, Kind}], {127, 0, 0, 1}, []),
     ok = gen_tcp:send(C, <<"hello">>),
     wait(fun() -> fin_close:inq(S) =:= {ok, 5} end),
     Inq = [per_call_ns(fun() -> {ok, 5} = fin_close:inq(S) end) || _ <- lists:seq(1, Rounds)],
@@ -350,25 +353,19 @@ delivery_row(Rounds) ->
 %% 100 ms later, and reads 16 KiB at a time, 1 ms apart; the server sends
 %% the reply and closes. Returns what the client got and how its read ended.
 slow_reader(Size, Method) ->
-    {S, C} = loopback_pair(inet),
+    {S, C} = fin_close_ct:pair([{kind, inet}], {127, 0, 0, 1}, []),
     Self = self(),
     Reader = spawn_link(fun() ->
                                 ok = gen_tcp:send(C, binary:copy(<<"q">>, ?UNREAD)),
                                 timer:sleep(100),
                                 _ = gen_tcp:send(C, binary:copy(<<"p">>, 5000)),
-                                Self ! {self(), read_all(C, 0)},
+                                Self ! {self(), fin_close_ct:read_all(C, 0)},
                                 gen_tcp:close(C)
                         end),
     wait(fun() -> fin_close:inq(S) =:= {ok, ?UNREAD} end),
     ok = gen_tcp:send(S, binary:copy(<<"r">>, Size)),
     ok = close_with(Method, S),
     receive {Reader, Result} -> wait_lingering_zero(), Result after 120000 -> error(reader_hung) end.
-
-read_all(S, N) ->
-    case gen_tcp:recv(S, 16384, 10000) of
-        {ok, D} -> timer:sleep(1), read_all(S, N + byte_size(D));
-        {error, _} = E -> {N, E}
-    end.
 
 %% Row 5: as many lingering sockets as the descriptor limit allows.
 
@@ -729,11 +726,9 @@ client_run(Client, Method, Upload, Post) ->
 https_row(Root, Rounds) ->
     Priv = filename:join(Root, "_build/bench_tls"),
     ok = filelib:ensure_dir(filename:join(Priv, "x")),
-    %% The certificates the suites make (test/fin_close_ct.erl).
-    {ok, Ct, Beam} = compile:file(filename:join(Root, "test/fin_close_ct.erl"), [binary]),
-    {module, Ct} = code:load_binary(Ct, "fin_close_ct.erl", Beam),
+    %% The certificates the suites make.
     #{server := Server, client := Client, cafile := CaFile} =
-        proplists:get_value(tls, Ct:tls_config('tlsv1.3', [{priv_dir, Priv}])),
+        proplists:get_value(tls, fin_close_ct:tls_config('tlsv1.3', [{priv_dir, Priv}])),
     Upload = filename:join(Priv, "upload_16_mib"),
     ok = file:write_file(Upload, binary:copy(<<"u">>, 16 * 1048576)),
     Post = filename:join(Root, "test/fin_close_clients_SUITE_data/post.py"),
@@ -863,19 +858,6 @@ peer_ended(Peer) ->
 
 %% Helpers.
 
-loopback_pair(Kind) ->
-    {Backend, Wrap} = case Kind of
-                          inet -> {inet, fun(S) -> S end};
-                          socket -> {socket, fun(S) -> S end};
-                          esock -> {socket, fun({'$inet', _, {_, E}}) -> E end}
-                      end,
-    {ok, L} = gen_tcp:listen(0, [{inet_backend, Backend}, binary, {active, false}, {ip, {127, 0, 0, 1}}]),
-    {ok, Port} = inet:port(L),
-    {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {show_econnreset, true}]),
-    {ok, S} = gen_tcp:accept(L),
-    ok = gen_tcp:close(L),
-    {Wrap(S), C}.
-
 close_pair(S, C) ->
     ok = fin_close:close(S),
     gen_tcp:close(C),
@@ -884,13 +866,7 @@ close_pair(S, C) ->
 wait_lingering_zero() ->
     wait(fun() -> maps:get(lingering, fin_close:stats()) =:= 0 end).
 
-wait(F) -> wait(F, 60000).
-wait(F, Left) when Left =< 0 -> F() orelse error(timeout);
-wait(F, Left) ->
-    case F() of
-        true -> ok;
-        false -> timer:sleep(1), wait(F, Left - 1)
-    end.
+wait(F) -> fin_close_ct:wait(F, 60000).
 
 percentile(Xs, P) ->
     Sorted = lists:sort(Xs),

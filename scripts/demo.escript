@@ -16,6 +16,9 @@
 main(_) ->
     Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
     true = code:add_patha(filename:join(Root, "_build/default/lib/fin_close/ebin")),
+    %% The test suites' helpers: pairs, the slow reader, the kernel's counters.
+    {ok, Ct, Beam} = compile:file(filename:join(Root, "test/fin_close_ct.erl"), [binary]),
+    {module, Ct} = code:load_binary(Ct, "fin_close_ct.erl", Beam),
     {ok, _} = application:ensure_all_started(fin_close),
     io:format("~s~n", [header()]),
     io:format("~-18s ~5s ~17s ~11s ~19s ~-20s ~-26s ~s~n",
@@ -37,61 +40,38 @@ header() ->
                    ?REQUEST, ?PIPELINED, ?REPLY]).
 
 run(Name, Close, Round) ->
-    {ok, Listen} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}]),
-    {ok, Port} = inet:port(Listen),
-    Before = counters(),
+    Before = fin_close_ct:abort_counters(),
+    {Server, Sock} = fin_close_ct:pair([{kind, inet}], {127, 0, 0, 1}, []),
     Parent = self(),
-    Client = spawn_link(fun() -> client(Parent, Port) end),
-    {ok, Server} = gen_tcp:accept(Listen),
-    ok = gen_tcp:close(Listen),
-    wait_inq(Server, ?REQUEST),
+    Client = spawn_link(fun() -> receive go -> client(Parent, Sock) end end),
+    ok = gen_tcp:controlling_process(Sock, Client),
+    Client ! go,
+    fin_close_ct:wait_inq(Server, ?REQUEST),
     {ok, Inq} = fin_close:inq(Server),
     ok = gen_tcp:send(Server, binary:copy(<<"r">>, ?REPLY)),
     {Micros, ok} = timer:tc(fun() -> Close(Server) end),
     {Received, Ended} = receive {Client, Result} -> Result after 60000 -> {0, hung} end,
     timer:sleep(100),
-    After = counters(),
+    After = fin_close_ct:abort_counters(),
     io:format("~-18s ~5B ~17B ~8.2f ms ~19s ~-20w ~-26s ~s~n",
               [Name, Round, Inq, Micros / 1000, io_lib:format("~B of ~B", [Received, ?REPLY]), Ended,
-               delta(Before, After, "TCPAbortOnClose"), delta(Before, After, "TCPAbortOnData")]).
+               delta(Before, After, abort_on_close), delta(Before, After, abort_on_data)]).
 
 %% The usual workaround: read what is there, briefly, then close.
 recv_then_close(Sock) ->
     _ = gen_tcp:recv(Sock, 0, 10),
     gen_tcp:close(Sock).
 
-client(Parent, Port) ->
-    {ok, Sock} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {buffer, 16384}, {show_econnreset, true}]),
+%% The client: a request, a pipelined one 100 ms later, then a slow reader
+%% (16 KiB at a time, 1 ms apart: fin_close_ct:read_all/2).
+client(Parent, Sock) ->
     ok = gen_tcp:send(Sock, binary:copy(<<"q">>, ?REQUEST)),
     timer:sleep(100),
     _ = gen_tcp:send(Sock, binary:copy(<<"p">>, ?PIPELINED)),
-    Parent ! {self(), read(Sock, 0)},
+    Parent ! {self(), fin_close_ct:read_all(Sock, 0)},
     gen_tcp:close(Sock).
 
-%% A slow reader: 16 KiB at a time, 1 ms apart.
-read(Sock, Total) ->
-    case gen_tcp:recv(Sock, 0, 30000) of
-        {ok, Data} ->
-            timer:sleep(1),
-            read(Sock, Total + byte_size(Data));
-        {error, Reason} ->
-            {Total, {error, Reason}}
-    end.
-
-wait_inq(Sock, Bytes) ->
-    case fin_close:inq(Sock) of
-        {ok, N} when N >= Bytes -> ok;
-        _ -> timer:sleep(1), wait_inq(Sock, Bytes)
-    end.
-
-counters() ->
-    {ok, Text} = file:read_file("/proc/net/netstat"),
-    [Names, Values | _] = [string:split(L, " ", all)
-                           || L <- string:split(Text, "\n", all), string:prefix(L, "TcpExt:") =/= nomatch],
-    maps:from_list(lists:zip(tl(Names), [list_to_integer(binary_to_list(V)) || V <- tl(Values)])).
-
-delta(Before, After, Name) ->
-    Key = list_to_binary(Name),
+delta(Before, After, Key) ->
     #{Key := B} = Before,
     #{Key := A} = After,
     io_lib:format("~B -> ~B (+~B)", [B, A, A - B]).
