@@ -394,8 +394,8 @@ stats() ->
 %% A socket closed while the table is read is left out, and so are the
 %% lingering sockets should the reactor not answer within 5 seconds. It
 %% reads each socket with a few system calls and never waits on a peer or
-%% on a socket's owner: 10 to 15 µs per socket here (the README has a
-%% measurement with 12,000 sockets).
+%% on a socket's owner (`bench/socket_table.escript' measures the cost per
+%% socket on a node with thousands).
 -spec sockets() -> [socket_info()].
 sockets() ->
     fin_close_sockets:list().
