@@ -141,6 +141,10 @@
 %% moved data into the owner's mailbox, and such data never causes an RST.
 %% For an `ssl' socket, the queue of its TCP socket: `ssl' reads records
 %% ahead into its own buffers (about 1 MiB), even on a passive socket.
+%% A `socket' module socket is checked to be TCP (one more system call);
+%% the last one found to be TCP is remembered in the caller's process
+%% dictionary (key `$fin_close_tcp'), so that asking again about it costs
+%% no more than for a `gen_tcp' socket.
 -spec inq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
 inq(Socket) ->
     queue(Socket, inq).

@@ -28,6 +28,10 @@
 -type tcp_handle() :: {port, port()} | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}.
 
 -type act() :: inq | outq | info | check_tcp | {dup, boolean()}.
+
+%% The last socket module socket found to be TCP, in the caller's
+%% dictionary (see native/3).
+-define(TCP, '$fin_close_tcp').
 %% The native calls on a borrowed descriptor.
 
 %% @doc The handle of a socket term; `{error, Reason}' for a socket that is
@@ -111,13 +115,34 @@ borrowed(Handle, Act) ->
     end.
 
 %% Ports and gen_tcp sockets are TCP by construction; a socket module
-%% socket may be of any protocol, which the NIF checks in the same call.
+%% socket may be of any protocol, which the NIF checks in the same call
+%% (one getsockopt, as costly as the ioctl). A socket's protocol never
+%% changes: the last socket module socket this process found to be TCP is
+%% remembered in its dictionary, and not checked again.
 -spec native(act(), non_neg_integer(), handle()) -> term().
-native(inq, Fd, Handle) -> fin_close_nif:inq(Fd, element(1, Handle) =:= socket);
-native(outq, Fd, Handle) -> fin_close_nif:outq(Fd, element(1, Handle) =:= socket);
+native(inq, Fd, {socket, ESock}) -> tcp_queue(inq, Fd, ESock);
+native(inq, Fd, _) -> fin_close_nif:inq(Fd, false);
+native(outq, Fd, {socket, ESock}) -> tcp_queue(outq, Fd, ESock);
+native(outq, Fd, _) -> fin_close_nif:outq(Fd, false);
 native(info, Fd, _) -> fin_close_nif:info(Fd);
 native(check_tcp, Fd, _) -> fin_close_nif:check_tcp(Fd);
 native({dup, Last}, Fd, _) -> fin_close_nif:dup(Fd, Last).
+
+-spec tcp_queue(inq | outq, non_neg_integer(), socket:socket()) -> {ok, non_neg_integer()} | {error, atom()}.
+tcp_queue(Which, Fd, ESock) ->
+    case get(?TCP) of
+        ESock ->
+            ioctl(Which, Fd, false);
+        _ ->
+            case ioctl(Which, Fd, true) of
+                {ok, _} = Queue -> _ = put(?TCP, ESock), Queue;
+                Error -> Error
+            end
+    end.
+
+-spec ioctl(inq | outq, non_neg_integer(), boolean()) -> {ok, non_neg_integer()} | {error, atom()}.
+ioctl(inq, Fd, TcpOnly) -> fin_close_nif:inq(Fd, TcpOnly);
+ioctl(outq, Fd, TcpOnly) -> fin_close_nif:outq(Fd, TcpOnly).
 
 -spec stale(act(), term()) -> ok.
 stale({dup, _}, {ok, {Dup, _, _}}) -> fin_close_nif:discard(Dup);
