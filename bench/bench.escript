@@ -701,7 +701,7 @@ client_run(Client, Method, Upload, Post) ->
               <<"\r\nconnection: close\r\n\r\n">>, binary:copy(<<"a">>, Size)],
     _ = spawn(fun() ->
                       {ok, S} = gen_tcp:accept(L),
-                      ok = http_head(S),
+                      ok = http_head(gen_tcp, S),
                       _ = gen_tcp:send(S, Answer),
                       close_with(Method, S)
               end),
@@ -811,9 +811,6 @@ tls_latency_round(Method, Server, Client) ->
     [_ = ssl:close(C) || {_, C} <- Pairs],
     wait_lingering_zero(),
     Times.
-
-http_head(S) ->
-    http_head(gen_tcp, S).
 
 http_head(Net, S) ->
     case Net:recv(S, 0, 10000) of

@@ -582,10 +582,8 @@ close_handle({gen_tcp_socket, Socket, ESock}, _) ->
 close_handle({socket, ESock}, _) ->
     close_esock(ESock);
 close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
-    case fin_close_tls:claim(Ssl, element(2, Inner)) of
+    case claim_tls(Inner, Ssl) of
         {ok, connection} ->
-            %% Before the reactor arms its reset (see flush_first/1).
-            _ = [quiet(Port) || {port, Port} <- [Inner]],
             %% close_notify goes out through the connection's sender, which
             %% waits while the port's queue is over its high watermark: as
             %% long as the peer does not read, which a client still
@@ -601,6 +599,23 @@ close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
             fin_close_tls:release(Ssl),
             fin_close_tls:stop(Ssl, Handshake),
             Closed;
+        {error, _} = Error ->
+            Error
+    end.
+
+%% Takes a TLS connection for one close (fin_close_tls:claim/1), and makes
+%% its TCP socket passive: what the peer still sends is the reactor's to
+%% discard, and the suspended TLS process cannot re-activate it. For a port,
+%% before the reactor arms its reset (see quiet/1).
+-spec claim_tls(tcp_handle(), ssl:sslsocket()) -> {ok, atom()} | {error, closed | timeout}.
+claim_tls(Inner, Ssl) ->
+    case fin_close_tls:claim(Ssl) of
+        {ok, _} = Claimed ->
+            case Inner of
+                {port, Port} -> quiet(Port);
+                {gen_tcp_socket, Socket, _} -> _ = inet:setopts(Socket, [{active, false}]), ok
+            end,
+            Claimed;
         {error, _} = Error ->
             Error
     end.
@@ -738,7 +753,7 @@ reset({gen_tcp_socket, Socket, ESock}) ->
     end;
 reset({tls, Inner, Ssl}) ->
     %% No close_notify: a reset says the connection was dropped.
-    case fin_close_tls:claim(Ssl, element(2, Inner)) of
+    case claim_tls(Inner, Ssl) of
         {ok, StateName} ->
             Result = case Inner of
                          {port, _} ->

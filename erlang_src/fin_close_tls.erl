@@ -14,14 +14,14 @@
 -module(fin_close_tls).
 
 -export([socket/1]).
--export([claim/2]).
+-export([claim/1]).
 -export([release/1]).
 -export([close_notify/2]).
 -export([stop/2]).
 
-%% take/2 and release/1 run funs in the TLS process that always throw, on
-%% purpose (see take/2).
--dialyzer({nowarn_function, [take/2, release/1]}).
+%% take/1 and release/1 run funs in the TLS process that always throw, on
+%% purpose (see take/1).
+-dialyzer({nowarn_function, [take/1, release/1]}).
 
 %% The TLS connection process, asked through sys (any gen_statem answers),
 %% answers at once unless it waits on its sender (a key update, a
@@ -50,17 +50,17 @@ socket(_) ->
 %% it taken, in the process itself (a `sys:replace_state/3' fun that leaves
 %% the state as it is). Of several callers, the first gets `{ok, StateName}'
 %% (`connection' once the handshake is done), and must {@link release/1} it
-%% once its TCP socket is closed: until then the TLS process neither reads
-%% the socket (the reactor discards from now on), nor re-activates it, nor
-%% closes it itself when its owner exits or `ssl:close/1' is called; all
-%% that waits and then finds the socket closed. The others, and any caller
+%% once its TCP socket is closed: until then the TLS process neither
+%% re-activates the socket (so the caller can make it passive), nor closes
+%% it itself when its owner exits or `ssl:close/1' is called; all that
+%% waits and then finds the socket closed. The others, and any caller
 %% when the process is gone, get `{error, closed}'; `{error, timeout}' when
 %% the process did not answer within a second (it waits on its sender, which
 %% waits on a peer that does not read): the socket is then left as it was.
--spec claim(term(), gen_tcp:socket()) -> {ok, atom()} | {error, closed | timeout}.
-claim({sslsocket, _, [Receiver | _]}, Tcp) ->
+-spec claim(term()) -> {ok, atom()} | {error, closed | timeout}.
+claim({sslsocket, _, [Receiver | _]}) ->
     try sys:suspend(Receiver, ?CLAIM_TIMEOUT) of
-        ok -> take(Receiver, Tcp)
+        ok -> take(Receiver)
     catch
         exit:{timeout, _} ->
             %% The suspension may still come: a resume queued behind it
@@ -76,8 +76,8 @@ claim({sslsocket, _, [Receiver | _]}, Tcp) ->
 %% and replies with a small error, where a fun returning the state would
 %% have the process's whole state (tens of kilobytes) copied to the caller
 %% on every close.
--spec take(pid(), gen_tcp:socket()) -> {ok, atom()} | {error, closed}.
-take(Receiver, Tcp) ->
+-spec take(pid()) -> {ok, atom()} | {error, closed}.
+take(Receiver) ->
     Alias = alias([reply]),
     Mark = fun({StateName, _}) ->
                    Alias ! {Alias, mark(StateName)},
@@ -90,10 +90,8 @@ take(Receiver, Tcp) ->
                 _:_ -> _ = unalias(Alias), gone
             end,
     case Taken of
-        {ok, StateName} ->
-            %% What the peer still sends is the reactor's to discard.
-            _ = inet:setopts(Tcp, [{active, false}]),
-            {ok, StateName};
+        {ok, _} = Taken ->
+            Taken;
         claimed ->
             %% Another close took it, and resumes it when done.
             {error, closed};

@@ -156,10 +156,13 @@ impl<T> Worker<T> {
         // if empty).
         self.on_ready(id, 0);
         self.on_ready(id, 0);
-        match self.entries.get(&id) {
-            Some(entry) if entry.send_fin() => self.settle(id),
-            Some(_) => self.check(id, now),
-            None => {}
+        let Some(entry) = self.entries.get(&id) else {
+            return;
+        };
+        if entry.send_fin() {
+            self.settle(id);
+        } else {
+            self.check(id, now);
         }
     }
 
