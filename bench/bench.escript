@@ -13,6 +13,7 @@
 -define(COWBOY_TIMEOUT, 1000).
 -define(THROUGHPUT_NS, [2000, 5000, 10000, 20000]).
 -define(INQ_CALLS, 200000).
+-define(INQ_ROUNDS, 11).            % alternating rounds of inq/1 and its probe (row 1)
 -define(CLIENT_RUNS, 10).           % runs per real client and close (rows 8 and 11)
 -define(TLS_LATENCY_N, 500).        % TLS connections per latency round (row 11)
 
@@ -87,18 +88,23 @@ inq_row(Native, Rounds) ->
     FloorM = median(Floor),
     Kinds = [{"gen_tcp (port)", inet}, {"gen_tcp (socket)", socket}, {"socket module", esock}],
     [row(1, "inq cost per call", "bare FIONREAD ioctl (Rust loop)", Floor, "ns", "floor", "", none)]
-        ++ lists:append([inq_rows(Name, Kind, Rounds, FloorM) || {Name, Kind} <- Kinds]).
+        ++ lists:append([inq_rows(Name, Kind, FloorM) || {Name, Kind} <- Kinds]).
 
 %% inq/1 against the probe it replaces, on one kind of socket: the same
 %% socket read by recv(S, 0, 0) (the socket module's own recv for its
-%% sockets), on an empty queue, as the probe reads what it finds.
-inq_rows(Name, Kind, Rounds, FloorM) ->
+%% sockets), on an empty queue, as the probe reads what it finds. Rounds
+%% alternate, inq then probe, so that a drift of the machine's speed
+%% weighs on both alike.
+inq_rows(Name, Kind, FloorM) ->
     {S, C} = fin_close_ct:pair([{kind, Kind}], {127, 0, 0, 1}, []),
-    ok = gen_tcp:send(C, <<"hello">>),
-    wait(fun() -> fin_close:inq(S) =:= {ok, 5} end),
-    Inq = [per_call_ns(fun() -> {ok, 5} = fin_close:inq(S) end) || _ <- lists:seq(1, Rounds)],
-    {ok, _} = recv(S, 5),
-    Probe = [per_call_ns(fun() -> {error, timeout} = recv(S, 0) end) || _ <- lists:seq(1, Rounds)],
+    Pairs = [begin
+                 ok = gen_tcp:send(C, <<"hello">>),
+                 wait(fun() -> fin_close:inq(S) =:= {ok, 5} end),
+                 Inq = per_call_ns(fun() -> {ok, 5} = fin_close:inq(S) end),
+                 {ok, _} = recv(S, 5),
+                 {Inq, per_call_ns(fun() -> {error, timeout} = recv(S, 0) end)}
+             end || _ <- lists:seq(1, ?INQ_ROUNDS)],
+    {Inq, Probe} = lists:unzip(Pairs),
     close_pair(S, C),
     [row(1, "inq cost per call", "fin_close:inq/1, " ++ Name, Inq, "ns",
          ratio(median(Inq), median(Probe), "probe"), "<= probe", median(Inq) =< median(Probe)),

@@ -141,20 +141,22 @@
 %% moved data into the owner's mailbox, and such data never causes an RST.
 %% For an `ssl' socket, the queue of its TCP socket: `ssl' reads records
 %% ahead into its own buffers (about 1 MiB), even on a passive socket.
-%% A `socket' module socket is checked to be TCP (one more system call);
-%% the last one found to be TCP is remembered in the caller's process
-%% dictionary (key `$fin_close_tcp'), so that asking again about it costs
-%% no more than for a `gen_tcp' socket.
+%% The socket asked about last is remembered, with its descriptor, in the
+%% caller's process dictionary (key `$fin_close_last'): asking again about
+%% it costs one system call and one read of the socket's descriptor, which
+%% shows it is still the socket's. A `socket' module socket is checked to
+%% be TCP the first time (one more system call).
 -spec inq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
 inq(Socket) ->
-    queue(Socket, inq).
+    fin_close_socket:queue(Socket, inq).
 
 %% @doc Bytes in the kernel's send queue of `Socket' that the peer has not
 %% acknowledged yet (SIOCOUTQ). Bytes still queued inside a port (see
-%% `inet:getstat(S, [send_pend])') are not counted.
+%% `inet:getstat(S, [send_pend])') are not counted. Costs what {@link inq/1}
+%% does, and shares its memory of the socket asked about last.
 -spec outq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
 outq(Socket) ->
-    queue(Socket, outq).
+    fin_close_socket:queue(Socket, outq).
 
 %% @doc Closes `Socket' with FIN: a drop-in for `gen_tcp:close/1' (and
 %% `socket:close/1'). Same as `close(Socket, #{})'.
@@ -441,14 +443,6 @@ valid_option(max_lingering, infinity) -> true;
 valid_option(max_lingering, N) -> is_integer(N) andalso N >= 0 andalso N < ?U64_MAX;
 valid_option(notify, Pid) -> is_pid(Pid) andalso node(Pid) =:= node();
 valid_option(_, _) -> false.
-
-%% The hot path of inq/1 and outq/1 (see make bench): no funs.
--spec queue(term(), inq | outq) -> {ok, non_neg_integer()} | {error, atom()}.
-queue(Socket, Which) ->
-    case fin_close_socket:resolve(Socket, [Socket]) of
-        {error, _} = Error -> Error;
-        Handle -> fin_close_socket:borrowed(Handle, Which)
-    end.
 
 -spec hand_over(handle(), map()) -> ok | {ok, reference()} | {error, atom()}.
 hand_over(Handle, Limits) ->

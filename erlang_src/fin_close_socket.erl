@@ -2,18 +2,20 @@
 %% @doc What a socket term is made of, and its descriptor borrowed safely.
 %%
 %% A native call gets a socket's descriptor number, which the runtime may
-%% close, and the kernel give to a new socket, at any time. {@link borrowed/2}
-%% is the one way the library acts on a number: it reads the socket's
-%% descriptor, acts, and reads it again; the act counts only if the socket
-%% had the same descriptor both times. An open socket never changes its
-%% descriptor, and a closed one has none (a port's driver may close it on its
-%% own, in passive mode when the peer's FIN comes), so the number was the
-%% socket's throughout.
+%% close, and the kernel give to a new socket, at any time. The library acts
+%% on a number only through {@link borrowed/2} or {@link queue/2}: the
+%% number is one the socket had (read just before, or for queue/2
+%% remembered from this process's last call on the same socket), and the
+%% act counts only if the socket still has that descriptor when read after
+%% it. An open socket never changes its descriptor, and a closed one has
+%% none for good (a port's driver may close it on its own, in passive mode
+%% when the peer's FIN comes), so the number was the socket's throughout.
 -module(fin_close_socket).
 
 -export([resolve/2]).
 -export([fd/1]).
 -export([borrowed/2]).
+-export([queue/2]).
 
 -export_type([handle/0, tcp_handle/0]).
 
@@ -27,12 +29,13 @@
 
 -type tcp_handle() :: {port, port()} | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}.
 
--type act() :: inq | outq | info | check_tcp | {dup, boolean()}.
+%% The native calls on a borrowed descriptor; a queue's says whether the
+%% socket must be checked to be TCP first.
+-type act() :: {inq | outq, boolean()} | info | check_tcp | {dup, boolean()}.
 
-%% The last socket module socket found to be TCP, in the caller's
-%% dictionary (see native/3).
--define(TCP, '$fin_close_tcp').
-%% The native calls on a borrowed descriptor.
+%% The socket this process last read a queue of, and its descriptor: see
+%% queue/2.
+-define(LAST, '$fin_close_last').
 
 %% @doc The handle of a socket term; `{error, Reason}' for a socket that is
 %% closed, not TCP or no socket; `badarg' (with `Args') for any other term.
@@ -89,60 +92,71 @@ fd(Handle) ->
                  {tls, Inner, _} -> fd(Inner)
              end,
     case Result of
-        {ok, Fd} when is_integer(Fd), Fd >= 0 -> {ok, Fd};
+        {ok, Fd} when is_integer(Fd), Fd >= 0 -> Result;
         _ -> {error, closed}
     end.
 
 %% @doc `Act' on the socket's descriptor, borrowed (see the module's doc):
 %% its result, or `{error, closed}' when the socket had no descriptor or
-%% lost it meanwhile (a duplicate made meanwhile is discarded then). This is
-%% the hot path of inq/1: no funs, three calls.
+%% lost it meanwhile (a duplicate made meanwhile is discarded then).
 -spec borrowed(handle(), act()) -> term().
 borrowed(Handle, Act) ->
     case fd(Handle) of
+        {ok, Fd} -> act(Handle, Fd, Act);
+        {error, closed} = Closed -> Closed
+    end.
+
+%% @doc The length of a kernel queue of `Socket' (inq/1, outq/1), as
+%% borrowed/2 reads it, but for the first read: the socket this process
+%% asked about last, once its answer counted, is remembered with its
+%% descriptor in the process's dictionary, and asking again about it costs
+%% the ioctl and the read after it (the hot path of inq/1: no funs). A
+%% `socket' module socket may be of any protocol: the NIF checks it is TCP
+%% in its first call (one getsockopt); a remembered socket was found TCP.
+%% `badarg' (with `[Socket]') for a term that is no socket.
+-spec queue(term(), inq | outq) -> {ok, non_neg_integer()} | {error, atom()}.
+queue(Socket, Which) ->
+    case get(?LAST) of
+        {Socket, Handle, Fd} ->
+            act(Handle, Fd, {Which, false});
+        _ ->
+            case resolve(Socket, [Socket]) of
+                {error, _} = Error -> Error;
+                Handle -> first_queue(Socket, Handle, Which)
+            end
+    end.
+
+-spec first_queue(term(), handle(), inq | outq) -> {ok, non_neg_integer()} | {error, atom()}.
+first_queue(Socket, Handle, Which) ->
+    case fd(Handle) of
         {ok, Fd} ->
-            %% Bound first: the second read must come after the native call.
-            Result = native(Act, Fd, Handle),
-            case fd(Handle) of
-                {ok, Fd} ->
-                    Result;
-                _ ->
-                    _ = stale(Act, Result),
-                    {error, closed}
+            case act(Handle, Fd, {Which, element(1, Handle) =:= socket}) of
+                {ok, _} = Queue -> _ = put(?LAST, {Socket, Handle, Fd}), Queue;
+                Error -> Error
             end;
         {error, closed} = Closed ->
             Closed
     end.
 
-%% Ports and gen_tcp sockets are TCP by construction; a socket module
-%% socket may be of any protocol, which the NIF checks in the same call
-%% (one getsockopt, as costly as the ioctl). A socket's protocol never
-%% changes: the last socket module socket this process found to be TCP is
-%% remembered in its dictionary, and not checked again.
--spec native(act(), non_neg_integer(), handle()) -> term().
-native(inq, Fd, {socket, ESock}) -> tcp_queue(inq, Fd, ESock);
-native(inq, Fd, _) -> fin_close_nif:inq(Fd, false);
-native(outq, Fd, {socket, ESock}) -> tcp_queue(outq, Fd, ESock);
-native(outq, Fd, _) -> fin_close_nif:outq(Fd, false);
-native(info, Fd, _) -> fin_close_nif:info(Fd);
-native(check_tcp, Fd, _) -> fin_close_nif:check_tcp(Fd);
-native({dup, Last}, Fd, _) -> fin_close_nif:dup(Fd, Last).
-
--spec tcp_queue(inq | outq, non_neg_integer(), socket:socket()) -> {ok, non_neg_integer()} | {error, atom()}.
-tcp_queue(Which, Fd, ESock) ->
-    case get(?TCP) of
-        ESock ->
-            ioctl(Which, Fd, false);
+%% Acts on Fd, a descriptor the socket had: the result counts if the socket
+%% still has it. Bound first: the read must come after the native call.
+-spec act(handle(), non_neg_integer(), act()) -> term().
+act(Handle, Fd, Act) ->
+    Result = native(Act, Fd),
+    case fd(Handle) of
+        {ok, Fd} ->
+            Result;
         _ ->
-            case ioctl(Which, Fd, true) of
-                {ok, _} = Queue -> _ = put(?TCP, ESock), Queue;
-                Error -> Error
-            end
+            _ = stale(Act, Result),
+            {error, closed}
     end.
 
--spec ioctl(inq | outq, non_neg_integer(), boolean()) -> {ok, non_neg_integer()} | {error, atom()}.
-ioctl(inq, Fd, TcpOnly) -> fin_close_nif:inq(Fd, TcpOnly);
-ioctl(outq, Fd, TcpOnly) -> fin_close_nif:outq(Fd, TcpOnly).
+-spec native(act(), non_neg_integer()) -> term().
+native({inq, TcpOnly}, Fd) -> fin_close_nif:inq(Fd, TcpOnly);
+native({outq, TcpOnly}, Fd) -> fin_close_nif:outq(Fd, TcpOnly);
+native(info, Fd) -> fin_close_nif:info(Fd);
+native(check_tcp, Fd) -> fin_close_nif:check_tcp(Fd);
+native({dup, Last}, Fd) -> fin_close_nif:dup(Fd, Last).
 
 -spec stale(act(), term()) -> ok.
 stale({dup, _}, {ok, {Dup, _, _}}) -> fin_close_nif:discard(Dup);

@@ -21,6 +21,7 @@
          owner_killed_mid_close_leaks_nothing/1,
          nif_reload_is_refused_and_harmless/1, init_stop_with_lingering_sockets/1,
          modules_reloaded_while_port_drains/1, reused_number_is_not_taken_for_the_socket/1,
+         remembered_number_is_not_taken_for_the_socket/1,
          nif_purged_while_sockets_linger/1, nif_purged_without_tls_pins/1]).
 %% Run on the peer nodes of init_stop_with_lingering_sockets and
 %% nif_purged_without_tls_pins.
@@ -38,7 +39,8 @@ groups() ->
              never_reading_peer_times_out, never_closing_peer_times_out,
              half_closing_peer_ends_clean, resetting_peer_mid_linger_is_reset,
              vanishing_peer_times_out, out_of_descriptors_refuses_and_keeps_socket,
-             max_lingering_reclaims_the_oldest, schedulers_stay_free_under_load, owner_killed_mid_close_leaks_nothing, reused_number_is_not_taken_for_the_socket],
+             max_lingering_reclaims_the_oldest, schedulers_stay_free_under_load, owner_killed_mid_close_leaks_nothing, reused_number_is_not_taken_for_the_socket,
+             remembered_number_is_not_taken_for_the_socket],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
      {node, [], [nif_reload_is_refused_and_harmless, init_stop_with_lingering_sockets,
                  modules_reloaded_while_port_drains, nif_purged_without_tls_pins,
@@ -172,6 +174,10 @@ reused_number_is_not_taken_for_the_socket(Config) ->
              {S, C} = pair(Config, ?LOOP4, []),
              ok = gen_tcp:send(C, <<"abc">>),
              wait_inq(S, 3),
+             %% inq/1 does not read again first the number of the socket it
+             %% was last asked about (see the next case): asking about C
+             %% makes it read S's.
+             {ok, 0} = fin_close:inq(C),
              Opened = usurp_on_first_read(Module, S, closer(Config, S, C), {L, Port}),
              Closed = case {Call, kind(Config)} of
                           {close, inet} -> ok;
@@ -194,6 +200,42 @@ reused_number_is_not_taken_for_the_socket(Config) ->
         meck:unload(Module),
         gen_tcp:close(L)
     end.
+
+%% As above, but the number is the one inq/1 and outq/1 remember with the
+%% socket they were last asked about, and do not read again before their
+%% ioctl: once the socket is closed and its number taken by a connection
+%% with 5 unread bytes, they say {error, closed}, not {ok, 5}, and that
+%% connection is untouched.
+remembered_number_is_not_taken_for_the_socket(Config) ->
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, ?LOOP4}]),
+    {ok, Port} = inet:port(L),
+    Opened = ets:new(opened, [public, bag]),
+    [begin
+         {S, C} = pair(Config, ?LOOP4, []),
+         ok = gen_tcp:send(C, <<"abc">>),
+         wait_inq(S, 3),
+         ?assertEqual({ok, 3}, fin_close:inq(S)),
+         {ok, Fd} = case kind(Config) of
+                        inet -> inet:getfd(S);
+                        _ -> socket:getopt(esock(S), {otp, fd})
+                    end,
+         (closer(Config, S, C))(),
+         {U, P} = take_number(Fd, {L, Port}, Opened, 64),
+         ok = gen_tcp:send(P, <<"hello">>),
+         %% Waited for by another process: this one remembers S still.
+         {Waiter, Ref} = spawn_monitor(fun() -> wait_inq(U, 5) end),
+         receive {'DOWN', Ref, process, Waiter, Why} -> ?assertEqual(normal, Why) end,
+         ?assertEqual({error, closed}, fin_close:Call(S)),
+         ?assertEqual({ok, 5}, fin_close:inq(U)),
+         ?assertEqual({error, timeout}, gen_tcp:recv(P, 0, 200)),
+         ok = gen_tcp:send(U, <<"pong">>),
+         ?assertEqual({ok, <<"pong">>}, gen_tcp:recv(P, 4, 5000)),
+         _ = (native_close(Config))(S),
+         ok = gen_tcp:close(C)
+     end || Call <- [inq, outq]],
+    [ok = gen_tcp:close(X) || {_, X} <- ets:tab2list(Opened)],
+    ets:delete(Opened),
+    ok = gen_tcp:close(L).
 
 %% How S loses its descriptor. A port in passive mode closes its own when
 %% the peer's FIN is read, and stays alive: only the identity check can
