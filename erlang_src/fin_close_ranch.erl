@@ -38,28 +38,10 @@
 %% at run time, and the application using it brings Ranch.
 -module(fin_close_ranch).
 
--export([name/0]).
--export([secure/0]).
--export([messages/0]).
-
-% A function, not the module's name: see fin_close_ranch.hrl.
--define(TRANSPORT, (transport())).
--include("fin_close_ranch.hrl").
-
 -type socket() :: inet:socket().
 
-%% @doc `tcp', as `ranch_tcp'.
--spec name() -> tcp.
-name() -> tcp.
-
-%% @doc `false', as `ranch_tcp'.
--spec secure() -> false.
-secure() -> false.
-
-%% @doc As `ranch_tcp:messages/0'.
--spec messages() -> {tcp, tcp_closed, tcp_error, tcp_passive}.
-messages() -> {tcp, tcp_closed, tcp_error, tcp_passive}.
-
-
--spec transport() -> module().
-transport() -> ranch_tcp.
+-define(RANCH, ranch_tcp).
+-define(NAME, tcp).
+-define(SECURE, false).
+-define(MESSAGES, {tcp, tcp_closed, tcp_error, tcp_passive}).
+-include("fin_close_ranch.hrl").

@@ -1,11 +1,13 @@
-%% The ranch_transport callbacks that fin_close_ranch and fin_close_ranch_ssl
-%% share, written once: each module defines TRANSPORT (the Ranch transport
-%% it stands for: ranch_tcp, ranch_ssl), the socket() type, name/0,
-%% secure/0 and messages/0, and includes this. Everything is the
-%% transport's but the close path (fin_close_transport). The transport is
-%% only called at run time: fin_close compiles, and xref and dialyzer run,
-%% without Ranch.
+%% The ranch_transport callbacks of fin_close_ranch and fin_close_ranch_ssl,
+%% written once: each module defines the socket() type and RANCH (the Ranch
+%% transport it stands for: ranch_tcp, ranch_ssl), NAME, SECURE and
+%% MESSAGES (that transport's name/0, secure/0 and messages/0), and
+%% includes this. Everything is the transport's but the close path
+%% (fin_close_transport).
 
+-export([name/0]).
+-export([secure/0]).
+-export([messages/0]).
 -export([listen/1]).
 -export([disallowed_listen_options/0]).
 -export([accept/2]).
@@ -32,6 +34,11 @@
 -export([shutdown/2]).
 -export([close/1]).
 -export([cleanup/1]).
+
+%% The transport is called through a function, not by its name: it is only
+%% called at run time, and fin_close compiles, and xref and dialyzer run,
+%% without Ranch.
+-define(TRANSPORT, (transport())).
 
 -type transport_opts() :: #{socket_opts => [term()], atom() => term()}.
 %% Ranch's transport options: `ranch:transport_opts()'.
@@ -153,3 +160,18 @@ close(Socket) -> fin_close_transport:close(?TRANSPORT, Socket).
 %% @doc As the Ranch transport's `cleanup/1'.
 -spec cleanup(transport_opts()) -> ok.
 cleanup(TransOpts) -> ?TRANSPORT:cleanup(TransOpts).
+
+%% @doc As the Ranch transport's `name/0'.
+-spec name() -> ?NAME.
+name() -> ?NAME.
+
+%% @doc As the Ranch transport's `secure/0'.
+-spec secure() -> ?SECURE.
+secure() -> ?SECURE.
+
+%% @doc As the Ranch transport's `messages/0'.
+-spec messages() -> ?MESSAGES.
+messages() -> ?MESSAGES.
+
+-spec transport() -> module().
+transport() -> ?RANCH.

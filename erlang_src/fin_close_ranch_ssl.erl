@@ -29,28 +29,10 @@
 %% at run time, and the application using it brings Ranch.
 -module(fin_close_ranch_ssl).
 
--export([name/0]).
--export([secure/0]).
--export([messages/0]).
-
-% A function, not the module's name: see fin_close_ranch.hrl.
--define(TRANSPORT, (transport())).
--include("fin_close_ranch.hrl").
-
 -type socket() :: ssl:sslsocket().
 
-%% @doc `ssl', as `ranch_ssl'.
--spec name() -> ssl.
-name() -> ssl.
-
-%% @doc `true', as `ranch_ssl'.
--spec secure() -> true.
-secure() -> true.
-
-%% @doc As `ranch_ssl:messages/0'.
--spec messages() -> {ssl, ssl_closed, ssl_error, ssl_passive}.
-messages() -> {ssl, ssl_closed, ssl_error, ssl_passive}.
-
-
--spec transport() -> module().
-transport() -> ranch_ssl.
+-define(RANCH, ranch_ssl).
+-define(NAME, ssl).
+-define(SECURE, true).
+-define(MESSAGES, {ssl, ssl_closed, ssl_error, ssl_passive}).
+-include("fin_close_ranch.hrl").
