@@ -130,7 +130,9 @@ queue(Socket, Which) ->
 first_queue(Socket, Handle, Which) ->
     case fd(Handle) of
         {ok, Fd} ->
-            case act(Handle, Fd, {Which, element(1, Handle) =:= socket}) of
+            %% Only a socket module socket may be of another protocol.
+            TcpOnly = element(1, Handle) =:= socket,
+            case act(Handle, Fd, {Which, TcpOnly}) of
                 {ok, _} = Queue -> _ = put(?LAST, {Socket, Handle, Fd}), Queue;
                 Error -> Error
             end;
