@@ -144,8 +144,8 @@
 %% The socket asked about last is remembered, with its descriptor, in the
 %% caller's process dictionary (key `$fin_close_last'): asking again about
 %% it costs one system call and one read of the socket's descriptor, which
-%% shows it is still the socket's. A `socket' module socket is checked to
-%% be TCP the first time (one more system call).
+%% shows it is still the socket's. A `socket' module socket that is not
+%% the one asked about last is checked to be TCP (one more system call).
 -spec inq(socket()) -> {ok, non_neg_integer()} | {error, atom()}.
 inq(Socket) ->
     fin_close_socket:queue(Socket, inq).

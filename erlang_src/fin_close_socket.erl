@@ -7,9 +7,11 @@
 %% number is one the socket had (read just before, or for queue/2
 %% remembered from this process's last call on the same socket), and the
 %% act counts only if the socket still has that descriptor when read after
-%% it. An open socket never changes its descriptor, and a closed one has
-%% none for good (a port's driver may close it on its own, in passive mode
-%% when the peer's FIN comes), so the number was the socket's throughout.
+%% it. An open socket never changes its descriptor, and a closed one never
+%% gets one back (a port's driver may close it on its own, in passive mode
+%% when the peer's FIN comes), so the number was the socket's throughout. A
+%% port being closed, which may still hold its descriptor while it writes
+%% out its queue, counts as closed before any of this (resolve/2).
 -module(fin_close_socket).
 
 -export([resolve/2]).
@@ -33,8 +35,8 @@
 %% socket must be checked to be TCP first.
 -type act() :: {inq | outq, boolean()} | info | check_tcp | {dup, boolean()}.
 
-%% The socket this process last read a queue of, and its descriptor: see
-%% queue/2.
+%% The handle of the socket this process last read a queue of, and its
+%% descriptor: see queue/2.
 -define(LAST, '$fin_close_last').
 
 %% @doc The handle of a socket term; `{error, Reason}' for a socket that is
@@ -110,30 +112,31 @@ borrowed(Handle, Act) ->
 %% borrowed/2 reads it, but for the first read: the socket this process
 %% asked about last, once its answer counted, is remembered with its
 %% descriptor in the process's dictionary, and asking again about it costs
-%% the ioctl and the read after it (the hot path of inq/1: no funs). A
-%% `socket' module socket may be of any protocol: the NIF checks it is TCP
-%% in its first call (one getsockopt); a remembered socket was found TCP.
-%% `badarg' (with `[Socket]') for a term that is no socket.
+%% resolve/2 (which finds a port closed or closing, and whether it is still
+%% TCP), the ioctl and the read after it (the hot path of inq/1: no funs).
+%% A `socket' module socket may be of any protocol: the NIF checks it is
+%% TCP in its first call (one getsockopt); a remembered socket was found
+%% TCP. `badarg' (with `[Socket]') for a term that is no socket.
 -spec queue(term(), inq | outq) -> {ok, non_neg_integer()} | {error, atom()}.
 queue(Socket, Which) ->
-    case get(?LAST) of
-        {Socket, Handle, Fd} ->
-            act(Handle, Fd, {Which, false});
-        _ ->
-            case resolve(Socket, [Socket]) of
-                {error, _} = Error -> Error;
-                Handle -> first_queue(Socket, Handle, Which)
+    case resolve(Socket, [Socket]) of
+        {error, _} = Error ->
+            Error;
+        Handle ->
+            case get(?LAST) of
+                {Handle, Fd} -> act(Handle, Fd, {Which, false});
+                _ -> first_queue(Handle, Which)
             end
     end.
 
--spec first_queue(term(), handle(), inq | outq) -> {ok, non_neg_integer()} | {error, atom()}.
-first_queue(Socket, Handle, Which) ->
+-spec first_queue(handle(), inq | outq) -> {ok, non_neg_integer()} | {error, atom()}.
+first_queue(Handle, Which) ->
     case fd(Handle) of
         {ok, Fd} ->
             %% Only a socket module socket may be of another protocol.
             TcpOnly = element(1, Handle) =:= socket,
             case act(Handle, Fd, {Which, TcpOnly}) of
-                {ok, _} = Queue -> _ = put(?LAST, {Socket, Handle, Fd}), Queue;
+                {ok, _} = Queue -> _ = put(?LAST, {Handle, Fd}), Queue;
                 Error -> Error
             end;
         {error, closed} = Closed ->

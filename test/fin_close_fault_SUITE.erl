@@ -225,6 +225,8 @@ remembered_number_is_not_taken_for_the_socket(Config) ->
          %% Waited for by another process: this one remembers S still.
          {Waiter, Ref} = spawn_monitor(fun() -> wait_inq(U, 5) end),
          receive {'DOWN', Ref, process, Waiter, Why} -> ?assertEqual(normal, Why) end,
+         %% What this case is about: the number is taken from the memory.
+         ?assertMatch({_, Fd}, get('$fin_close_last')),
          ?assertEqual({error, closed}, fin_close:Call(S)),
          ?assertEqual({ok, 5}, fin_close:inq(U)),
          ?assertEqual({error, timeout}, gen_tcp:recv(P, 0, 200)),

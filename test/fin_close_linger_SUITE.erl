@@ -173,12 +173,14 @@ one_close_wins(Config) ->
     receive {fin_close, _, _} = Extra -> error({extra, Extra}) after 200 -> ok end.
 
 %% After close/1 returned, while a port still writes an 8 MiB reply: the old
-%% term is closed to every call, a stray send reaches no one, and the reply
-%% arrives whole with FIN.
+%% term is closed to every call (also to inq/1 and outq/1, which remember
+%% it from a call before the close), a stray send reaches no one, and the
+%% reply arrives whole with FIN.
 closed_socket_stays_closed(Config) ->
     {Server, Client} = pair(Config, ?LOOP4, []),
     Size = case kind(Config) of inet -> 8 * ?MiB; _ -> 256 * 1024 end,
     ok = send(Server, bytes(Size)),
+    {ok, _} = fin_close:inq(Server),
     {ok, Ref} = fin_close:close(Server, #{notify => self()}),
     Calls = case kind(Config) of
                 esock ->

@@ -24,13 +24,12 @@ fn sleeping_and_running_calls_are_told_apart() {
         spin(Duration::from_millis(5));
     }
     let h = held::held();
-    assert_eq!(h.calls, 1);
-    // Preemption may take some of the 5 ms, which then counts as waiting.
+    assert_eq!((h.calls, h.slept), (1, 0));
+    // The 5 ms are on a CPU, or waiting for one when the kernel preempts the
+    // thread; a virtual machine's host may also take the CPU unseen (steal
+    // time, counted as neither), so only a part is certain.
+    assert!(h.max_wall >= Duration::from_millis(5), "{h:?}");
     assert!(h.max_cpu >= Duration::from_millis(1), "{h:?}");
-    assert!(
-        h.max_cpu + h.max_waiting >= Duration::from_micros(4900),
-        "{h:?}"
-    );
     assert!(h.max_asleep < Duration::from_millis(1), "{h:?}");
 
     held::measure(true);
