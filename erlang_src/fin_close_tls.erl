@@ -140,12 +140,13 @@ close_notify({sslsocket, _, [_, Sender]}, Timeout) ->
     end.
 
 %% @doc Ends the connection process once its TCP socket was closed under it
-%% and it was released, without a log line or a second alert on the wire. A port's close already
-%% does (the process gets the port's `EXIT' and stops with
-%% `{shutdown, transport_closed}'). A `{inet_backend, socket}' socket tells
-%% it nothing: during the handshake it is told as its transport would (the
-%% close tag of `cb_info', which it takes as the peer's close), after it
-%% through `ssl:close/1', whose close_notify finds the socket closed.
+%% and it was released, without a log line or a second alert on the wire.
+%% A port's close already does (the process gets the port's `EXIT' and
+%% stops with `{shutdown, transport_closed}'). A `{inet_backend, socket}'
+%% socket tells it nothing: during the handshake it is told as its
+%% transport would (the close tag of `cb_info', which it takes as the
+%% peer's close), after it through `ssl:close/1', whose close_notify finds
+%% the socket closed.
 -spec stop(term(), atom()) -> ok.
 stop({sslsocket, {gen_tcp, Tcp, _, _}, _}, _) when is_port(Tcp) ->
     ok;
