@@ -128,12 +128,17 @@
 %% for a burst of accepts and closes, while the reactor keeps 1/16 of the
 %% limit free on its own.
 -define(RECLAIM, 64).
-%% The native side takes counts as u64; for max_lingering the largest one
-%% stands for infinity.
+%% The native side takes counts as u64.
 -define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
+%% A want of resources: the close is refused, the socket left to the caller
+%% as it was, and counted in stats() as `refused'.
+-define(IS_EXHAUSTION(Reason), (Reason =:= emfile orelse Reason =:= enfile orelse
+                                Reason =:= enomem orelse Reason =:= enobufs orelse
+                                Reason =:= enospc orelse Reason =:= reactor_down)).
 
 -type handle() :: fin_close_socket:handle().
 -type tcp_handle() :: fin_close_socket:tcp_handle().
+-type fin() :: fin_close_socket:fin().
 
 %% @doc Bytes waiting in the kernel's receive queue of `Socket' (SIOCINQ).
 %%
@@ -438,17 +443,17 @@ valid_option(linger_timeout, T) -> is_integer(T) andalso T >= 0 andalso T =< ?MA
 valid_option(idle_timeout, infinity) -> true;
 valid_option(idle_timeout, T) -> valid_option(linger_timeout, T);
 valid_option(max_drain, infinity) -> true;
-valid_option(max_drain, M) -> is_integer(M) andalso M >= 0 andalso M < ?U64_MAX;
+valid_option(max_drain, M) -> is_integer(M) andalso M >= 0 andalso M =< ?U64_MAX;
 valid_option(max_lingering, infinity) -> true;
-valid_option(max_lingering, N) -> is_integer(N) andalso N >= 0 andalso N < ?U64_MAX;
+valid_option(max_lingering, N) -> is_integer(N) andalso N >= 0 andalso N =< ?U64_MAX;
 valid_option(notify, Pid) -> is_pid(Pid) andalso node(Pid) =:= node();
 valid_option(_, _) -> false.
 
 -spec hand_over(handle(), map()) -> ok | {ok, reference()} | {error, atom()}.
 hand_over(Handle, Limits) ->
-    case dup(Handle) of
-        {ok, {Dup, _Local, _Peer}} ->
-            start(reserve(Dup, Limits), Handle, Limits);
+    case reserve(Handle, Limits) of
+        {ok, Handover} ->
+            start(Handover, Handle, Limits);
         {error, closed} = Error ->
             case Handle of
                 {port, Port} ->
@@ -477,17 +482,23 @@ stop_gone({gen_tcp_socket, Socket, _}) ->
 stop_gone(_) ->
     ok.
 
-%% No descriptor left for the duplicate: lingering sockets give some back
-%% (as the reactor does on its own before the process runs out), then one
-%% more try. Refused only when none could be given back.
--spec dup(handle()) -> {ok, {reference(), term(), term()}} | {error, atom()}.
-dup(Handle) ->
-    case fin_close_socket:borrowed(Handle, {dup, false}) of
-        {error, Full} when Full =:= emfile; Full =:= enfile ->
+%% The first half of the hand-over: the socket's descriptor duplicated,
+%% and room for it in the reactor. No descriptor (or memory, or epoll room)
+%% left for it: lingering sockets give some back (as the reactor does on
+%% its own before the process runs out), then one more try. Refused only
+%% when none could be given back.
+-spec reserve(handle(), map()) -> {ok, reference()} | {error, atom()}.
+reserve(Handle, Limits) ->
+    case fin_close_socket:borrowed(Handle, {reserve, Limits}) of
+        {error, Reason} when ?IS_EXHAUSTION(Reason) ->
             _ = fin_close_nif:reclaim(?RECLAIM),
-            fin_close_socket:borrowed(Handle, {dup, true});
-        {error, Short} when Short =:= enomem; Short =:= enobufs ->
-            fin_close_socket:borrowed(Handle, {dup, true});
+            case fin_close_socket:borrowed(Handle, {reserve, Limits}) of
+                {error, Again} = Refused when ?IS_EXHAUSTION(Again) ->
+                    ok = fin_close_nif:refused(),
+                    Refused;
+                Result ->
+                    Result
+            end;
         Result ->
             Result
     end.
@@ -513,39 +524,29 @@ notify_gone(Pid) ->
                              local => undefined, peer => undefined}},
     {ok, Ref}.
 
--spec reserve(reference(), map()) -> {ok, reference()} | {error, atom()}.
-reserve(Dup, #{linger_timeout := Timeout, idle_timeout := Idle, max_drain := MaxDrain,
-               max_lingering := MaxLingering, notify := Notify}) ->
-    Told = [Pid || Pid <- [Notify, logger_pid()], Pid =/= undefined],
-    fin_close_nif:reserve(Dup, Timeout, u64(Idle), u64(MaxDrain), u64(MaxLingering), Told).
-
--spec u64(non_neg_integer() | infinity) -> non_neg_integer().
-u64(infinity) -> ?U64_MAX;
-u64(N) -> N.
-
-%% The reactor has room for the socket: close the caller's handle, which
-%% only one caller can do, then start the linger (or give the room back).
--spec start({ok, reference()} | {error, atom()}, handle(), map()) ->
-    ok | {ok, reference()} | {error, atom()}.
-start({ok, Pending}, Handle, #{notify := Notify} = Limits) ->
+%% The second half: close the caller's handle, which only one caller can
+%% do, then hand the socket over, our FIN leaving at once if nothing of
+%% ours is queued in the VM (or give the room back). The reference of the
+%% notifications is the hand-over's.
+-spec start(reference(), handle(), map()) -> ok | {ok, reference()} | {error, atom()}.
+start(Handover, Handle, #{notify := Notify} = Limits) ->
     case close_handle(Handle, Limits) of
-        {ok, Closed} ->
-            case fin_close_nif:start(Pending, Closed =:= by_port, Closed =:= truncated) of
-                {ok, _} when Notify =:= undefined -> ok;
-                {ok, Ticket} -> {ok, Ticket};
+        {ok, Fin} ->
+            Told = [Pid || Pid <- [Notify, logger_pid()], Pid =/= undefined],
+            case fin_close_nif:start(Handover, Fin, Told) of
+                ok when Notify =:= undefined -> ok;
+                ok -> {ok, Handover};
                 {error, _} = Error -> Error
             end;
-        {error, closed} = Error ->
-            fin_close_nif:cancel(Pending),
+        {error, _} = Error ->
+            ok = fin_close_nif:cancel(Handover),
             Error
-    end;
-start({error, _} = Error, _, _) ->
-    Error.
+    end.
 
 %% Closes the caller's handle of the socket; the reactor's duplicate keeps
 %% the connection, so this sends nothing. Exactly one of several callers
-%% gets `{ok, _}': the one whose close of the handle took.
--spec close_handle(handle(), map()) -> {ok, by_port | whole | truncated} | {error, closed}.
+%% gets `{ok, Fin}': the one whose close of the handle took.
+-spec close_handle(handle(), map()) -> {ok, fin()} | {error, closed | timeout}.
 close_handle({port, Port}, _) ->
     %% Most ports have written everything: closed, they let go of their
     %% descriptor at once, and the reactor sends FIN. A port that still
@@ -586,7 +587,7 @@ close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
             %% shuts the socket down for writing and closes it; the
             %% reactor sees that FIN and lingers as for any port.
             _ = spawn(fun() -> close_tls(Inner, Ssl, Timeout) end),
-            {ok, by_port};
+            {ok, port};
         {ok, Handshake} ->
             %% No session to end yet: the TCP socket is closed as any.
             Closed = close_under_tls(Inner, Limits),
@@ -637,15 +638,15 @@ close_tls(Inner, Ssl, Timeout) ->
 %% its socket on its own), and a {inet_backend, socket} server process
 %% crashes on that once its socket is closed under it (OTP 25): so that
 %% process is stopped, and closes its socket itself, first.
--spec close_under_tls(tcp_handle(), map()) -> {ok, by_port | whole}.
+-spec close_under_tls(tcp_handle(), map()) -> {ok, fin()}.
 close_under_tls({port, _} = Inner, Limits) ->
     case close_handle(Inner, Limits) of
         {ok, _} = Closed -> Closed;
-        {error, closed} -> {ok, whole}
+        {error, _} -> {ok, now}
     end;
 close_under_tls({gen_tcp_socket, Socket, _}, _) ->
     _ = gen_tcp:close(Socket),
-    {ok, whole}.
+    {ok, now}.
 
 %% Closes a port; of several callers, one gets ok: port_close/1 fails on a
 %% port already closed or closing.
@@ -678,18 +679,18 @@ quiet(Port) ->
 %% Who sends FIN. A send that raced the close may have queued output after
 %% all: the closing port still writes it, and its driver must send FIN
 %% after it (OTP still takes the driver's controls on a closing port).
--spec fin_by(port(), boolean()) -> by_port | whole.
+-spec fin_by(port(), boolean()) -> port | now.
 fin_by(_Port, true) ->
-    by_port;
+    port;
 fin_by(Port, false) ->
     case erlang:port_info(Port, queue_size) of
-        {queue_size, N} when N > 0 -> flush_first(Port), by_port;
-        _ -> whole
+        {queue_size, N} when N > 0 -> flush_first(Port), port;
+        _ -> now
     end.
 
 %% socket:close/1 succeeds once. A send waiting in another process is cut
 %% off by it, with part of its data sent.
--spec close_esock(socket:socket()) -> {ok, whole | truncated} | {error, closed}.
+-spec close_esock(socket:socket()) -> {ok, now | never} | {error, closed}.
 close_esock(ESock) ->
     {Writers, Sent} = writes(ESock),
     case socket:close(ESock) of
@@ -698,8 +699,8 @@ close_esock(ESock) ->
             %% before it (the info still answers on the closed socket).
             {_, SentThen} = writes(ESock),
             case Writers > SentThen - Sent of
-                true -> {ok, truncated};
-                false -> {ok, whole}
+                true -> {ok, never};
+                false -> {ok, now}
             end;
         {error, _} ->
             {error, closed}

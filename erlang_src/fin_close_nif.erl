@@ -7,17 +7,17 @@
 -export([inq/2]).
 -export([outq/2]).
 -export([check_tcp/1]).
--export([dup/2]).
--export([discard/1]).
--export([reserve/6]).
+-export([reserve/2]).
 -export([start/3]).
 -export([cancel/1]).
 -export([reclaim/1]).
 -export([info/1]).
 -export([lingering/2]).
 -export([stats/0]).
+-export([refused/0]).
 -export([measure_held/1]).
 -export([held/0]).
+-export([hold_reactor/2]).
 
 -on_load(load/0).
 
@@ -49,32 +49,22 @@ outq(_Fd, _TcpOnly) -> erlang:nif_error(nif_not_loaded).
 -spec check_tcp(fd()) -> ok | {error, atom()}.
 check_tcp(_Fd) -> erlang:nif_error(nif_not_loaded).
 
-%% Last: no retry follows, so a want of resources counts as refused.
--spec dup(fd(), boolean()) -> {ok, {reference(), address(), address() | undefined}}
-                              | {error, atom()}.
-dup(_Fd, _Last) -> erlang:nif_error(nif_not_loaded).
+%% The first half of a hand-over: duplicates the descriptor and takes room
+%% for it in the reactor (at max_lingering sockets lingering, the reactor
+%% reclaims one once this one is in). Opts: close/2's options, checked.
+-spec reserve(fd(), #{atom() => term()}) -> {ok, reference()} | {error, atom()}.
+reserve(_Fd, _Opts) -> erlang:nif_error(nif_not_loaded).
 
--spec discard(reference()) -> ok.
-discard(_Dup) -> erlang:nif_error(nif_not_loaded).
+%% The second half, once the caller closed its handle: Fin says who sends
+%% our FIN (now: this call). Every pid in Notify gets {fin_close, Handover,
+%% Result} when the socket ends.
+-spec start(reference(), fin_close_socket:fin(), [pid()]) -> ok | {error, atom()}.
+start(_Handover, _Fin, _Notify) -> erlang:nif_error(nif_not_loaded).
 
-%% Takes room in the reactor for the duplicate, before the caller closes its
-%% own handle (at MaxLingering sockets lingering, the reactor reclaims one).
-%% Every pid in Notify gets {fin_close, Ticket, Result} when the socket
-%% ends. IdleMs and MaxDrain take 2^64-1 for no bound.
--spec reserve(reference(), non_neg_integer(), non_neg_integer(), non_neg_integer(),
-              non_neg_integer(), [pid()]) -> {ok, reference()} | {error, atom()}.
-reserve(_Dup, _TimeoutMs, _IdleMs, _MaxDrain, _MaxLingering, _Notify) ->
-    erlang:nif_error(nif_not_loaded).
-
-%% Starts lingering once the caller closed its handle: FinByVm when the
-%% port sends FIN itself after its queue, Truncated when a send was cut
-%% short. Gives the Ticket.
--spec start(reference(), boolean(), boolean()) -> {ok, reference()} | {error, atom()}.
-start(_Pending, _FinByVm, _Truncated) -> erlang:nif_error(nif_not_loaded).
-
-%% Gives the room back: someone else closed the socket first.
+%% Gives the room back: someone else closed the socket first, or the
+%% descriptor turned out to be another socket's.
 -spec cancel(reference()) -> ok.
-cancel(_Pending) -> erlang:nif_error(nif_not_loaded).
+cancel(_Handover) -> erlang:nif_error(nif_not_loaded).
 
 %% Ends up to N lingering sockets, the cheapest first, to give their
 %% descriptors back; returns once they are closed (a dirty NIF).
@@ -94,6 +84,10 @@ lingering(_Pid, _Ref) -> erlang:nif_error(nif_not_loaded).
 -spec stats() -> #{atom() => non_neg_integer()}.
 stats() -> erlang:nif_error(nif_not_loaded).
 
+%% Counts a close refused for want of a resource (the caller decides).
+-spec refused() -> ok.
+refused() -> erlang:nif_error(nif_not_loaded).
+
 %% Measuring how long each native call holds its scheduler thread, for
 %% tests and diagnosis: a few system calls more per call while on.
 %% Switching it on clears what was measured. held/0 gives, over the calls
@@ -110,3 +104,9 @@ measure_held(_On) -> erlang:nif_error(nif_not_loaded).
                   max_waiting_us := non_neg_integer(), preempted := non_neg_integer(),
                   max_wall_us := non_neg_integer()}.
 held() -> erlang:nif_error(nif_not_loaded).
+
+%% Keeps the reactor thread busy for Ms milliseconds (it adopts, reads and
+%% ends nothing meanwhile); Pid gets {fin_close, held} once it is. For
+%% tests of what must not wait for the reactor; feature `diagnostics'.
+-spec hold_reactor(pid(), non_neg_integer()) -> ok | {error, atom()}.
+hold_reactor(_Pid, _Ms) -> erlang:nif_error(nif_not_loaded).

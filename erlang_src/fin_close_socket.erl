@@ -19,7 +19,7 @@
 -export([borrowed/2]).
 -export([queue/2]).
 
--export_type([handle/0, tcp_handle/0]).
+-export_type([handle/0, tcp_handle/0, fin/0]).
 
 -type handle() :: {port, port()}
                 | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}
@@ -31,9 +31,15 @@
 
 -type tcp_handle() :: {port, port()} | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}.
 
+-type fin() :: now | port | never.
+%% Who sends our FIN once the caller's handle is closed: the hand-over, at
+%% once (nothing of ours queued in the VM); the VM (a port writing out its
+%% queue, or the closer of a TLS connection after its close_notify); or
+%% nobody, as a send was cut short and the socket is reset.
+
 %% The native calls on a borrowed descriptor; a queue's says whether the
 %% socket must be checked to be TCP first.
--type act() :: {inq | outq, boolean()} | info | check_tcp | {dup, boolean()}.
+-type act() :: {inq | outq, boolean()} | info | check_tcp | {reserve, map()}.
 
 %% The handle of the socket this process last read a queue of, and its
 %% descriptor: see queue/2.
@@ -100,7 +106,7 @@ fd(Handle) ->
 
 %% @doc `Act' on the socket's descriptor, borrowed (see the module's doc):
 %% its result, or `{error, closed}' when the socket had no descriptor or
-%% lost it meanwhile (a duplicate made meanwhile is discarded then).
+%% lost it meanwhile (a hand-over reserved meanwhile is cancelled then).
 -spec borrowed(handle(), act()) -> term().
 borrowed(Handle, Act) ->
     case fd(Handle) of
@@ -161,8 +167,8 @@ native({inq, TcpOnly}, Fd) -> fin_close_nif:inq(Fd, TcpOnly);
 native({outq, TcpOnly}, Fd) -> fin_close_nif:outq(Fd, TcpOnly);
 native(info, Fd) -> fin_close_nif:info(Fd);
 native(check_tcp, Fd) -> fin_close_nif:check_tcp(Fd);
-native({dup, Last}, Fd) -> fin_close_nif:dup(Fd, Last).
+native({reserve, Opts}, Fd) -> fin_close_nif:reserve(Fd, Opts).
 
 -spec stale(act(), term()) -> ok.
-stale({dup, _}, {ok, {Dup, _, _}}) -> fin_close_nif:discard(Dup);
+stale({reserve, _}, {ok, Handover}) -> fin_close_nif:cancel(Handover);
 stale(_, _) -> ok.

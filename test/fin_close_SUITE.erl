@@ -19,7 +19,7 @@
          linger_zero_still_ends_with_fin/1, abort_resets_peer/1, bad_input_is_refused/1,
          stats_count_outcomes/1, api_module_reload/1, unread_reply_cut_off_at_timeout/1,
          peer_reset_while_port_drains/1, socket_table_shows_queues/1, cut_off_is_logged_at_debug/1,
-         socket_table_survives_churn/1]).
+         socket_table_survives_churn/1, fin_leaves_at_the_close/1]).
 %% The logger handler of cut_off_is_logged_at_debug.
 -export([log/2]).
 
@@ -39,13 +39,36 @@ groups() ->
              linger_zero_still_ends_with_fin, abort_resets_peer, bad_input_is_refused,
              stats_count_outcomes, api_module_reload, unread_reply_cut_off_at_timeout,
              peer_reset_while_port_drains, socket_table_shows_queues, cut_off_is_logged_at_debug,
-             socket_table_survives_churn],
+             socket_table_survives_churn, fin_leaves_at_the_close],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases}].
 
 suite() ->
     [{ct_hooks, [fin_close_ct]}].
 
 %% Cases.
+
+%% Our FIN is on the wire when close/1 returns, as after gen_tcp:close/1,
+%% while the reactor is held busy and has not adopted the socket: a peer
+%% blocked in recv gets the reply and the end of stream at once.
+fin_leaves_at_the_close(Config) ->
+    {Server, Client} = pair(Config, ?LOOP4, []),
+    ok = gen_tcp:send(Client, bytes(?REQUEST)),
+    wait_inq(Server, ?REQUEST),
+    ok = send(Server, <<"reply">>),
+    Self = self(),
+    Reader = spawn_link(fun() -> Self ! {read, read_to_closed(Client)} end),
+    ok = gen_tcp:controlling_process(Client, Reader),
+    ok = fin_close_nif:hold_reactor(self(), 1500),
+    receive {fin_close, held} -> ok after 5000 -> error(reactor_not_held) end,
+    {ok, Ref} = fin_close:close(Server, #{notify => self()}),
+    T0 = erlang:monotonic_time(millisecond),
+    ?assertEqual({ok, <<"reply">>}, receive {read, R} -> R after 1000 -> no_fin_yet end),
+    ?assert(erlang:monotonic_time(millisecond) - T0 < 1000),
+    %% Not adopted yet: still lingering, nothing ended.
+    ?assertMatch(#{lingering := 1}, fin_close:stats()),
+    receive {fin_close, Ref, Early} -> error({ended_while_held, Early}) after 0 -> ok end,
+    ok = gen_tcp:close(Client),
+    ?assertMatch(#{outcome := clean, drained := ?REQUEST}, outcome(Ref)).
 
 %% An unread request, a 2 MiB reply, a late pipelined request: the slow
 %% reader gets every byte and a FIN, and the kernel counts no abort.

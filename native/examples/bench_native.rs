@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fin_close_nif::duplicate::Duplicate;
-use fin_close_nif::reactor::{Closed, Limits, Reactor};
+use fin_close_nif::reactor::{Fin, Limits, Reactor};
 use fin_close_nif::sys;
 
 const FLOOD: Duration = Duration::from_secs(2);
@@ -109,7 +109,8 @@ fn drain_with_reactor() -> (u64, Duration, Duration) {
         max_lingering: u64::MAX,
     };
     reactor
-        .linger(dup, limits, Closed::default(), |_| ())
+        .reserve(dup, limits)
+        .and_then(|r| r.start(Fin::Now, ()))
         .unwrap();
     let sent = flooder.join().unwrap();
     let report = rx.recv_timeout(FLOOD * 10).unwrap();

@@ -4,7 +4,6 @@
 //! the one descriptor this crate owns is a [`Duplicate`], which closes itself
 //! on drop. Closing the VM's own descriptor is therefore not expressible here.
 
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use socket2::{Protocol, SockRef, Socket, Type};
@@ -33,15 +32,13 @@ pub fn check_tcp(socket: SockRef<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// A second descriptor for a TCP socket that is not listening, with the
-/// connection's addresses read from it, so the caller can confirm it
-/// duplicated the socket it meant to (descriptor numbers are reused at once
-/// after a close).
+/// A second descriptor for a TCP socket that is not listening. Whether it
+/// is of the socket the caller meant is for the caller to confirm: a
+/// descriptor number may be reused at once after a close (the Erlang side
+/// reads the socket's descriptor again after the duplicate was made).
 #[derive(Debug)]
 pub struct Duplicate {
     socket: Socket,
-    local: SocketAddr,
-    peer: Option<SocketAddr>,
 }
 
 impl Duplicate {
@@ -60,30 +57,7 @@ impl Duplicate {
         if socket.r#type()? != Type::STREAM {
             return Err(Error::NotTcp);
         }
-        let local = socket.local_addr()?.as_socket().ok_or(Error::NotTcp)?;
-        // A connection the peer has reset has no peer any more, but is still
-        // one to close; the reactor finds out how it ended.
-        let peer = match socket.peer_addr() {
-            Ok(addr) => Some(addr.as_socket().ok_or(Error::NotTcp)?),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => None,
-            Err(e) => return Err(e.into()),
-        };
-        Ok(Duplicate {
-            socket,
-            local,
-            peer,
-        })
-    }
-
-    /// The local address of the connection.
-    pub fn local(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// The peer address of the connection; `None` once it is gone (reset,
-    /// or never connected).
-    pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
+        Ok(Duplicate { socket })
     }
 
     /// Closes the duplicate without blocking the calling thread, for a
@@ -105,7 +79,7 @@ impl Duplicate {
         }
     }
 
-    /// Gives up the addresses and keeps the owned socket.
+    /// The owned socket.
     pub fn into_socket(self) -> Socket {
         self.socket
     }

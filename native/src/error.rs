@@ -5,6 +5,9 @@ use std::io;
 /// Why a socket cannot be inspected or handed to the reactor.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The socket was closed, by another caller or under this one.
+    #[error("the socket is closed")]
+    Closed,
     /// The descriptor is a socket, but not a TCP one (UDP, SCTP, Unix...).
     #[error("not a TCP socket")]
     NotTcp,
@@ -23,27 +26,11 @@ impl Error {
     /// The reason as `inet` would name it: a POSIX error name in lower case.
     pub fn reason(&self) -> &'static str {
         match self {
+            Error::Closed => "closed",
             Error::NotTcp => "eprototype",
             Error::NotConnected => "enotconn",
             Error::ReactorDown => "reactor_down",
             Error::Io(e) => errno_name(e.raw_os_error().unwrap_or(0)),
-        }
-    }
-}
-
-impl Error {
-    /// Whether the system or the reactor ran out of something (descriptors,
-    /// memory, epoll watches, room under the caller's limit, the thread
-    /// itself), as opposed to a socket that cannot be closed this way: the
-    /// socket was left to the caller as it was.
-    pub fn is_exhaustion(&self) -> bool {
-        match self {
-            Error::ReactorDown => true,
-            Error::Io(e) => matches!(
-                e.raw_os_error(),
-                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::ENOSPC)
-            ),
-            Error::NotTcp | Error::NotConnected => false,
         }
     }
 }

@@ -13,7 +13,7 @@ use common::{eventually, pair, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
 use fin_close_nif::info::{SocketInfo, TcpState};
-use fin_close_nif::reactor::{Closed, Limits, Reactor};
+use fin_close_nif::reactor::{Fin, Limits, Reactor};
 
 #[test]
 fn a_connection_shows_its_state_addresses_and_queues() {
@@ -63,7 +63,8 @@ fn the_reactor_lists_its_lingering_sockets() {
         max_lingering: u64::MAX,
     };
     let id = reactor
-        .linger(dup, limits, Closed::default(), |_| ())
+        .reserve(dup, limits)
+        .and_then(|r| r.start(Fin::Now, ()))
         .unwrap();
 
     // Our FIN went out and the 10 bytes were discarded; the peer keeps its

@@ -8,7 +8,7 @@ use std::sync::mpsc::channel;
 use std::time::Duration;
 
 use fin_close_nif::duplicate::Duplicate;
-use fin_close_nif::reactor::{Closed, Limits, Outcome, Reactor};
+use fin_close_nif::reactor::{Fin, Limits, Outcome, Reactor};
 use socket2::SockRef;
 
 fn open_fds() -> usize {
@@ -31,7 +31,7 @@ fn no_descriptor_outlives_its_socket() {
         // A third each: clean, timeout, reset by the peer.
         let timeout = if round % 3 == 1 { 0 } else { 10_000 };
         reactor
-            .linger(
+            .reserve(
                 dup,
                 Limits {
                     timeout: Duration::from_millis(timeout),
@@ -39,19 +39,21 @@ fn no_descriptor_outlives_its_socket() {
                     max_drain: 1 << 20,
                     max_lingering: u64::MAX,
                 },
-                Closed::default(),
-                |_| (),
             )
+            .and_then(|r| r.start(Fin::Now, ()))
             .unwrap();
-        if round % 3 == 2 {
-            SockRef::from(&client)
+        match round % 3 {
+            // Cut off while the peer holds on.
+            1 => outcomes.push(rx.recv_timeout(Duration::from_secs(10)).unwrap()),
+            2 => SockRef::from(&client)
                 .set_linger(Some(Duration::ZERO))
-                .unwrap();
-        } else {
-            let _ = std::io::copy(&mut client, &mut std::io::sink());
+                .unwrap(),
+            _ => drop(std::io::copy(&mut client, &mut std::io::sink())),
         }
         drop(client);
-        outcomes.push(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+        if round % 3 != 1 {
+            outcomes.push(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+        }
     }
     assert!(outcomes.contains(&Outcome::Clean));
     assert!(outcomes.contains(&Outcome::Timeout));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{eventually, pair, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
-use fin_close_nif::reactor::{Closed, Limits, Outcome, Reactor, Report};
+use fin_close_nif::reactor::{Fin, Limits, Outcome, Reactor, Report};
 use fin_close_nif::sys;
 use socket2::SockRef;
 
@@ -39,7 +39,8 @@ fn hand_over(reactor: &Reactor<u32>, server: TcpStream, limits: Limits) {
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
     reactor
-        .linger(dup, limits, Closed::default(), |_| 0)
+        .reserve(dup, limits)
+        .and_then(|r| r.start(Fin::Now, 0))
         .unwrap();
 }
 
@@ -47,11 +48,10 @@ fn hand_over(reactor: &Reactor<u32>, server: TcpStream, limits: Limits) {
 /// keeps its descriptor, writes the rest and sends FIN itself.
 fn hand_over_with_port_pending(reactor: &Reactor<u32>, server: &TcpStream, limits: Limits) {
     let dup = Duplicate::of(server.as_fd()).unwrap();
-    let by_vm = Closed {
-        fin_by_vm: true,
-        truncated: false,
-    };
-    reactor.linger(dup, limits, by_vm, |_| 0).unwrap();
+    reactor
+        .reserve(dup, limits)
+        .and_then(|r| r.start(Fin::Port, 0))
+        .unwrap();
 }
 
 /// The outcome of the next socket to end.
@@ -123,8 +123,15 @@ fn inq_on_a_listener_is_einval() {
 fn duplicate_is_the_same_connection_and_refuses_other_sockets() {
     let (server, _client) = pair();
     let dup = Duplicate::of(server.as_fd()).unwrap();
-    assert_eq!(dup.local(), server.local_addr().unwrap());
-    assert_eq!(dup.peer(), Some(server.peer_addr().unwrap()));
+    let same = SockRef::from(&dup);
+    assert_eq!(
+        same.local_addr().unwrap().as_socket(),
+        Some(server.local_addr().unwrap())
+    );
+    assert_eq!(
+        same.peer_addr().unwrap().as_socket(),
+        Some(server.peer_addr().unwrap())
+    );
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     assert!(matches!(
@@ -182,7 +189,8 @@ fn unread_request_then_close_delivers_everything_and_ends_clean() {
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server); // the VM closes its own descriptor; the duplicate keeps the connection
     reactor
-        .linger(dup, limits(10_000, 1 << 20), Closed::default(), |_| 1)
+        .reserve(dup, limits(10_000, 1 << 20))
+        .and_then(|r| r.start(Fin::Now, 1))
         .unwrap();
 
     let (received, ended) = reader.join().unwrap();
@@ -269,10 +277,10 @@ fn a_connection_already_reset_is_still_closed_and_reported() {
     drop(client);
     eventually("the reset to arrive", || server.peer_addr().is_err());
     let dup = Duplicate::of(server.as_fd()).unwrap();
-    assert_eq!(dup.peer(), None);
     drop(server);
     reactor
-        .linger(dup, limits(10_000, 1 << 20), Closed::default(), |_| 0)
+        .reserve(dup, limits(10_000, 1 << 20))
+        .and_then(|r| r.start(Fin::Now, 0))
         .unwrap();
     assert_eq!(next_outcome(&reports), Outcome::Reset);
 }
@@ -355,6 +363,68 @@ fn port_that_died_with_output_is_cut_off_and_resets_the_peer() {
         ErrorKind::ConnectionReset,
         "a truncated reply must not look complete"
     );
+}
+
+/// Holds the reactor thread busy for `busy` (in a listing's reply, which
+/// runs on it), and returns once it is.
+fn hold_busy(reactor: &Reactor<u32>, busy: Duration) {
+    let (inside, entered) = channel();
+    reactor
+        .lingering(move |_| {
+            inside.send(()).unwrap();
+            thread::sleep(busy);
+        })
+        .unwrap();
+    entered.recv_timeout(WAIT).unwrap();
+}
+
+#[test]
+fn our_fin_leaves_at_the_hand_over_while_the_reactor_is_busy() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    (&client).write_all(&[1u8; 1000]).unwrap();
+    (&server).write_all(b"answer").unwrap();
+    eventually("the request to be queued", || {
+        sys::inq(server.as_fd()).unwrap() == 1000
+    });
+    hold_busy(&reactor, Duration::from_millis(1000));
+    let started = Instant::now();
+    hand_over(&reactor, server, limits(10_000, u64::MAX));
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let (n, ended) = read_to_end(&client, Duration::ZERO);
+    assert_eq!((n, ended.is_ok()), (6, true), "the answer then our FIN");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    // Not adopted yet: the thread is still busy, nothing ended.
+    assert!(reports.try_recv().is_err());
+    drop(client);
+    assert_eq!(next_outcome(&reports), Outcome::Clean);
+}
+
+#[test]
+fn our_fin_waits_for_the_peers_after_our_own_shut_rd_while_the_reactor_is_busy() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    server.shutdown(Shutdown::Read).unwrap();
+    hold_busy(&reactor, Duration::from_millis(300));
+    hand_over(&reactor, server, limits(10_000, u64::MAX));
+    client
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let read = (&client).read(&mut byte).unwrap_err();
+    assert_eq!(read.kind(), ErrorKind::WouldBlock, "no FIN yet");
+    // Data after the hand-over resets nothing, before or after adoption.
+    (&client).write_all(&[1u8; 10_000]).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    (&client).write_all(&[1u8; 10_000]).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    client.set_read_timeout(None).unwrap();
+    let (n, ended) = read_to_end(&client, Duration::ZERO);
+    assert_eq!((n, ended.is_ok()), (0, true), "FIN, not a reset");
+    let (_, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!((report.outcome, report.drained), (Outcome::Clean, 20_000));
 }
 
 #[test]
@@ -519,7 +589,8 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
         let dup = Duplicate::of(server.as_fd()).unwrap();
         drop(server);
         reactor
-            .linger(dup, limits(10_000, 1 << 20), Closed::default(), |_| i)
+            .reserve(dup, limits(10_000, 1 << 20))
+            .and_then(|r| r.start(Fin::Now, i))
             .unwrap();
         clients.push(client);
     }
@@ -560,7 +631,10 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     (&server).write_all(b"all of it").unwrap();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor.linger(dup, cap, Closed::default(), |_| 1).unwrap();
+    reactor
+        .reserve(dup, cap)
+        .and_then(|r| r.start(Fin::Now, 1))
+        .unwrap();
     eventually("the second to have everything", || {
         sys::inq(quiet.as_fd()).unwrap() == 9
     });
@@ -575,7 +649,10 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     (&server).write_all(&[5u8; 200_000]).unwrap();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor.linger(dup, cap, Closed::default(), |_| 2).unwrap();
+    reactor
+        .reserve(dup, cap)
+        .and_then(|r| r.start(Fin::Now, 2))
+        .unwrap();
     let (token, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!((token, report.outcome), (1, Outcome::Reclaimed));
     assert_eq!(read_to_end(&quiet, Duration::ZERO).0, 9);
@@ -583,7 +660,10 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     let (server, fourth) = pair();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor.linger(dup, cap, Closed::default(), |_| 3).unwrap();
+    reactor
+        .reserve(dup, cap)
+        .and_then(|r| r.start(Fin::Now, 3))
+        .unwrap();
     let (token, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!((token, report.outcome), (0, Outcome::Reclaimed));
     let (n, ended) = read_to_end(&deaf, Duration::ZERO);

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use fin_close_nif::duplicate::Duplicate;
-use fin_close_nif::reactor::{Closed, Limits, Reactor};
+use fin_close_nif::reactor::{Fin, Limits, Reactor};
 
 #[test]
 fn concurrent_pushes_never_lose_the_wakeup() {
@@ -51,7 +51,8 @@ fn concurrent_pushes_never_lose_the_wakeup() {
             max_lingering: u64::MAX,
         };
         reactor
-            .linger(dup, limits, Closed::default(), |_| round)
+            .reserve(dup, limits)
+            .and_then(|r| r.start(Fin::Now, round))
             .unwrap();
         if rx.recv_timeout(Duration::from_secs(5)) != Ok(round) {
             // Dropping a stalled reactor would wait for its thread forever.

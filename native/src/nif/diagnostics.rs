@@ -1,13 +1,13 @@
 //! Measuring how long NIF calls hold their scheduler (feature
-//! `diagnostics`; see [`crate::held`]): for make test's load case and make
-//! bench. A user's build has none of it.
+//! `diagnostics`; see [`crate::held`]), and holding the reactor thread busy:
+//! for make test and make bench. A user's build has none of it.
 
 use std::time::Duration;
 
-use rustler::{Atom, Encoder, Env, NifResult, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, Term};
 
-use super::atoms;
 use super::terms::map;
+use super::{atoms, reactor};
 use crate::held;
 
 /// Opens a measured span for the rest of the enclosing NIF call.
@@ -42,4 +42,17 @@ fn held(env: Env<'_>) -> NifResult<Term<'_>> {
     ];
     let terms: Vec<(&str, Term<'_>)> = pairs.iter().map(|&(k, v)| (k, v.encode(env))).collect();
     Ok(map(env, &terms))
+}
+
+/// Keeps the reactor thread busy for `ms` milliseconds, as a burst of work
+/// would: it runs no command, adopts no socket and reads none meanwhile.
+/// `pid` gets `{fin_close, held}` once the thread is held.
+#[rustler::nif]
+fn hold_reactor(pid: LocalPid, ms: u64) -> NifResult<Atom> {
+    let mut env = OwnedEnv::new();
+    reactor()?.lingering(move |_| {
+        let _ = env.send_and_clear(&pid, |_| (atoms::fin_close(), atoms::held()));
+        std::thread::sleep(Duration::from_millis(ms));
+    })?;
+    Ok(atoms::ok())
 }

@@ -3,6 +3,7 @@
 //! The Erlang module `fin_close` owns the API; these functions assume it has
 //! already resolved a socket term to its descriptor number.
 
+use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -14,7 +15,7 @@ use socket2::SockRef;
 use crate::duplicate::{self, Duplicate};
 use crate::error::Error;
 use crate::info::SocketInfo;
-use crate::reactor::{Closed, Limits, Reactor, Report, Reservation, StatsSnapshot};
+use crate::reactor::{Fin, Reactor, Report, Reservation};
 use crate::sys;
 
 #[cfg(feature = "diagnostics")]
@@ -22,7 +23,8 @@ mod diagnostics;
 mod terms;
 
 use terms::{
-    address, lingering_term, map, maybe_address, queue_pairs, queue_reason, report_term, Reason,
+    address, lingering_term, map, maybe_address, queue_pairs, queue_reason, report_term, Options,
+    Reason,
 };
 
 #[cfg(feature = "diagnostics")]
@@ -35,47 +37,35 @@ macro_rules! measured {
 }
 
 mod atoms {
-    rustler::atoms! { ok, error, closed, undefined, none, fin_close, fin_close_lingering, reason }
-}
-
-/// A duplicate waiting for the Erlang side to confirm it is the right socket.
-/// Closed by the garbage collector if never used (the caller was killed).
-struct DupResource(Mutex<Option<Duplicate>>);
-
-#[rustler::resource_impl]
-impl Resource for DupResource {}
-
-impl Drop for DupResource {
-    fn drop(&mut self) {
-        // The destructor runs on a scheduler: never a blocking close.
-        if let Some(dup) = self.0.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
-            dup.dispose();
-        }
+    rustler::atoms! {
+        ok, error, undefined, none, infinity, refused, held, fin_close, fin_close_lingering, reason
     }
 }
 
-/// The reference in `notify` messages of one lingering socket (a resource
-/// term is a reference to Erlang): nothing but its identity.
-struct Ticket;
+/// One hand-over, from the duplicate to the reactor: room reserved for the
+/// socket while the caller closes its own handle, then started, or
+/// cancelled (also by the garbage collector, should the caller die in
+/// between: dropping the reservation gives the room back). Once started,
+/// the same term is the reference in the socket's `notify` messages.
+struct Handover(Mutex<Option<Reservation<Token>>>);
 
 #[rustler::resource_impl]
-impl Resource for Ticket {}
+impl Resource for Handover {}
 
-/// A socket the reactor has room for, while the caller closes its own
-/// handle: started, or dropped (also by the garbage collector, should the
-/// caller die in between), which gives the room back.
-struct Pending(Mutex<Option<(Reservation<Token>, ResourceArc<Ticket>)>>);
-
-#[rustler::resource_impl]
-impl Resource for Pending {}
+impl Handover {
+    fn take(&self) -> Option<Reservation<Token>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
 
 /// Who to tell when a socket ends: the caller's `notify` pid, the keeper
 /// when it logs; with the connection's addresses for the report.
 struct Told {
     pids: Vec<LocalPid>,
-    ticket: ResourceArc<Ticket>,
-    local: std::net::SocketAddr,
-    peer: Option<std::net::SocketAddr>,
+    /// Holds no reservation any more: it was taken out at the start.
+    ticket: ResourceArc<Handover>,
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
 }
 
 /// Boxed, and absent when nobody is to be told: a lingering socket's entry
@@ -89,16 +79,9 @@ static REACTOR: OnceLock<Reactor<Token>> = OnceLock::new();
 /// next close tries again.
 static STARTING: Mutex<()> = Mutex::new(());
 
-/// Hand-overs refused for want of a resource (see [`Error::is_exhaustion`]).
+/// Closes refused for want of a resource, as the Erlang side counts them:
+/// it is the one that knows a refusal is final (it retries once).
 static REFUSED: AtomicU64 = AtomicU64::new(0);
-
-/// Counts `e` in [`REFUSED`] if it is a want of resources, and passes it on.
-fn refused(e: Error) -> Error {
-    if e.is_exhaustion() {
-        REFUSED.fetch_add(1, Ordering::Relaxed);
-    }
-    e
-}
 
 /// The reactor, started on first use so that nodes that only call `inq/1`
 /// never get the thread.
@@ -167,13 +150,10 @@ fn outq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
 }
 
 #[rustler::nif]
-fn check_tcp(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+fn check_tcp(fd: i32) -> NifResult<Atom> {
     measured!();
-    let fd = borrow(fd)?;
-    Ok(match duplicate::check_tcp(SockRef::from(&fd)) {
-        Ok(()) => atoms::ok().encode(env),
-        Err(e) => (atoms::error(), Reason::from(e)).encode(env),
-    })
+    duplicate::check_tcp(SockRef::from(&borrow(fd)?))?;
+    Ok(atoms::ok())
 }
 
 /// Tells the VM that a NIF took about 1% of a time slice (a few system
@@ -183,123 +163,56 @@ fn took_a_while(env: Env<'_>) {
     let _ = rustler::schedule::consume_timeslice(env, 1);
 }
 
-/// Duplicates the socket's descriptor. `last`: no retry follows, so a want
-/// of resources counts as a refused hand-over.
+/// Duplicates the socket's descriptor and takes room for it in the
+/// reactor: the first half of a hand-over, before the caller closes its own
+/// handle.
 #[rustler::nif]
-fn dup(env: Env<'_>, fd: i32, last: bool) -> NifResult<Term<'_>> {
+fn reserve(
+    env: Env<'_>,
+    fd: i32,
+    options: Options,
+) -> NifResult<Result<ResourceArc<Handover>, Reason>> {
     measured!();
     took_a_while(env);
-    Ok(match Duplicate::of(borrow(fd)?) {
-        Ok(d) => {
-            let local = address(env, d.local());
-            let peer = maybe_address(env, d.peer());
-            let resource = ResourceArc::new(DupResource(Mutex::new(Some(d))));
-            (atoms::ok(), (resource, local, peer)).encode(env)
-        }
-        Err(e) if !last => (atoms::error(), Reason::from(e)).encode(env),
-        Err(e) => (atoms::error(), Reason::from(refused(e))).encode(env),
-    })
-}
-
-fn take(dup: &DupResource) -> Option<Duplicate> {
-    dup.0.lock().unwrap_or_else(|p| p.into_inner()).take()
-}
-
-#[rustler::nif]
-fn discard(dup: ResourceArc<DupResource>) -> Atom {
-    measured!();
-    if let Some(dup) = take(&dup) {
-        dup.dispose();
-    }
-    atoms::ok()
-}
-
-/// Takes room in the reactor for the duplicate (`{ok, Pending}`), before
-/// the caller closes its handle; the duplicate is the reactor's, or disposed
-/// of, either way; `idle_ms` and `max_drain` take `u64::MAX`
-/// for no bound.
-#[rustler::nif]
-fn reserve<'a>(
-    env: Env<'a>,
-    dup: ResourceArc<DupResource>,
-    timeout_ms: u64,
-    idle_ms: u64,
-    max_drain: u64,
-    max_lingering: u64,
-    notify: Vec<LocalPid>,
-) -> NifResult<Term<'a>> {
-    measured!();
-    let Some(d) = take(&dup) else {
-        return Ok((atoms::error(), atoms::closed()).encode(env));
-    };
-    let reactor = match reactor() {
-        Ok(r) => r,
+    let reserved = Duplicate::of(borrow(fd)?).and_then(|dup| match reactor() {
+        Ok(reactor) => reactor.reserve(dup, options.limits()),
         Err(e) => {
-            d.dispose();
-            return Ok((atoms::error(), Reason::from(refused(e))).encode(env));
+            dup.dispose();
+            Err(e)
         }
-    };
-    let limits = Limits {
-        timeout: Duration::from_millis(timeout_ms),
-        idle: (idle_ms != u64::MAX).then(|| Duration::from_millis(idle_ms)),
-        max_drain,
-        max_lingering,
-    };
-    let (local, peer) = (d.local(), d.peer());
-    let mut ticket = None;
-    let reserved = reactor.reserve(d, limits, |_id| {
-        let t = ResourceArc::new(Ticket);
-        ticket = Some(t.clone());
-        (!notify.is_empty()).then(|| {
-            Box::new(Told {
-                pids: notify,
-                ticket: t,
-                local,
-                peer,
-            })
+    });
+    Ok(reserved
+        .map(|r| ResourceArc::new(Handover(Mutex::new(Some(r)))))
+        .map_err(Reason::from))
+}
+
+/// Hands the socket over once the caller has closed its handle: our FIN
+/// leaves now if `fin` says so, and every pid in `notify` will be told how
+/// the socket ended, with `handover` as the reference.
+#[rustler::nif]
+fn start(handover: ResourceArc<Handover>, fin: Fin, notify: Vec<LocalPid>) -> NifResult<Atom> {
+    measured!();
+    let reservation = handover.take().ok_or(Error::Closed)?;
+    let token = (!notify.is_empty()).then(|| {
+        let socket = SockRef::from(&reservation);
+        Box::new(Told {
+            pids: notify,
+            ticket: handover.clone(),
+            local: socket.local_addr().ok().and_then(|a| a.as_socket()),
+            peer: socket.peer_addr().ok().and_then(|a| a.as_socket()),
         })
     });
-    Ok(match (reserved, ticket) {
-        (Ok(reservation), Some(ticket)) => {
-            let pending = ResourceArc::new(Pending(Mutex::new(Some((reservation, ticket)))));
-            (atoms::ok(), pending).encode(env)
-        }
-        (Err(e), _) => (atoms::error(), Reason::from(refused(e))).encode(env),
-        (Ok(_), None) => unreachable!("reserve always makes the token"),
-    })
+    reservation.start(fin, token)?;
+    Ok(atoms::ok())
 }
 
-/// Starts the linger of a reserved socket whose handle the caller has
-/// closed; gives the reference its `notify` messages carry.
+/// Gives the room back: another caller closed the socket first, or the
+/// duplicate turned out to be of another socket.
 #[rustler::nif]
-fn start(
-    env: Env<'_>,
-    pending: ResourceArc<Pending>,
-    fin_by_vm: bool,
-    truncated: bool,
-) -> Term<'_> {
-    measured!();
-    let taken = pending.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let Some((reservation, ticket)) = taken else {
-        return (atoms::error(), atoms::closed()).encode(env);
-    };
-    let closed = Closed {
-        fin_by_vm,
-        truncated,
-    };
-    match reservation.start(closed) {
-        Ok(_) => (atoms::ok(), ticket).encode(env),
-        Err(e) => (atoms::error(), Reason::from(e)).encode(env),
-    }
-}
-
-/// Gives the room of a reserved socket back: another caller closed it.
-#[rustler::nif]
-fn cancel(pending: ResourceArc<Pending>) -> Atom {
+fn cancel(handover: ResourceArc<Handover>) -> Atom {
     measured!();
     // Dropped outside the lock: dropping disposes of the duplicate.
-    let taken = pending.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-    drop(taken);
+    drop(handover.take());
     atoms::ok()
 }
 
@@ -358,16 +271,21 @@ fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
     }
 }
 
-/// The counters: the reactor's (zero before it starts) and the refused
+/// The counters: the reactor's (zero before it starts), and the refused
 /// closes counted here, as a map with the fields' names as keys.
 #[rustler::nif]
-fn stats() -> StatsSnapshot {
+fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
     measured!();
     let counted = REACTOR.get().map(Reactor::stats).unwrap_or_default();
-    StatsSnapshot {
-        refused: REFUSED.load(Ordering::Relaxed),
-        ..counted
-    }
+    counted
+        .encode(env)
+        .map_put(atoms::refused(), REFUSED.load(Ordering::Relaxed))
+}
+
+#[rustler::nif]
+fn refused() -> Atom {
+    REFUSED.fetch_add(1, Ordering::Relaxed);
+    atoms::ok()
 }
 
 /// Runs each time `fin_close_nif` loads the library, which can happen more

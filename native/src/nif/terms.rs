@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use rustler::{Atom, Encoder, Env, Term};
+use rustler::{Atom, Decoder, Encoder, Env, NifMap, NifResult, Term};
 
 use super::{atoms, Told};
 use crate::error::Error;
 use crate::info::SocketInfo;
-use crate::reactor::{Lingering, Outcome, Report};
+use crate::reactor::{Limits, Lingering, Outcome, Report};
 
 pub(super) fn atom<'a>(env: Env<'a>, name: &str) -> Term<'a> {
     Atom::from_str(env, name).expect("atom").encode(env)
@@ -30,7 +30,7 @@ pub(super) fn report_term<'a>(env: Env<'a>, report: &Report, told: &Told) -> Ter
             ("outcome", atom(env, report.outcome.name())),
             ("drained", report.drained.encode(env)),
             ("lingered_ms", millis(env, report.lingered)),
-            ("local", address(env, told.local)),
+            ("local", maybe_address(env, told.local)),
             ("peer", maybe_address(env, told.peer)),
         ],
     );
@@ -55,9 +55,59 @@ impl From<Error> for Reason {
     }
 }
 
+/// A NIF's `Err` of an [`Error`] gives `{error, Reason}`.
+impl From<Error> for rustler::Error {
+    fn from(e: Error) -> rustler::Error {
+        rustler::Error::Term(Box::new(Reason::from(e)))
+    }
+}
+
 impl From<std::io::Error> for Reason {
     fn from(e: std::io::Error) -> Reason {
         Error::from(e).into()
+    }
+}
+
+/// The options of `close/2` that bound a linger, as the Erlang side's map
+/// holds them once checked (other keys are not read).
+#[derive(NifMap)]
+pub(super) struct Options {
+    linger_timeout: u64,
+    idle_timeout: Bound,
+    max_drain: Bound,
+    max_lingering: Bound,
+}
+
+impl Options {
+    pub(super) fn limits(&self) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(self.linger_timeout),
+            idle: self.idle_timeout.0.map(Duration::from_millis),
+            max_drain: self.max_drain.0.unwrap_or(u64::MAX),
+            max_lingering: self.max_lingering.0.unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// A count or a time in milliseconds, or `infinity` for no bound.
+pub(super) struct Bound(Option<u64>);
+
+impl<'a> Decoder<'a> for Bound {
+    fn decode(term: Term<'a>) -> NifResult<Bound> {
+        if term.decode::<Atom>().is_ok_and(|a| a == atoms::infinity()) {
+            Ok(Bound(None))
+        } else {
+            term.decode().map(|n| Bound(Some(n)))
+        }
+    }
+}
+
+impl Encoder for Bound {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        match self.0 {
+            Some(n) => n.encode(env),
+            None => atoms::infinity().encode(env),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use socket2::Socket;
 
 use super::inbox::Adoption;
-use super::types::{Outcome, Report};
+use super::types::{OurFin, Outcome, Report};
 use crate::error::errno_name;
 use crate::info::TcpState;
 use crate::sys::{self, recv_discard, TcpProgress};
@@ -30,7 +30,8 @@ const VM_FIN_POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::f
 /// before our FIN goes (at most half the idle bound). Linux resets a
 /// connection that gets data once it has sent FIN after SHUT_RD
 /// (`tcp_rcv_state_process`, FIN_WAIT1/2 with RCV_SHUTDOWN), so the FIN
-/// waits for the peer's, or for a pause in what the peer sends.
+/// waits for the peer's, or for a pause in what the peer sends (see
+/// [`fin_at_close`]).
 const QUIET: Duration = Duration::from_secs(1);
 
 /// One lingering socket. Kept small: there may be as many as the process
@@ -57,10 +58,7 @@ pub(super) struct Entry<T> {
     max_drain: u64,
     /// The peer's FIN has arrived, as the TCP state shows.
     pub(super) peer_fin: bool,
-    /// The VM still writes its output and sends FIN after it (a port).
-    pub(super) vm_fin_pending: bool,
-    /// Shut for reading and our FIN held back (see [`QUIET`]).
-    pub(super) fin_held: bool,
+    pub(super) fin: OurFin,
     /// Our SYN in `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]).
     syn: u8,
     pub(super) token: T,
@@ -82,8 +80,11 @@ impl<T> Entry<T> {
             NO_IDLE => deadline,
             idle => now_ms.saturating_add(idle),
         };
-        let vm_fin_pending = a.closed.fin_by_vm;
-        let first_poll = if vm_fin_pending { now_ms } else { deadline };
+        let first_poll = if a.fin == OurFin::Port {
+            now_ms
+        } else {
+            deadline
+        };
         Entry {
             socket: a.dup.into_socket(),
             started,
@@ -96,8 +97,7 @@ impl<T> Entry<T> {
             drained: 0,
             max_drain: a.limits.max_drain,
             peer_fin: false,
-            vm_fin_pending,
-            fin_held: false,
+            fin: a.fin,
             syn,
             token: a.token,
         }
@@ -123,18 +123,8 @@ impl<T> Entry<T> {
     /// the connection, and the peer does not take a truncated reply for a
     /// whole one.
     pub(super) fn arm(&self) -> Result<(), Outcome> {
-        let linger = self.vm_fin_pending.then_some(Duration::ZERO);
+        let linger = (self.fin == OurFin::Port).then_some(Duration::ZERO);
         self.socket.set_linger(linger).map_err(|e| os_outcome(&e))
-    }
-
-    /// Sends our FIN, unless the VM sends it or it is held back (see
-    /// [`QUIET`]); a connection already gone needs none.
-    pub(super) fn send_fin(&self) -> bool {
-        let due = !self.vm_fin_pending && !self.fin_held;
-        if due {
-            let _ = self.socket.shutdown(Shutdown::Write);
-        }
-        due
     }
 
     /// Discards what the peer has sent (`flags`: the epoll event's), counting
@@ -183,21 +173,24 @@ impl<T> Entry<T> {
         };
         if state.peer_fin_arrived() {
             self.peer_fin = true;
-            if std::mem::take(&mut self.fin_held) {
-                let _ = self.socket.shutdown(Shutdown::Write);
-            }
-        } else if !state.fin_sent() {
-            // Shut for reading: our FIN may not go yet.
-            self.fin_held |= !self.vm_fin_pending;
+            self.send_held_fin();
         }
         None
+    }
+
+    /// Sends our FIN if it was held back (see [`fin_at_close`]).
+    fn send_held_fin(&mut self) {
+        if self.fin == OurFin::Held {
+            self.fin = OurFin::Sent;
+            let _ = self.socket.shutdown(Shutdown::Write);
+        }
     }
 
     /// The outcome if the socket is done: the peer's FIN has arrived and
     /// ours has been acknowledged, and with it every byte before it. Both
     /// change the state, which wakes epoll again, so no timer is needed.
     pub(super) fn settled(&self) -> Option<Outcome> {
-        if !self.peer_fin || self.fin_held {
+        if !self.peer_fin || self.fin == OurFin::Held {
             return None;
         }
         let fd = self.socket.as_fd();
@@ -234,15 +227,14 @@ impl<T> Entry<T> {
         let progress = sys::tcp_progress(self.socket.as_fd()).map_err(|e| os_outcome(&e))?;
         let vm_fin_sent = TcpState::from_kernel(progress.state).fin_sent()
             || progress.fin_acked(u64::from(self.syn)) == Some(true);
-        if self.vm_fin_pending && vm_fin_sent {
-            self.vm_fin_pending = false;
+        if self.fin == OurFin::Port && vm_fin_sent {
+            self.fin = OurFin::Sent;
             // The VM's reply is all out: disarm the reset (see `arm`).
             self.socket.set_linger(None).map_err(|e| os_outcome(&e))?;
         }
         let quiet = (QUIET.as_millis() as u32).min(self.idle / 2);
-        if self.fin_held && now_ms >= self.last_rx.saturating_add(quiet) {
-            self.fin_held = false;
-            let _ = self.socket.shutdown(Shutdown::Write);
+        if now_ms >= self.last_rx.saturating_add(quiet) {
+            self.send_held_fin();
         }
         if self.idle != NO_IDLE && now_ms >= self.idle_check {
             let seen = progress.bytes_acked.wrapping_add(progress.bytes_received);
@@ -253,12 +245,12 @@ impl<T> Entry<T> {
             self.idle_check = now_ms.saturating_add(self.idle);
         }
         let mut next = self.deadline.min(self.idle_check);
-        if self.vm_fin_pending {
+        if self.fin == OurFin::Port {
             let (first, last) = (VM_FIN_POLL.0.as_millis(), VM_FIN_POLL.1.as_millis());
             let poll = (now_ms as u128).clamp(first, last) as u32;
             next = next.min(now_ms.saturating_add(poll));
         }
-        if self.fin_held {
+        if self.fin == OurFin::Held {
             next = next.min(self.last_rx.saturating_add(quiet));
         }
         Ok(next)
@@ -268,13 +260,14 @@ impl<T> Entry<T> {
     /// unless all was delivered (see [`Entry::delivered`]). Gives back the
     /// token and the report.
     pub(super) fn close(self, outcome: Outcome) -> (T, Report) {
-        if !outcome.abortive() && self.vm_fin_pending {
+        let port_writes = self.fin == OurFin::Port;
+        if !outcome.abortive() && port_writes {
             // The VM's FIN went out and was acknowledged between two looks:
             // disarm the reset (see `arm`).
             let _ = self.socket.set_linger(None);
         } else if outcome.abortive() && !self.delivered() {
             let _ = self.socket.set_linger(Some(Duration::ZERO));
-            if self.vm_fin_pending {
+            if port_writes {
                 // The VM's port still writes through its own descriptor,
                 // so ours is not the last close: reset the connection now,
                 // which also ends the port's writing.
@@ -297,8 +290,7 @@ impl<T> Entry<T> {
     /// RST.
     pub(super) fn delivered(&self) -> bool {
         let fd = self.socket.as_fd();
-        !self.vm_fin_pending
-            && !self.fin_held
+        self.fin == OurFin::Sent
             && matches!(
                 sys::tcp_state(fd).map(TcpState::from_kernel),
                 Ok(TcpState::FinWait2)
@@ -306,6 +298,28 @@ impl<T> Entry<T> {
             && matches!(sys::outq(fd), Ok(0))
             && matches!(sys::inq(fd), Ok(0))
     }
+}
+
+/// Our FIN at the hand-over of a socket with nothing queued in the VM,
+/// on the caller's thread: sent now, as `gen_tcp:close/1` sends it, unless
+/// the socket is shut for reading and the peer's FIN has not come (see
+/// [`QUIET`]), where the reactor holds it back. Shut for reading is what
+/// POLLRDHUP says without touching the queue; the peer's FIN is told
+/// apart from our own SHUT_RD by the state. The caller closed its handle
+/// already, so nothing can shut the socket for reading after the look.
+pub(super) fn fin_at_close(fd: BorrowedFd<'_>) -> OurFin {
+    let peer_fin =
+        || sys::tcp_state(fd).is_ok_and(|state| TcpState::from_kernel(state).peer_fin_arrived());
+    match sys::read_shut(fd) {
+        Ok(false) => {}
+        Ok(true) if peer_fin() => {}
+        // A failed look (it cannot fail on a live socket) holds it too: at
+        // worst the FIN waits for a pause, never a reset.
+        Ok(true) | Err(_) => return OurFin::Held,
+    }
+    // Fails only on a connection already gone, which needs no FIN.
+    let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Write);
+    OurFin::Sent
 }
 
 /// How far the connection has got when it is adopted, and our SYN in

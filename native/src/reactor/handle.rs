@@ -1,20 +1,41 @@
 //! The reactor's handle: starting it, reserving room for a socket,
-//! starting or cancelling the linger, reclaiming, listing, counters.
+//! handing it over, reclaiming, listing, counters.
 
 use std::io;
-use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::inbox::{Adoption, Command, Shared, WAKE};
-use super::types::{Closed, Limits, LingerId, Lingering, Report, Stats, StatsSnapshot};
-use super::worker::Worker;
+use super::entry::fin_at_close;
+use super::inbox::{Adoption, Command, Inbox};
+use super::types::{Fin, Limits, LingerId, Lingering, OurFin, Report, Stats, StatsSnapshot};
+use super::worker::{Worker, WAKE};
 use crate::duplicate::Duplicate;
 use crate::error::Error;
-use crate::sys::{Epoll, EventFd};
+use crate::sys::Epoll;
+
+/// What the callers and the thread share.
+pub(super) struct Shared<T> {
+    /// Written by callers (registration) and waited on by the thread.
+    pub(super) epoll: Epoll,
+    pub(super) inbox: Inbox<T>,
+    next_id: AtomicU64,
+    pub(super) stats: Stats,
+}
+
+impl<T> Shared<T> {
+    /// Gives back the room a reservation took, and the duplicate.
+    fn release(&self, dup: Duplicate) {
+        // The caller's descriptor may keep the file open, and with it this
+        // registration: remove it before the duplicate goes.
+        let _ = self.epoll.delete(dup.as_fd());
+        self.stats.lingering.fetch_sub(1, Ordering::Relaxed);
+        dup.dispose();
+    }
+}
 
 /// The reactor: a handle to its thread. Dropping it stops the thread and
 /// resets every socket still lingering (outcome `Error("reactor_stopped")`).
@@ -23,33 +44,50 @@ pub struct Reactor<T: Send + 'static> {
     thread: Option<JoinHandle<()>>,
 }
 
-/// Room taken in the reactor for one socket, by [`Reactor::reserve`]:
-/// [`Reservation::start`] lingers on it; dropping it gives the room back
-/// and disposes of the duplicate, and nobody is told anything.
+/// A socket the reactor has room for, by [`Reactor::reserve`], while the
+/// caller closes its own handle of it: [`Reservation::start`] hands it
+/// over; dropping it gives the room back and disposes of the duplicate.
 pub struct Reservation<T: Send + 'static> {
     shared: Arc<Shared<T>>,
-    adoption: Option<Box<Adoption<T>>>,
+    room: Option<Room>,
+}
+
+struct Room {
+    id: LingerId,
+    dup: Duplicate,
+    limits: Limits,
+    make_room: bool,
 }
 
 impl<T: Send + 'static> Reservation<T> {
-    /// The id of the socket, as its reports will carry it.
-    pub fn id(&self) -> LingerId {
-        self.adoption.as_ref().map_or(0, |a| a.id)
-    }
-
-    /// Starts lingering, once the caller has closed its own handle. Returns
-    /// at once. Fails only when the thread has stopped
-    /// ([`Error::ReactorDown`], after a panic in it): the duplicate, the
-    /// connection's last descriptor now, is then disposed of, so the
-    /// connection ends as a plain close would end it.
-    pub fn start(mut self, closed: Closed) -> Result<LingerId, Error> {
-        let mut adoption = self.adoption.take().expect("a reservation starts once");
-        let id = adoption.id;
-        adoption.closed = closed;
+    /// Hands the socket over, once the caller has closed its own handle:
+    /// sends our FIN now if `fin` says so ([`Fin::Now`], on this thread,
+    /// a few system calls), and queues the socket for the thread, which
+    /// drains it and closes it. `token` is given back to `on_end` with the
+    /// report. Fails only when the thread has stopped
+    /// ([`Error::ReactorDown`]): the duplicate, the connection's last
+    /// descriptor now, is then disposed of, so the connection ends as a
+    /// plain close would end it.
+    pub fn start(mut self, fin: Fin, token: T) -> Result<LingerId, Error> {
+        let room = self.room.take().expect("a reservation starts once");
         // The clock runs from the close.
-        adoption.started = Instant::now();
-        match self.shared.push(Command::Adopt(adoption)) {
-            Ok(()) => Ok(id),
+        let started = Instant::now();
+        let fin = match fin {
+            Fin::Now => fin_at_close(room.dup.as_fd()),
+            Fin::Port => OurFin::Port,
+            Fin::Never => OurFin::Never,
+        };
+        let adoption = Adoption {
+            id: room.id,
+            dup: room.dup,
+            limits: room.limits,
+            fin,
+            make_room: room.make_room,
+            token,
+            started,
+        };
+        match self.shared.inbox.push(Command::Adopt(Box::new(adoption))) {
+            Ok(()) => Ok(room.id),
             Err(Command::Adopt(refused)) => {
                 self.shared.release(refused.dup);
                 Err(Error::ReactorDown)
@@ -59,34 +97,37 @@ impl<T: Send + 'static> Reservation<T> {
     }
 }
 
+impl<T: Send + 'static> AsFd for Reservation<T> {
+    /// The duplicate, for reading the connection's addresses.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.room.as_ref().expect("not started").dup.as_fd()
+    }
+}
+
 impl<T: Send + 'static> Drop for Reservation<T> {
     fn drop(&mut self) {
-        if let Some(adoption) = self.adoption.take() {
-            self.shared.release(adoption.dup);
+        if let Some(room) = self.room.take() {
+            self.shared.release(room.dup);
         }
     }
 }
 
 impl<T: Send + 'static> Reactor<T> {
     /// Starts the reactor thread. `on_end` runs on that thread once for every
-    /// socket, with the token given to [`Reactor::reserve`] and the report.
+    /// socket, with the token given to [`Reservation::start`] and the report.
     pub fn start<F>(on_end: F) -> io::Result<Reactor<T>>
     where
         F: FnMut(T, Report) + Send + 'static,
     {
-        let epoll = Epoll::new()?;
         let shared = Arc::new(Shared {
-            epoll,
-            inbox: Mutex::new(Vec::new()),
-            wake_pending: AtomicBool::new(false),
-            waker: EventFd::new()?,
-            running: AtomicBool::new(true),
+            epoll: Epoll::new()?,
+            inbox: Inbox::new()?,
             next_id: AtomicU64::new(WAKE + 1),
             stats: Stats::default(),
         });
         shared
             .epoll
-            .add(shared.waker.as_fd(), libc::EPOLLIN as u32, WAKE)?;
+            .add(shared.inbox.waker(), libc::EPOLLIN as u32, WAKE)?;
         let worker = Worker::new(Arc::clone(&shared), Box::new(on_end));
         let thread = std::thread::Builder::new()
             .name("fin_close_reactor".into())
@@ -101,71 +142,42 @@ impl<T: Send + 'static> Reactor<T> {
     /// handle of the socket and starts the linger (see [`Reservation`]).
     ///
     /// When [`Limits::max_lingering`] sockets linger already, the reactor
-    /// reclaims one. Refused, with `dup` disposed of, when the epoll set
-    /// takes no more (ENOSPC at `fs.epoll.max_user_watches`, ENOMEM) or when the
-    /// thread has stopped ([`Error::ReactorDown`]). The caller still holds
-    /// the socket then, and closing the duplicate sends nothing.
-    ///
-    /// `token` makes the value given back to `on_end`, from the socket's id.
-    pub fn reserve<F>(
-        &self,
-        dup: Duplicate,
-        limits: Limits,
-        token: F,
-    ) -> Result<Reservation<T>, Error>
-    where
-        F: FnOnce(LingerId) -> T,
-    {
+    /// reclaims one once this one is adopted. Refused, with `dup` disposed
+    /// of, when the epoll set takes no more (ENOSPC at
+    /// `fs.epoll.max_user_watches`, ENOMEM) or when the thread has stopped
+    /// ([`Error::ReactorDown`]). The caller still holds the socket then,
+    /// and closing the duplicate sends nothing.
+    pub fn reserve(&self, dup: Duplicate, limits: Limits) -> Result<Reservation<T>, Error> {
         let shared = &*self.shared;
-        if !shared.running.load(Ordering::Acquire) {
+        if !shared.inbox.is_open() {
             dup.dispose();
             return Err(Error::ReactorDown);
         }
         let lingering = &shared.stats.lingering;
-        // Room is made, not refused: see `Adoption::make_room`.
         let make_room = lingering.fetch_add(1, Ordering::Relaxed) >= limits.max_lingering;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         // Registered for nothing but what epoll always reports, hang-ups and
         // errors, and those edge-triggered so that a socket already reset
         // is reported once, not on every wait until it is adopted; the
-        // thread asks for EVENTS when it adopts the socket. Registering for
+        // thread asks for input when it adopts the socket. Registering for
         // input a socket that is already readable would wake the thread
-        // from here, and that wake-up is what costs (see `look_at_inbox`).
-        // The room in the epoll set is taken now, though.
+        // before the hand-over. The room in the epoll set is taken now,
+        // though, so that a full set refuses the close while the socket is
+        // still the caller's.
         if let Err(e) = shared.epoll.add(dup.as_fd(), libc::EPOLLET as u32, id) {
             lingering.fetch_sub(1, Ordering::Relaxed);
             dup.dispose();
             return Err(e.into());
         }
-        let adoption = Adoption {
-            id,
-            dup,
-            limits,
-            closed: Closed::default(),
-            make_room,
-            token: token(id),
-            started: Instant::now(),
-        };
         Ok(Reservation {
             shared: Arc::clone(&self.shared),
-            adoption: Some(Box::new(adoption)),
+            room: Some(Room {
+                id,
+                dup,
+                limits,
+                make_room,
+            }),
         })
-    }
-
-    /// Hands `dup` over at once: [`Reactor::reserve`] and
-    /// [`Reservation::start`] in one, for a caller that holds no other
-    /// handle of the socket.
-    pub fn linger<F>(
-        &self,
-        dup: Duplicate,
-        limits: Limits,
-        closed: Closed,
-        token: F,
-    ) -> Result<LingerId, Error>
-    where
-        F: FnOnce(LingerId) -> T,
-    {
-        self.reserve(dup, limits, token)?.start(closed)
     }
 
     /// Gives back `n` descriptors now by ending lingering sockets, the
@@ -176,6 +188,7 @@ impl<T: Send + 'static> Reactor<T> {
     pub fn reclaim(&self, n: u64, wait: Duration) -> Result<(), Error> {
         let (done, reclaimed) = sync_channel(1);
         self.shared
+            .inbox
             .push(Command::Reclaim(n, Some(done)))
             .map_err(|_| Error::ReactorDown)?;
         let _ = reclaimed.recv_timeout(wait);
@@ -190,6 +203,7 @@ impl<T: Send + 'static> Reactor<T> {
         F: FnOnce(Vec<Lingering>) + Send + 'static,
     {
         self.shared
+            .inbox
             .push(Command::List(Box::new(reply)))
             .map_err(|_| Error::ReactorDown)
     }
@@ -202,7 +216,7 @@ impl<T: Send + 'static> Reactor<T> {
 
 impl<T: Send + 'static> Drop for Reactor<T> {
     fn drop(&mut self) {
-        if self.shared.push(Command::Stop).is_ok() {
+        if self.shared.inbox.push(Command::Stop).is_ok() {
             if let Some(thread) = self.thread.take() {
                 let _ = thread.join();
             }

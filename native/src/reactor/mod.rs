@@ -16,10 +16,11 @@
 //! over: [`Reactor::reserve`] takes the room (and may refuse, the socket
 //! still the caller's); the caller then closes its own handle, which only
 //! one caller can do, and [`Reservation::start`]s the linger or drops the
-//! reservation. Nothing here makes the caller wait on a peer or on the
-//! reactor's work: the only waits possible are two short critical sections
-//! shared with the thread, the inbox's lock and the kernel's lock of the
-//! epoll set.
+//! reservation. Our FIN leaves in `start`, on the caller's thread, as it
+//! would inside `close()` ([`Fin`]); the thread only drains and ends. Nothing
+//! here makes the caller wait on a peer or on the reactor's work: the only
+//! waits possible are two short critical sections shared with the thread,
+//! the inbox's lock and the kernel's lock of the epoll set.
 
 mod entry;
 mod handle;
@@ -28,4 +29,4 @@ mod types;
 mod worker;
 
 pub use handle::{Reactor, Reservation};
-pub use types::{Closed, Limits, LingerId, Lingering, ListReply, Outcome, Report, StatsSnapshot};
+pub use types::{Fin, Limits, LingerId, Lingering, ListReply, Outcome, Report, StatsSnapshot};

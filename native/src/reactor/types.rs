@@ -93,7 +93,7 @@ pub struct Report {
 /// One socket lingering now, as [`Reactor::lingering`](super::Reactor::lingering) lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lingering {
-    /// The id [`Reactor::linger`](super::Reactor::linger) returned.
+    /// The id the socket was reserved with.
     pub id: LingerId,
     /// The socket's state, addresses and queues now; an error if they
     /// cannot be read.
@@ -113,17 +113,38 @@ pub struct Lingering {
 /// Takes the list of lingering sockets, on the reactor thread.
 pub type ListReply = Box<dyn FnOnce(Vec<Lingering>) + Send>;
 
-/// How the caller's own handle of a socket was closed, for
-/// [`Reservation::start`](super::Reservation::start).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Closed {
-    /// The VM sends the FIN itself once it has written what it still holds
-    /// (a port shut down for writing and closed with output queued): the
-    /// reactor does not, and only finishes once it has gone out.
-    pub fin_by_vm: bool,
+/// Who sends our FIN, as the caller's close of its own handle decided it;
+/// the Erlang side names it with the same atoms (`now`, `port`, `never`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "nif", derive(rustler::NifUnitEnum))]
+pub enum Fin {
+    /// Nothing of ours is queued in the VM: the hand-over sends it at once,
+    /// on the caller's thread, as `gen_tcp:close/1` would. Only a socket
+    /// that we shut for reading holds it back, until the peer's FIN or a
+    /// pause in what the peer sends (Linux resets a connection that gets
+    /// data after our FIN once it is shut for reading).
+    Now,
+    /// A port shut down for writing with output queued: its driver sends it
+    /// once it has written the rest; the reactor watches for it.
+    Port,
     /// A send was still running when the handle was closed, so the peer got
-    /// part of a message: the socket is reset ([`Outcome::Truncated`]).
-    pub truncated: bool,
+    /// part of a message: no FIN, the socket is reset
+    /// ([`Outcome::Truncated`]).
+    Never,
+}
+
+/// Where our FIN is, for a socket the reactor holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OurFin {
+    /// Sent: at the hand-over, or since.
+    Sent,
+    /// Held back: shut for reading, and the peer's FIN has not come yet
+    /// (see [`Fin::Now`]).
+    Held,
+    /// The VM's port still writes its queue, and sends it after.
+    Port,
+    /// Never sent: the socket is reset ([`Fin::Never`]).
+    Never,
 }
 
 /// The counters, written once: the reactor's atomics, the copy that
@@ -183,7 +204,4 @@ counters! {
     /// Bytes the reactor's own tables take now (an estimate from their
     /// capacities; the sockets' kernel memory is not counted).
     memory,
-    /// Closes refused for want of a resource: counted by the caller, who
-    /// may refuse before any reactor runs (0 here).
-    refused,
 }

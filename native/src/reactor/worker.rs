@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::entry::{baseline, Entry};
-use super::inbox::{Adoption, Command, Shared, POLL, WAKE};
-use super::types::{LingerId, Lingering, ListReply, Outcome, Report};
+use super::handle::Shared;
+use super::inbox::{Adoption, Command};
+use super::types::{LingerId, Lingering, ListReply, OurFin, Outcome, Report};
 use crate::info::SocketInfo;
 use crate::sys::{self, Event, TcpProgress};
 
@@ -22,6 +23,9 @@ use crate::sys::{self, Event, TcpProgress};
 /// accepts and files while the reclaimed sockets close.
 const HEADROOM: u64 = 16;
 
+/// The epoll token of the inbox's eventfd; socket ids start above it.
+pub(super) const WAKE: u64 = 0;
+
 /// The epoll events of a lingering socket: edge-triggered, so a socket
 /// whose peer sends nothing costs no wake-up.
 const EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
@@ -29,20 +33,20 @@ const EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
 type OnEnd<T> = Box<dyn FnMut(T, Report) + Send>;
 
 pub(super) struct Worker<T> {
-    pub(super) shared: Arc<Shared<T>>,
+    shared: Arc<Shared<T>>,
     /// The inbox's other half (see `take_commands`).
-    pub(super) spare: Vec<Command<T>>,
+    spare: Vec<Command<T>>,
     /// A Stop command was taken.
-    pub(super) stopping: bool,
+    stopping: bool,
     /// By id, which is the order of hand-over: the oldest first.
-    pub(super) entries: BTreeMap<LingerId, Entry<T>>,
+    entries: BTreeMap<LingerId, Entry<T>>,
     /// The next time each socket needs looking at, in order, so the next
     /// wait knows how long it may sleep.
-    pub(super) timers: BTreeSet<(Instant, LingerId)>,
+    timers: BTreeSet<(Instant, LingerId)>,
     /// RLIMIT_NOFILE and when it was read: read again after a second, as
     /// the process may raise it.
-    pub(super) descriptor_limit: Option<(u64, Instant)>,
-    pub(super) on_end: OnEnd<T>,
+    descriptor_limit: Option<(u64, Instant)>,
+    on_end: OnEnd<T>,
 }
 
 impl<T> Worker<T> {
@@ -62,12 +66,7 @@ impl<T> Worker<T> {
         // A panic must not leave callers queueing sockets that nobody will
         // ever close: stop accepting, then close what is left.
         let _ = catch_unwind(AssertUnwindSafe(|| self.serve()));
-        let leftover = {
-            let mut inbox = self.shared.inbox();
-            self.shared.running.store(false, Ordering::Release);
-            std::mem::take(&mut *inbox)
-        };
-        for command in leftover {
+        for command in self.shared.inbox.close() {
             match command {
                 Command::Adopt(a) => {
                     let id = a.id;
@@ -88,17 +87,11 @@ impl<T> Worker<T> {
 
     fn serve(&mut self) {
         let mut events: Vec<Event> = Vec::with_capacity(1024);
-        // While set, the reactor is awake: it looks at its inbox every
-        // POLL without being signalled, and callers leave the eventfd alone.
-        let mut awake_until: Option<Instant> = None;
         loop {
-            let mut timeout = self
+            let timeout = self
                 .timers
                 .first()
                 .map(|(at, _)| at.saturating_duration_since(Instant::now()));
-            if awake_until.is_some() {
-                timeout = Some(timeout.map_or(POLL, |t| t.min(POLL)));
-            }
             if self.shared.epoll.wait(&mut events, timeout).is_err() {
                 // EBADF/EINVAL on our own epoll cannot recover.
                 return;
@@ -112,8 +105,8 @@ impl<T> Worker<T> {
                     self.on_ready(token, flags);
                 }
             }
-            if signalled || awake_until.is_some() {
-                awake_until = self.look_at_inbox(signalled, awake_until);
+            if signalled {
+                self.take_commands();
                 if self.stopping {
                     return;
                 }
@@ -122,23 +115,58 @@ impl<T> Worker<T> {
         }
     }
 
-    /// Takes over a socket whose room was reserved: its entry and timer,
-    /// SO_LINGER, its epoll events, a look at what is already queued, our
-    /// FIN.
-    pub(super) fn adopt(&mut self, adoption: Adoption<T>) {
+    /// Runs the queued commands; a Stop among them sets `stopping`.
+    fn take_commands(&mut self) {
+        // The inbox is swapped with the emptied vector of the last round, so
+        // that its capacity stays and a steady burst of pushes does not grow
+        // it again.
+        let mut commands = std::mem::take(&mut self.spare);
+        self.shared.inbox.take(&mut commands);
+        let taken = commands.len();
+        // Sockets queued behind a Stop are still adopted, so that the
+        // shutdown in `run` ends and reports them like the others.
+        for command in commands.drain(..) {
+            match command {
+                Command::Adopt(adoption) => self.adopt(*adoption),
+                Command::Reclaim(n, done) => {
+                    self.reclaim(n);
+                    if let Some(done) = done {
+                        let _ = done.try_send(());
+                    }
+                }
+                Command::List(reply) => self.list(reply),
+                Command::Stop => self.stopping = true,
+            }
+        }
+        // But not a past burst's capacity for ever.
+        if commands.capacity() > 1024 && taken * 4 < commands.capacity() {
+            commands.shrink_to(taken * 2);
+        }
+        self.spare = commands;
+    }
+
+    /// Takes over a socket whose handle the caller closed: its entry and
+    /// timer, SO_LINGER, its epoll events, what is already queued. Our FIN
+    /// went out at the hand-over, unless held back or the port's to send.
+    fn adopt(&mut self, adoption: Adoption<T>) {
         let id = adoption.id;
-        let closed = adoption.closed;
         let now = Instant::now();
         let (progress, syn) = baseline(adoption.dup.as_fd());
         let make_room = adoption.make_room;
         self.insert(id, Entry::new(adoption, now, progress, syn));
+        self.take_over(id, now);
+        // Only now, so that the reclaim may end this very socket (should it
+        // be the cheapest) but never in the middle of its own adoption.
         if make_room {
             self.reclaim(1);
         }
-        if closed.truncated {
+    }
+
+    fn take_over(&mut self, id: LingerId, now: Instant) {
+        let entry = &self.entries[&id];
+        if entry.fin == OurFin::Never {
             return self.finish(id, Outcome::Truncated);
         }
-        let entry = &self.entries[&id];
         if let Err(outcome) = entry.arm() {
             return self.finish(id, outcome);
         }
@@ -150,19 +178,14 @@ impl<T> Worker<T> {
         self.relieve(number);
         // Asking for input above made epoll check the socket again, so the
         // next wait reports what is already queued. Reading now all the same
-        // saves a round of the loop (a hand-over's latency) and tells a
-        // socket shut for reading (see `Entry::drain`). A FIN behind the
-        // data gives a short first read, hence a second (0 at a FIN, EAGAIN
-        // if empty).
+        // saves a round of the loop. A FIN behind the data gives a short
+        // first read, hence a second (0 at a FIN, EAGAIN if empty).
         self.on_ready(id, 0);
         self.on_ready(id, 0);
-        let Some(entry) = self.entries.get(&id) else {
-            return;
-        };
-        if entry.send_fin() {
-            self.settle(id);
-        } else {
-            self.check(id, now);
+        match self.entries.get(&id).map(|e| e.fin) {
+            Some(OurFin::Sent) => self.settle(id),
+            Some(_) => self.check(id, now),
+            None => {}
         }
     }
 
@@ -184,7 +207,7 @@ impl<T> Worker<T> {
             .store(bytes as u64, Ordering::Relaxed);
     }
 
-    pub(super) fn list(&self, reply: ListReply) {
+    fn list(&self, reply: ListReply) {
         let now = Instant::now();
         let list = self
             .entries
@@ -195,7 +218,7 @@ impl<T> Worker<T> {
                 lingered: now.saturating_duration_since(entry.started),
                 remaining: entry.at(entry.deadline).saturating_duration_since(now),
                 drained: entry.drained,
-                port_pending: entry.vm_fin_pending,
+                port_pending: entry.fin == OurFin::Port,
                 peer_fin: entry.peer_fin,
             })
             .collect();
@@ -283,7 +306,7 @@ impl<T> Worker<T> {
     /// among the oldest, the peers quiet longest first (a peer still
     /// sending would get RST from the kernel at its next byte); then the
     /// oldest.
-    pub(super) fn reclaim(&mut self, n: u64) {
+    fn reclaim(&mut self, n: u64) {
         let n = usize::try_from(n)
             .unwrap_or(usize::MAX)
             .min(self.entries.len());

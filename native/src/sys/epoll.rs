@@ -1,7 +1,8 @@
 //! epoll and the eventfd that wakes a thread waiting in it.
 
-use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::cvt;
@@ -83,9 +84,11 @@ impl Epoll {
 }
 
 /// A non-blocking eventfd used to wake a thread sleeping in [`Epoll::wait`].
+/// Held as a `File`, as mio does, so that reading and writing its counter
+/// are plain `Read` and `Write` calls.
 #[derive(Debug)]
 pub struct EventFd {
-    fd: OwnedFd,
+    file: File,
 }
 
 impl EventFd {
@@ -94,31 +97,25 @@ impl EventFd {
         // SAFETY: eventfd takes no pointers; the result is a fresh descriptor.
         let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: `fd` was just returned by the kernel and is owned by no one.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(EventFd { file: fd.into() })
     }
 
     /// The descriptor, for registering with an [`Epoll`].
     pub fn as_fd(&self) -> BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.fd.as_fd()
+        self.file.as_fd()
     }
 
-    /// Makes the eventfd readable. Never blocks: the counter cannot overflow
-    /// from the at-most-one pending signal the reactor allows.
+    /// Makes the eventfd readable. Never blocks; a failure (EAGAIN on a
+    /// saturated counter) still leaves it readable.
     pub fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64, as eventfd requires. A
-        // failure (EAGAIN on a saturated counter) still leaves it readable.
-        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        let _ = (&self.file).write(&1u64.to_ne_bytes());
     }
 
-    /// Resets the eventfd to not readable.
+    /// Resets the eventfd to not readable; EAGAIN (nothing pending) is the
+    /// only failure to expect, and harmless.
     pub fn clear(&self) {
-        let mut value: u64 = 0;
-        // SAFETY: reads 8 bytes into a live u64, as eventfd requires; EAGAIN
-        // (nothing pending) is the only expected failure and is harmless.
-        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+        let mut counter = [0u8; 8];
+        let _ = (&self.file).read(&mut counter);
     }
 }

@@ -172,6 +172,23 @@ pub fn tcp_progress(fd: BorrowedFd<'_>) -> io::Result<TcpProgress> {
     })
 }
 
+/// Whether the socket is shut for reading: by the peer's FIN, or by our
+/// own `shutdown(SHUT_RD)`. One `poll` with no wait: TCP reports POLLRDHUP
+/// exactly while the receive side is shut (`tcp_poll`, RCV_SHUTDOWN),
+/// whatever is still queued, where a `recv` would have to empty the queue
+/// first to tell.
+pub fn read_shut(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pollfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `fd` is live for the borrow; the kernel reads and writes the
+    // one live pollfd, and a timeout of 0 never blocks.
+    cvt(unsafe { libc::poll(&mut pollfd, 1, 0) })?;
+    Ok(pollfd.revents & libc::POLLRDHUP != 0)
+}
+
 /// The process's soft limit of open descriptors (RLIMIT_NOFILE).
 pub fn descriptor_limit() -> io::Result<u64> {
     let mut limit = libc::rlimit {
