@@ -27,6 +27,7 @@ main(_) ->
     Rounds = list_to_integer(os:getenv("BENCH_ROUNDS", "3")),
     Bin = fun(Name) -> filename:join([Root, "target", "release", "examples", Name]) end,
     put(peer, Bin("bench_peer")),
+    put(fin_seen_peer, Bin("fin_seen_peer")),
     Machine = machine(),
     [io:format("~s~n", [L]) || L <- Machine],
     io:format("rounds: ~b; measuring...~n", [Rounds]),
@@ -50,7 +51,10 @@ main(_) ->
     Row9 = Row(9, fun() -> flood_row() end),
     Row10 = Row(10, fun() -> cowboy_row(Root) end),
     Row11 = Row(11, fun() -> https_row(Root, Rounds) end),
-    Table = table(Row1 ++ Row2 ++ Row3 ++ Row4 ++ Row5 ++ Row6 ++ Row7 ++ Row8 ++ Row9 ++ Row10 ++ Row11),
+    Row12 = Row(12, fun() -> fin_seen_row() end),
+    Row13 = Row(13, fun() -> short_connections_row(Root) end),
+    Table = table(Row1 ++ Row2 ++ Row3 ++ Row4 ++ Row5 ++ Row6 ++ Row7 ++ Row8 ++ Row9 ++ Row10 ++ Row11
+                  ++ Row12 ++ Row13),
     io:format("~n~s", [Table]),
     Only =:= [] andalso write_results(Root, Machine, Table, Plot),
     ok.
@@ -219,7 +223,10 @@ throughput_row(Rounds) ->
              [begin
                   Rate = fun(M) -> [Rate || #{rate := Rate} <- Get(N, M)] end,
                   NativeRate = median(Rate(native)),
-                  [begin
+                  [row(3, io_lib:format("reactor CPU per close, ~b conns", [N]), name(fin_close),
+                       [Ns / 1000 || #{reactor_cpu_ns := Ns} <- Get(N, fin_close)], "us",
+                       "from the hand-over to the end", "", none)
+                   | [begin
                        Rs = Get(N, M),
                        CleanShare = median([100 * C / N || #{clean := C} <- Rs]),
                        row(3, io_lib:format("closes/s, ~b conns", [N]), name(M), Rate(M), "/s",
@@ -228,7 +235,7 @@ throughput_row(Rounds) ->
                            target(M, ">= 0.9x, 100% clean"),
                            M =/= fin_close orelse
                                (median(Rate(M)) >= 0.9 * NativeRate andalso CleanShare == 100.0))
-                   end || M <- Methods]
+                   end || M <- Methods]]
               end || N <- Ns]),
     Plot = [["# conns method closes_per_s p99_us\n"]
             | [io_lib:format("~b ~s ~.1f ~.1f~n",
@@ -240,12 +247,25 @@ throughput_row(Rounds) ->
 throughput_round(Method, N) ->
     {Peer, Socks} = peer_connections(N, "now", "on_eof"),
     [wait(fun() -> fin_close:inq(S) =:= {ok, ?UNREAD} end) || S <- Socks],
+    Cpu0 = reactor_cpu_ns(),
     T0 = erlang:monotonic_time(nanosecond),
     Times = [timed(Method, S) || S <- Socks],
     Elapsed = erlang:monotonic_time(nanosecond) - T0,
     {Clean, _Reset} = peer_ended(Peer),
     wait_lingering_zero(),
-    #{rate => N * 1.0e9 / Elapsed, clean => Clean, p99 => percentile(Times, 99)}.
+    #{rate => N * 1.0e9 / Elapsed, clean => Clean, p99 => percentile(Times, 99),
+      reactor_cpu_ns => (reactor_cpu_ns() - Cpu0) / N}.
+
+%% The reactor thread's CPU time so far (schedstat: nanoseconds), 0 before
+%% it runs.
+reactor_cpu_ns() ->
+    case catch reactor_tid() of
+        Tid when is_list(Tid) ->
+            {ok, Stat} = file:read_file("/proc/self/task/" ++ Tid ++ "/schedstat"),
+            binary_to_integer(hd(string:split(Stat, " ")));
+        _ ->
+            0
+    end.
 
 %% Row 7: long_schedule reports (1 ms) that name a fin_close function.
 
@@ -601,12 +621,7 @@ legit_client() ->
 -define(COWBOY_RUNS, 5).
 
 cowboy_row(Root) ->
-    Plugins = string:trim(os:cmd("sh " ++ filename:join(Root, "scripts/cowboy.sh"))),
-    [true = code:add_patha(E) || E <- filelib:wildcard(filename:join(Plugins, "*/ebin"))],
-    Handler = filename:join(Root, "test/fin_close_cowboy_handler.erl"),
-    {ok, Mod, Beam} = compile:file(Handler, [binary]),
-    {module, Mod} = code:load_binary(Mod, Handler, Beam),
-    {ok, _} = application:ensure_all_started(cowboy),
+    start_cowboy(Root),
     Post = filename:join(Root, "test/fin_close_clients_SUITE_data/post.py"),
     Slow = filename:join(Root, "test/fin_close_clients_SUITE_data/slow_upload.py"),
     Rows = lists:append([cowboy_rows(T, Post, Slow) || T <- [ranch_tcp, fin_close_ranch]]),
@@ -654,6 +669,16 @@ cowboy_listener(Transport, State) ->
                                    cowboy_clear, #{env => #{dispatch => Dispatch}}),
     {ranch:get_port(Name), Name}.
 
+%% Debian's Cowboy (scripts/cowboy.sh) and the suites' handler, loaded.
+start_cowboy(Root) ->
+    Plugins = string:trim(os:cmd("sh " ++ filename:join(Root, "scripts/cowboy.sh"))),
+    [true = code:add_patha(E) || E <- filelib:wildcard(filename:join(Plugins, "*/ebin"))],
+    Handler = filename:join(Root, "test/fin_close_cowboy_handler.erl"),
+    {ok, Mod, Beam} = compile:file(Handler, [binary]),
+    {module, Mod} = code:load_binary(Mod, Handler, Beam),
+    {ok, _} = application:ensure_all_started(cowboy),
+    ok.
+
 %% A client that sends a request promising 64 MiB and 1 MiB of it, then
 %% reads nothing: ms from the early reply until Cowboy's connection process
 %% is gone.
@@ -683,29 +708,34 @@ held_while_uploading(Name, Port, N) ->
     [gen_tcp:close(C) || C <- Cs],
     Held.
 
-%% N requests, one connection each, by 16 clients at once: requests/s. (Few
-%% clients would measure the latency of our FIN instead, which the reactor
-%% sends up to a millisecond after the close while busy: see POLL.)
+%% N requests, one connection each, by 16 clients at once: requests/s
+%% (row 13 has 1, 4 and 16 clients, rounds interleaved).
 short_connections(Port, N) ->
+    short_connections(gen_tcp, [], Port, N, 16).
+
+%% N requests, one connection each (`connection: close', read to the
+%% server's end of stream, as HTTP/1.0 clients and health checkers do), by
+%% Clients at once: requests/s.
+short_connections(Net, Opts, Port, N, Clients) ->
     Self = self(),
     T0 = erlang:monotonic_time(microsecond),
-    Workers = [spawn_link(fun() -> Self ! {done, self(), short_requests(Port, N div 16)} end)
-               || _ <- lists:seq(1, 16)],
+    Workers = [spawn_link(fun() -> Self ! {done, self(), short_requests(Net, Opts, Port, N div Clients)} end)
+               || _ <- lists:seq(1, Clients)],
     [receive {done, W, ok} -> ok after 120000 -> error(short_requests_hung) end || W <- Workers],
-    N / ((erlang:monotonic_time(microsecond) - T0) / 1000000).
+    N div Clients * Clients / ((erlang:monotonic_time(microsecond) - T0) / 1000000).
 
-short_requests(_Port, 0) ->
+short_requests(_Net, _Opts, _Port, 0) ->
     ok;
-short_requests(Port, K) ->
-    {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
-    ok = gen_tcp:send(C, <<"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n">>),
-    {ok, _} = read_to_end(C, []),
-    gen_tcp:close(C),
-    short_requests(Port, K - 1).
+short_requests(Net, Opts, Port, K) ->
+    {ok, C} = Net:connect({127, 0, 0, 1}, Port, [binary, {active, false}, {nodelay, true} | Opts]),
+    ok = Net:send(C, <<"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n">>),
+    {ok, <<"HTTP/1.1 200", _/binary>>} = read_to_end(Net, C, []),
+    Net:close(C),
+    short_requests(Net, Opts, Port, K - 1).
 
-read_to_end(C, Acc) ->
-    case gen_tcp:recv(C, 0, 10000) of
-        {ok, Data} -> read_to_end(C, [Acc, Data]);
+read_to_end(Net, C, Acc) ->
+    case Net:recv(C, 0, 10000) of
+        {ok, Data} -> read_to_end(Net, C, [Acc, Data]);
         {error, closed} -> {ok, iolist_to_binary(Acc)};
         {error, _} = Error -> Error
     end.
@@ -836,6 +866,129 @@ http_head(Net, S) ->
         {ok, {http_header, _, _, _, _}} -> http_head(Net, S);
         Other -> Other
     end.
+
+%% Row 12: how soon a client sees our FIN after the close call, with the
+%% reactor busy as on a server: another process closes other connections
+%% (whose peers sent a request that is never read) about once a
+%% millisecond, by the same method. The client (fin_seen_peer, an OS
+%% process of its own) blocks in read and notes when the end of stream
+%% came, on the clock the VM's own monotonic time reads; rounds of each
+%% method interleaved.
+
+-define(FIN_N, 300).
+-define(FIN_ROUNDS, 7).
+
+fin_seen_row() ->
+    Results = [{M, fin_seen_round(M)} || _ <- lists:seq(1, ?FIN_ROUNDS), M <- [native, fin_close]],
+    P = fun(M, Q) -> [percentile(Ts, Q) || {M1, {Ts, _}} <- Results, M1 =:= M] end,
+    Busy = lists:min([B || {_, {_, B}} <- Results]),
+    lists:append(
+      [[row(12, io_lib:format("close -> FIN seen by the peer, p~b", [Q]), name(M), P(M, Q), "us",
+            [ratio(median(P(M, Q)), median(P(native, Q)), "gen_tcp"),
+             io_lib:format(", ~b closes/s beside", [Busy])],
+            target(M, "<= 1.5x gen_tcp"), M =/= fin_close orelse median(P(M, Q)) =< 1.5 * median(P(native, Q)))
+        || M <- [native, fin_close]]
+       || Q <- [50, 99]]).
+
+%% Microseconds from each close call until the client saw the end of
+%% stream, and how many closes a second went on beside (the fewest).
+fin_seen_round(Method) ->
+    {Peer, Busy} = peer_connections(?FIN_N * 5, "now", "on_eof"),
+    Self = self(),
+    Closer = spawn_link(fun() -> close_every_ms(Method, Busy, Self) end),
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    Client = open_port({spawn_executable, get(fin_seen_peer)},
+                       [{args, [integer_to_list(Port), integer_to_list(?FIN_N)]},
+                        {line, 256}, exit_status, use_stdio]),
+    T0 = erlang:monotonic_time(microsecond),
+    Times = [fin_seen_once(Method, L, Client) || _ <- lists:seq(1, ?FIN_N)],
+    Seconds = (erlang:monotonic_time(microsecond) - T0) / 1.0e6,
+    Closer ! {stop, Self},
+    Closed = receive {closed, N} -> N after 10000 -> error(closer_hung) end,
+    receive {Client, {exit_status, 0}} -> ok after 10000 -> error(fin_seen_peer_hung) end,
+    ok = gen_tcp:close(L),
+    _ = peer_ended(Peer),
+    wait_lingering_zero(),
+    {Times, round(Closed / Seconds)}.
+
+%% Closes Socks at one a millisecond from now (more at once when a wait
+%% took longer), until told to stop.
+close_every_ms(Method, Socks, Parent) ->
+    close_every_ms(Method, Socks, Parent, erlang:monotonic_time(millisecond), 0).
+
+close_every_ms(Method, Socks, Parent, T0, N) ->
+    receive
+        {stop, Parent} ->
+            [ok = close_with(Method, S) || S <- Socks],
+            Parent ! {closed, N}
+    after 1 ->
+        Due = erlang:monotonic_time(millisecond) - T0 - N,
+        {Now, Rest} = lists:split(max(0, min(Due, length(Socks))), Socks),
+        [ok = close_with(Method, S) || S <- Now],
+        close_every_ms(Method, Rest, Parent, T0, N + length(Now))
+    end.
+
+fin_seen_once(Method, L, Client) ->
+    {ok, S} = gen_tcp:accept(L, 10000),
+    %% The client is blocked in read by now.
+    timer:sleep(1),
+    {time, T0} = lists:keyfind(time, 1, erlang:system_info(os_monotonic_time_source)),
+    ok = close_with(Method, S),
+    receive
+        {Client, {data, {eol, "eof " ++ T1}}} -> (list_to_integer(T1) - T0) / 1000;
+        {Client, {data, {eol, Other}}} -> error({no_fin, Other})
+    after 10000 -> error(no_fin_seen)
+    end.
+
+%% Row 13: a real Cowboy (as row 10) answering `200 hello' to short
+%% connections, with 1, 4 and 16 clients at once (TLS: 1 and 4), Ranch's
+%% own transport against fin_close's, rounds interleaved; the clients are
+%% processes of this VM that read each answer to the server's end.
+
+-define(SHORT_ROUNDS, 5).
+
+short_connections_row(Root) ->
+    start_cowboy(Root),
+    Priv = filename:join(Root, "_build/bench_short_tls"),
+    ok = filelib:ensure_dir(filename:join(Priv, "x")),
+    #{server := Server, client := Client} =
+        proplists:get_value(tls, fin_close_ct:tls_config('tlsv1.3', [{priv_dir, Priv}])),
+    Setups = [{tcp, ranch_tcp, fin_close_ranch, [1, 4, 16], 1000},
+              {tls, ranch_ssl, fin_close_ranch_ssl, [1, 4], 300}],
+    Rows = lists:append(
+             [begin
+                  Listeners = [{T, short_listener(Kind, T, Server)} || T <- [Plain, Ours]],
+                  {Net, Opts} = case Kind of tcp -> {gen_tcp, []}; tls -> {ssl, Client} end,
+                  Rates = [{C, T, short_connections(Net, Opts, Port, N, C)}
+                           || _ <- lists:seq(1, ?SHORT_ROUNDS), C <- Counts, {T, {Port, _}} <- Listeners],
+                  [ok = ranch:stop_listener(Name) || {_, {_, Name}} <- Listeners],
+                  wait_lingering_zero(),
+                  lists:append(
+                    [begin
+                         Get = fun(T) -> [R || {C1, T1, R} <- Rates, C1 =:= C, T1 =:= T] end,
+                         PlainRate = median(Get(Plain)),
+                         Measure = io_lib:format("Cowboy ~s: short connections, ~b client~s",
+                                                 [Kind, C, case C of 1 -> ""; _ -> "s" end]),
+                         [row(13, Measure, atom_to_list(Plain), Get(Plain), "req/s", "", "", none),
+                          row(13, Measure, atom_to_list(Ours), Get(Ours), "req/s",
+                              ratio(median(Get(Ours)), PlainRate, atom_to_list(Plain)),
+                              ">= 0.95x", median(Get(Ours)) >= 0.95 * PlainRate)]
+                     end || C <- Counts])
+              end || {Kind, Plain, Ours, Counts, N} <- Setups]),
+    _ = application:stop(cowboy),
+    ok = file:del_dir_r(Priv),
+    Rows.
+
+short_listener(Kind, Transport, ServerOpts) ->
+    Name = make_ref(),
+    Dispatch = cowboy_router:compile([{'_', [{'_', fin_close_cowboy_handler, #{mode => small}}]}]),
+    {Tls, Protocol} = case Kind of tcp -> {[], cowboy_clear}; tls -> {ServerOpts, cowboy_tls} end,
+    {ok, _} = ranch:start_listener(Name, Transport,
+                                   #{socket_opts => [{ip, {127, 0, 0, 1}}, {port, 0}, {backlog, 1024} | Tls],
+                                     max_connections => infinity},
+                                   Protocol, #{env => #{dispatch => Dispatch}}),
+    {ranch:get_port(Name), Name}.
 
 %% Peers in their own OS process.
 

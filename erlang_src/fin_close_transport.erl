@@ -55,21 +55,35 @@ close(Transport, Socket) ->
     end.
 
 %% The options of the listener a connection came from, by its port number:
-%% a connection has the listening socket's local port. A persistent term:
-%% written once per listener, read by every close without copying. Two
-%% listeners on one port number (on different addresses) share the last
-%% one's options.
+%% a connection has the listening socket's local port. One persistent term
+%% holds them all, written once per listener, read by every close without
+%% copying; while no listener has options (the default), a close finds that
+%% out without asking the socket its port. Two listeners on one port number
+%% (on different addresses) share the last one's options.
+-define(LISTENERS, {?MODULE, listeners}).
+
 -spec remember(module(), term(), fin_close:opts()) -> ok.
 remember(Transport, LSocket, Opts) ->
     case Transport:sockname(LSocket) of
-        {ok, {_, Port}} when map_size(Opts) > 0 -> persistent_term:put({?MODULE, Port}, Opts);
-        {ok, {_, Port}} -> _ = persistent_term:erase({?MODULE, Port}), ok;
-        _ -> ok
+        {ok, {_, Port}} ->
+            Listeners = persistent_term:get(?LISTENERS, #{}),
+            case {map_size(Opts), Listeners} of
+                {0, #{Port := _}} -> persistent_term:put(?LISTENERS, maps:remove(Port, Listeners));
+                {0, _} -> ok;
+                _ -> persistent_term:put(?LISTENERS, Listeners#{Port => Opts})
+            end;
+        _ ->
+            ok
     end.
 
 -spec options(module(), term()) -> fin_close:opts().
 options(Transport, Socket) ->
-    case Transport:sockname(Socket) of
-        {ok, {_, Port}} -> persistent_term:get({?MODULE, Port}, #{});
-        _ -> #{}
+    case persistent_term:get(?LISTENERS, #{}) of
+        None when map_size(None) =:= 0 ->
+            #{};
+        Listeners ->
+            case Transport:sockname(Socket) of
+                {ok, {_, Port}} -> maps:get(Port, Listeners, #{});
+                _ -> #{}
+            end
     end.

@@ -6,30 +6,32 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 
-use socket2::{Protocol, SockRef, Socket, Type};
+use socket2::{SockRef, Socket};
 
 use crate::error::Error;
+use crate::info::TcpState;
+use crate::sys;
 
-/// Checks that `socket` is a TCP socket (IPv4 or IPv6), with one
-/// getsockopt. A raw socket of protocol TCP (which needs CAP_NET_RAW) passes
-/// too; [`Duplicate::of`] also checks the type.
-pub fn check_protocol(socket: &Socket) -> Result<(), Error> {
-    // SO_PROTOCOL is TCP for stream sockets of the inet families, and for
-    // raw sockets opened with protocol TCP.
-    match socket.protocol()? {
-        Some(p) if p == Protocol::TCP => Ok(()),
-        _ => Err(Error::NotTcp),
+/// Checks that `fd` is a TCP socket (IPv4 or IPv6), listening or not,
+/// with one system call: TCP_INFO, which only TCP answers (UDP, SCTP, Unix
+/// domain and raw sockets refuse it, a file is no socket).
+pub fn check_protocol(fd: BorrowedFd<'_>) -> Result<TcpState, Error> {
+    match sys::tcp_state(fd) {
+        Ok(state) => Ok(TcpState::from_kernel(state)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOPROTOOPT)) => {
+            Err(Error::NotTcp)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Checks that `socket` is a TCP socket (IPv4 or IPv6) that is not
-/// listening: one that carries, or carried, a connection.
-pub fn check_tcp(socket: SockRef<'_>) -> Result<(), Error> {
-    check_protocol(&socket)?;
-    if socket.is_listener()? {
-        return Err(Error::NotConnected);
+/// Checks that `fd` is a TCP socket (IPv4 or IPv6) that is not listening:
+/// one that carries, or carried, a connection. One system call.
+pub fn check_tcp(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    match check_protocol(fd)? {
+        TcpState::Listen => Err(Error::NotConnected),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// A second descriptor for a TCP socket that is not listening. Whether it
@@ -42,21 +44,17 @@ pub struct Duplicate {
 }
 
 impl Duplicate {
-    /// Checks that `fd` is a TCP socket, duplicates it (close-on-exec) and
-    /// checks the duplicate is a TCP socket that is not listening.
+    /// Checks that `fd` is a TCP socket that is not listening, and
+    /// duplicates it (close-on-exec): two system calls.
     ///
     /// The check comes before the dup because closing a duplicate is not
     /// always harmless: for a file it would drop the process's fcntl locks.
-    /// The one on the duplicate covers the number being reused in between.
+    /// Should the number be reused in between, the duplicate is of another
+    /// file, which the caller's second read of the socket's descriptor
+    /// finds out before anything is done with it.
     pub fn of(fd: BorrowedFd<'_>) -> Result<Duplicate, Error> {
-        check_tcp(SockRef::from(&fd))?;
+        check_tcp(fd)?;
         let socket = SockRef::from(&fd).try_clone()?;
-        check_tcp(SockRef::from(&socket))?;
-        // A raw socket would have the reactor drain every TCP segment the
-        // host receives.
-        if socket.r#type()? != Type::STREAM {
-            return Err(Error::NotTcp);
-        }
         Ok(Duplicate { socket })
     }
 

@@ -140,6 +140,17 @@ fn duplicate_is_the_same_connection_and_refuses_other_sockets() {
     ));
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     assert!(matches!(Duplicate::of(udp.as_fd()), Err(Error::NotTcp)));
+    let (unix, _) = std::os::unix::net::UnixStream::pair().unwrap();
+    assert!(matches!(Duplicate::of(unix.as_fd()), Err(Error::NotTcp)));
+    // A raw socket of protocol TCP (root only) would see every segment the
+    // host receives: refused as well.
+    if let Ok(raw) = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::TCP),
+    ) {
+        assert!(matches!(Duplicate::of(raw.as_fd()), Err(Error::NotTcp)));
+    }
     let file = std::fs::File::open("/proc/self/stat").unwrap();
     assert_eq!(
         Duplicate::of(file.as_fd()).unwrap_err().reason(),

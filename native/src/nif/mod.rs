@@ -130,7 +130,7 @@ fn queue(
 ) -> NifResult<Result<usize, Reason>> {
     let fd = borrow(fd)?;
     if tcp_only {
-        if let Err(e) = duplicate::check_protocol(&SockRef::from(&fd)) {
+        if let Err(e) = duplicate::check_protocol(fd) {
             return Ok(Err(e.into()));
         }
     }
@@ -152,7 +152,7 @@ fn outq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
 #[rustler::nif]
 fn check_tcp(fd: i32) -> NifResult<Atom> {
     measured!();
-    duplicate::check_tcp(SockRef::from(&borrow(fd)?))?;
+    duplicate::check_tcp(borrow(fd)?)?;
     Ok(atoms::ok())
 }
 

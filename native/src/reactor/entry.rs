@@ -166,16 +166,23 @@ impl<T> Entry<T> {
     /// does so once the queue is empty, FIN or not, and what the peer sends
     /// later still queues up and would make the close send RST. Only the
     /// state proves the FIN; until it does, the next segment raises an edge.
+    /// Once it does, the outcome if the socket is done (see
+    /// [`Entry::settled`]), from the same look at the connection.
     fn at_end_of_queue(&mut self) -> Option<Outcome> {
-        let state = match sys::tcp_state(self.socket.as_fd()) {
-            Ok(state) => TcpState::from_kernel(state),
+        let progress = match sys::tcp_progress(self.socket.as_fd()) {
+            Ok(progress) => progress,
             Err(e) => return Some(os_outcome(&e)),
         };
-        if state.peer_fin_arrived() {
-            self.peer_fin = true;
-            self.send_held_fin();
+        if !TcpState::from_kernel(progress.state).peer_fin_arrived() {
+            return None;
         }
-        None
+        self.peer_fin = true;
+        if self.fin == OurFin::Held {
+            // Its acknowledgment changes the state, which wakes epoll.
+            self.send_held_fin();
+            return None;
+        }
+        self.settled_by(progress)
     }
 
     /// Sends our FIN if it was held back (see [`fin_at_close`]).
@@ -193,26 +200,35 @@ impl<T> Entry<T> {
         if !self.peer_fin || self.fin == OurFin::Held {
             return None;
         }
-        let fd = self.socket.as_fd();
-        match (self.socket.take_error(), sys::tcp_progress(fd)) {
-            (Ok(Some(e)) | Err(e), _) | (_, Err(e)) => Some(os_outcome(&e)),
-            (Ok(None), Ok(progress)) => {
-                let state = TcpState::from_kernel(progress.state);
-                // The kernel is too old to count our FIN: all acknowledged
-                // after it went out will do.
-                let fin_acked = progress
-                    .fin_acked(u64::from(self.syn))
-                    .unwrap_or_else(|| state.fin_sent() && matches!(sys::outq(fd), Ok(0)));
-                if fin_acked {
-                    Some(Outcome::Clean)
-                } else if state == TcpState::Close {
-                    // Gone without our FIN acknowledged: reset. Its error
-                    // went to whoever wrote first, such as the VM's port.
-                    Some(Outcome::Reset)
-                } else {
-                    None
-                }
-            }
+        match sys::tcp_progress(self.socket.as_fd()) {
+            Ok(progress) => self.settled_by(progress),
+            Err(e) => Some(os_outcome(&e)),
+        }
+    }
+
+    /// [`Entry::settled`], the connection's progress read already.
+    fn settled_by(&self, progress: TcpProgress) -> Option<Outcome> {
+        let error = match self.socket.take_error() {
+            Ok(error) => error,
+            Err(e) => Some(e),
+        };
+        if let Some(e) = error {
+            return Some(os_outcome(&e));
+        }
+        let state = TcpState::from_kernel(progress.state);
+        // The kernel is too old to count our FIN: all acknowledged after it
+        // went out will do.
+        let fin_acked = progress
+            .fin_acked(u64::from(self.syn))
+            .unwrap_or_else(|| state.fin_sent() && matches!(sys::outq(self.socket.as_fd()), Ok(0)));
+        if fin_acked {
+            Some(Outcome::Clean)
+        } else if state == TcpState::Close {
+            // Gone without our FIN acknowledged: reset. Its error went to
+            // whoever wrote first, such as the VM's port.
+            Some(Outcome::Reset)
+        } else {
+            None
         }
     }
 

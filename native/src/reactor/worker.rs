@@ -334,10 +334,13 @@ impl<T> Worker<T> {
             return;
         };
         self.timers.remove(&(entry.at(entry.timer), id));
-        // The VM may still hold a descriptor of this socket (a port whose
-        // output is pending), and epoll forgets a file only on its last
-        // close: remove it explicitly. Fails harmlessly if never added.
-        let _ = self.shared.epoll.delete(entry.socket.as_fd());
+        // A port still writing holds a descriptor of this socket, and epoll
+        // forgets a file only on its last close: remove it explicitly. Else
+        // ours is the last descriptor (or the VM's closes a moment later),
+        // and the close removes it.
+        if entry.fin == OurFin::Port {
+            let _ = self.shared.epoll.delete(entry.socket.as_fd());
+        }
         let (token, report) = entry.close(outcome);
         let stats = &self.shared.stats;
         stats.ended(outcome).fetch_add(1, Ordering::Relaxed);
