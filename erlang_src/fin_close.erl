@@ -249,11 +249,12 @@ close(Socket) ->
 %% whole node at the time of the close. Off by default, as debug logging
 %% is.
 %%
-%% What happens, in order: the socket's descriptor is duplicated and the
-%% duplicate checked to be the same connection (same local and peer
-%% address, the socket still open); the reactor takes room for it; the
-%% socket's own handle is closed; the reactor clears SO_LINGER, sends FIN,
-%% discards until the peer's FIN and closes once all is acknowledged.
+%% What happens, in order: the socket's descriptor is duplicated, and the
+%% reactor takes room for the duplicate; the socket's descriptor is read
+%% again, which proves the duplicate is of this socket; the socket's own
+%% handle is closed; our FIN is sent, then and there, as `gen_tcp:close/1'
+%% sends it; the reactor clears SO_LINGER, discards until the peer's FIN
+%% and closes once all is acknowledged.
 %%
 %% Special cases:
 %% <ul>
