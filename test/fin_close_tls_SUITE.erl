@@ -139,6 +139,12 @@ uploading_peer_is_drained(Config) ->
     ok = ssl:send(S, fin_close_ct:bytes(Size)),
     {ok, Ref} = fin_close:close(S, #{notify => self()}),
     wait(fun() -> not is_process_alive(Uploader) end),
+    %% ssl:send/2 returned once the records were queued in the client's
+    %% port: the upload is all out when the port and the kernel's send
+    %% queue are empty, which only the reactor's draining allows.
+    {sslsocket, {gen_tcp, CPort, _, _}, _} = C,
+    wait(fun() -> erlang:port_info(CPort, queue_size) =:= {queue_size, 0}
+                      andalso fin_close:outq(CPort) =:= {ok, 0} end),
     release(C),
     ?assertEqual({Size, {error, closed}}, read_all(C)),
     ok = ssl:close(C),
