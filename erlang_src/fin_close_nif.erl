@@ -18,6 +18,7 @@
 -export([measure_held/1]).
 -export([held/0]).
 -export([hold_reactor/2]).
+-export([inject_fault/1]).
 
 -on_load(load/0).
 
@@ -110,3 +111,9 @@ held() -> erlang:nif_error(nif_not_loaded).
 %% tests of what must not wait for the reactor; feature `diagnostics'.
 -spec hold_reactor(pid(), non_neg_integer()) -> ok | {error, atom()}.
 hold_reactor(_Pid, _Ms) -> erlang:nif_error(nif_not_loaded).
+
+%% Makes the reactor thread panic once, as a bug of its own would: in the
+%% next socket's adoption (adopt), or outside any socket (thread: the thread
+%% dies). For the fault suite; feature `diagnostics'.
+-spec inject_fault(adopt | thread) -> ok.
+inject_fault(_At) -> erlang:nif_error(nif_not_loaded).

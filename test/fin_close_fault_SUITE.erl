@@ -22,7 +22,9 @@
          nif_reload_is_refused_and_harmless/1, init_stop_with_lingering_sockets/1,
          modules_reloaded_while_port_drains/1, reused_number_is_not_taken_for_the_socket/1,
          remembered_number_is_not_taken_for_the_socket/1,
-         nif_purged_while_sockets_linger/1, nif_purged_without_tls_pins/1]).
+         nif_purged_while_sockets_linger/1, nif_purged_without_tls_pins/1,
+         max_lingering_zero_and_one_keep_the_reactor/1, a_panic_ends_its_socket_alone/1,
+         a_dead_reactor_thread_is_replaced/1]).
 %% Run on the peer nodes of init_stop_with_lingering_sockets and
 %% nif_purged_without_tls_pins.
 -export([lingering_server/1, wait_lingering/1, purge_while_lingering/1]).
@@ -40,7 +42,9 @@ groups() ->
              half_closing_peer_ends_clean, resetting_peer_mid_linger_is_reset,
              vanishing_peer_times_out, out_of_descriptors_refuses_and_keeps_socket,
              max_lingering_reclaims_the_oldest, schedulers_stay_free_under_load, owner_killed_mid_close_leaks_nothing, reused_number_is_not_taken_for_the_socket,
-             remembered_number_is_not_taken_for_the_socket],
+             remembered_number_is_not_taken_for_the_socket,
+             max_lingering_zero_and_one_keep_the_reactor, a_panic_ends_its_socket_alone,
+             a_dead_reactor_thread_is_replaced],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
      {node, [], [nif_reload_is_refused_and_harmless, init_stop_with_lingering_sockets,
                  modules_reloaded_while_port_drains, nif_purged_without_tls_pins,
@@ -568,6 +572,74 @@ max_lingering_reclaims_the_oldest(Config) ->
     ?assertEqual({ok, <<>>}, read_to_closed(C)),
     ok = gen_tcp:close(C),
     ?assertMatch(#{outcome := clean, drained := 200}, outcome(Ref)).
+
+%% max_lingering 0 with nothing else lingering, then 1 under a stream of
+%% closes: each socket is reclaimed or ends on its own, every close that
+%% returned {ok, Ref} gets its notification, and the reactor lives on.
+max_lingering_zero_and_one_keep_the_reactor(Config) ->
+    {S, C} = pair(Config, ?LOOP4, []),
+    ok = send(S, <<"reply">>),
+    {ok, Ref} = fin_close:close(S, #{notify => self(), max_lingering => 0}),
+    ?assertMatch(#{outcome := O} when O =:= reclaimed; O =:= clean, outcome(Ref)),
+    _ = read_to_closed(C),
+    ok = gen_tcp:close(C),
+    Refs = [begin
+                {S1, C1} = pair(Config, ?LOOP4, []),
+                ok = gen_tcp:send(C1, bytes(100)),
+                {ok, R} = fin_close:close(S1, #{notify => self(), max_lingering => 1}),
+                ok = gen_tcp:close(C1),
+                R
+            end || _ <- lists:seq(1, 300)],
+    Outcomes = [maps:get(outcome, outcome(R)) || R <- Refs],
+    ?assertEqual([], [O || O <- Outcomes, O =/= clean, O =/= reclaimed, O =/= reset]),
+    wait(fun() -> maps:get(lingering, fin_close:stats()) =:= 0 end),
+    {S2, C2} = pair(Config, ?LOOP4, []),
+    {ok, Ref2} = fin_close:close(S2, #{notify => self()}),
+    ok = gen_tcp:close(C2),
+    ?assertMatch(#{outcome := clean}, outcome(Ref2)).
+
+%% A panic of the reactor's own while it adopts one socket (injected):
+%% that socket ends with outcome error (reason panic) and is reported; one
+%% lingering meanwhile, and the next one, end clean.
+a_panic_ends_its_socket_alone(Config) ->
+    {Held, Holder} = pair(Config, ?LOOP4, []),
+    {ok, HeldRef} = fin_close:close(Held, #{notify => self()}),
+    wait(fun() -> [I || #{kind := lingering} = I <- fin_close:sockets()] =/= [] end),
+    #{error := Errors} = fin_close:stats(),
+    ok = fin_close_nif:inject_fault(adopt),
+    {S, C} = pair(Config, ?LOOP4, []),
+    {ok, Ref} = fin_close:close(S, #{notify => self()}),
+    ?assertMatch(#{outcome := error, reason := panic}, outcome(Ref)),
+    ok = gen_tcp:close(C),
+    ok = gen_tcp:close(Holder),
+    ?assertMatch(#{outcome := clean}, outcome(HeldRef)),
+    {S2, C2} = pair(Config, ?LOOP4, []),
+    {ok, Ref2} = fin_close:close(S2, #{notify => self()}),
+    ok = gen_tcp:close(C2),
+    ?assertMatch(#{outcome := clean}, outcome(Ref2)),
+    ?assertMatch(#{error := E, lingering := 0} when E =:= Errors + 1, fin_close:stats()).
+
+%% The reactor thread dies (a panic outside any socket, injected): every
+%% socket it held ends with reason reactor_stopped and is reported, the
+%% counters go on, and the next close starts another reactor and ends clean.
+a_dead_reactor_thread_is_replaced(Config) ->
+    {Held, Holder} = pair(Config, ?LOOP4, []),
+    {ok, HeldRef} = fin_close:close(Held, #{notify => self()}),
+    %% Adopted, so that the fault comes with the next close's adoption.
+    wait(fun() -> [I || #{kind := lingering} = I <- fin_close:sockets()] =/= [] end),
+    #{error := Errors} = fin_close:stats(),
+    ok = fin_close_nif:inject_fault(thread),
+    {S, C} = pair(Config, ?LOOP4, []),
+    {ok, Ref} = fin_close:close(S, #{notify => self()}),
+    ?assertMatch(#{outcome := error, reason := reactor_stopped}, outcome(HeldRef)),
+    ?assertMatch(#{outcome := error, reason := reactor_stopped}, outcome(Ref)),
+    ok = gen_tcp:close(C),
+    ok = gen_tcp:close(Holder),
+    ?assertMatch(#{error := E, lingering := 0} when E =:= Errors + 2, fin_close:stats()),
+    {S2, C2} = pair(Config, ?LOOP4, []),
+    {ok, Ref2} = fin_close:close(S2, #{notify => self()}),
+    ok = gen_tcp:close(C2),
+    ?assertMatch(#{outcome := clean}, outcome(Ref2)).
 
 %% The closing process killed at random points of close/1, hundreds of
 %% times: every peer still sees the connection end (FIN or RST, never a

@@ -93,7 +93,10 @@ fn flood(mut client: TcpStream, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
 fn drain_with_reactor() -> (u64, Duration, Duration) {
     let (server, client) = pair();
     let (tx, rx) = std::sync::mpsc::channel();
-    let reactor: Reactor<()> = Reactor::start(move |_, report| tx.send(report).unwrap()).unwrap();
+    let reactor: Reactor<()> = Reactor::start(Default::default(), move |_, report| {
+        tx.send(report).unwrap()
+    })
+    .unwrap();
     let tid = thread_id("fin_close_react").expect("reactor thread");
     pin_thread(tid, 1);
     let cpu_before = thread_cpu(tid);
@@ -108,10 +111,10 @@ fn drain_with_reactor() -> (u64, Duration, Duration) {
         max_drain: u64::MAX,
         max_lingering: u64::MAX,
     };
-    reactor
-        .reserve(dup, limits)
-        .and_then(|r| r.start(Fin::Now, ()))
-        .unwrap();
+    match reactor.reserve(dup, limits).map(|r| r.start(Fin::Now, ())) {
+        Ok(Ok(_)) => {}
+        _ => panic!("the reactor refused the socket"),
+    };
     let sent = flooder.join().unwrap();
     let report = rx.recv_timeout(FLOOD * 10).unwrap();
     let wall = start.elapsed();

@@ -7,10 +7,12 @@
 //! - [`reactor`]: the single thread that lingers on every closed socket.
 //! - [`error`]: errors and their POSIX names.
 //! - `held`: how long native calls hold their thread (feature `diagnostics`).
+//! - [`faults`]: panics a test injects into the reactor (feature `diagnostics`).
 //! - `nif`: the Erlang boundary (module `fin_close_nif`), with feature `nif`.
 
 pub mod duplicate;
 pub mod error;
+pub mod faults;
 #[cfg(feature = "diagnostics")]
 pub mod held;
 pub mod info;

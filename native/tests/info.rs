@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
-use common::{eventually, pair, WAIT};
+use common::{eventually, hand_over, pair, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
 use fin_close_nif::info::{SocketInfo, TcpState};
@@ -50,7 +50,7 @@ fn a_listener_has_no_queues_and_udp_is_not_tcp() {
 
 #[test]
 fn the_reactor_lists_its_lingering_sockets() {
-    let reactor: Reactor<()> = Reactor::start(|_, _| {}).unwrap();
+    let reactor: Reactor<()> = Reactor::start(Default::default(), |_, _| {}).unwrap();
     let (server, mut client) = pair();
     let (local, peer) = (server.local_addr().unwrap(), client.local_addr().unwrap());
     client.write_all(&[0u8; 10]).unwrap();
@@ -62,10 +62,7 @@ fn the_reactor_lists_its_lingering_sockets() {
         max_drain: 1 << 20,
         max_lingering: u64::MAX,
     };
-    let id = reactor
-        .reserve(dup, limits)
-        .and_then(|r| r.start(Fin::Now, ()))
-        .unwrap();
+    let id = hand_over(&reactor, dup, limits, Fin::Now, ());
 
     // Our FIN went out and the 10 bytes were discarded; the peer keeps its
     // side open, so the socket lingers in FIN_WAIT2.

@@ -1,12 +1,15 @@
 //! Every descriptor the reactor is given is closed in the end, whatever the
 //! outcome (its own test binary: the descriptor count is per process).
 
+mod common;
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::mpsc::channel;
 use std::time::Duration;
 
+use common::hand_over;
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::reactor::{Fin, Limits, Outcome, Reactor};
 use socket2::SockRef;
@@ -18,7 +21,10 @@ fn open_fds() -> usize {
 #[test]
 fn no_descriptor_outlives_its_socket() {
     let (tx, rx) = channel();
-    let reactor = Reactor::start(move |_: (), report| tx.send(report.outcome).unwrap()).unwrap();
+    let reactor = Reactor::start(Default::default(), move |_: (), report| {
+        tx.send(report.outcome).unwrap()
+    })
+    .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let before = open_fds();
     let mut outcomes = Vec::new();
@@ -30,18 +36,18 @@ fn no_descriptor_outlives_its_socket() {
         drop(server);
         // A third each: clean, timeout, reset by the peer.
         let timeout = if round % 3 == 1 { 0 } else { 10_000 };
-        reactor
-            .reserve(
-                dup,
-                Limits {
-                    timeout: Duration::from_millis(timeout),
-                    idle: None,
-                    max_drain: 1 << 20,
-                    max_lingering: u64::MAX,
-                },
-            )
-            .and_then(|r| r.start(Fin::Now, ()))
-            .unwrap();
+        hand_over(
+            &reactor,
+            dup,
+            Limits {
+                timeout: Duration::from_millis(timeout),
+                idle: None,
+                max_drain: 1 << 20,
+                max_lingering: u64::MAX,
+            },
+            Fin::Now,
+            (),
+        );
         match round % 3 {
             // Cut off while the peer holds on.
             1 => outcomes.push(rx.recv_timeout(Duration::from_secs(10)).unwrap()),

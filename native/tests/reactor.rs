@@ -11,7 +11,7 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{eventually, pair, WAIT};
+use common::{eventually, hand_over, pair, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
 use fin_close_nif::reactor::{Fin, Limits, Outcome, Reactor, Report};
@@ -20,7 +20,10 @@ use socket2::SockRef;
 
 fn reactor() -> (Reactor<u32>, Receiver<(u32, Report)>) {
     let (tx, rx) = channel();
-    let reactor = Reactor::start(move |token, report| tx.send((token, report)).unwrap()).unwrap();
+    let reactor = Reactor::start(Default::default(), move |token, report| {
+        tx.send((token, report)).unwrap()
+    })
+    .unwrap();
     (reactor, rx)
 }
 
@@ -35,23 +38,17 @@ fn limits(timeout_ms: u64, max_drain: u64) -> Limits {
 
 /// Hands `server` over as the VM does: duplicate, close its own descriptor,
 /// give the duplicate to the reactor.
-fn hand_over(reactor: &Reactor<u32>, server: TcpStream, limits: Limits) {
+fn close_as_vm(reactor: &Reactor<u32>, server: TcpStream, limits: Limits) {
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor
-        .reserve(dup, limits)
-        .and_then(|r| r.start(Fin::Now, 0))
-        .unwrap();
+    hand_over(reactor, dup, limits, Fin::Now, 0);
 }
 
 /// Hands `server` over as a port that still holds output does: the VM
 /// keeps its descriptor, writes the rest and sends FIN itself.
 fn hand_over_with_port_pending(reactor: &Reactor<u32>, server: &TcpStream, limits: Limits) {
     let dup = Duplicate::of(server.as_fd()).unwrap();
-    reactor
-        .reserve(dup, limits)
-        .and_then(|r| r.start(Fin::Port, 0))
-        .unwrap();
+    hand_over(reactor, dup, limits, Fin::Port, 0);
 }
 
 /// The outcome of the next socket to end.
@@ -199,10 +196,7 @@ fn unread_request_then_close_delivers_everything_and_ends_clean() {
 
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server); // the VM closes its own descriptor; the duplicate keeps the connection
-    reactor
-        .reserve(dup, limits(10_000, 1 << 20))
-        .and_then(|r| r.start(Fin::Now, 1))
-        .unwrap();
+    hand_over(&reactor, dup, limits(10_000, 1 << 20), Fin::Now, 1);
 
     let (received, ended) = reader.join().unwrap();
     assert_eq!(received, reply.len());
@@ -227,7 +221,7 @@ fn linger_zero_on_the_socket_does_not_turn_close_into_reset() {
     eventually("the request to be queued", || {
         sys::inq(server.as_fd()).unwrap() == 6
     });
-    hand_over(&reactor, server, limits(10_000, 1 << 20));
+    close_as_vm(&reactor, server, limits(10_000, 1 << 20));
     let mut got = Vec::new();
     client.read_to_end(&mut got).unwrap();
     assert_eq!(got, b"reply");
@@ -250,7 +244,7 @@ fn dripping_peer_is_cut_off_at_the_timeout() {
         false
     });
     let handed = Instant::now();
-    hand_over(&reactor, server, limits(300, 1 << 20));
+    close_as_vm(&reactor, server, limits(300, 1 << 20));
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::Timeout);
     assert!(handed.elapsed() >= Duration::from_millis(300));
@@ -271,7 +265,7 @@ fn flooding_peer_is_cut_off_at_max_drain() {
         }
         false
     });
-    hand_over(&reactor, server, limits(10_000, 256 * 1024));
+    close_as_vm(&reactor, server, limits(10_000, 256 * 1024));
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::DrainLimit);
     assert!(report.drained > 256 * 1024);
@@ -289,10 +283,7 @@ fn a_connection_already_reset_is_still_closed_and_reported() {
     eventually("the reset to arrive", || server.peer_addr().is_err());
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor
-        .reserve(dup, limits(10_000, 1 << 20))
-        .and_then(|r| r.start(Fin::Now, 0))
-        .unwrap();
+    hand_over(&reactor, dup, limits(10_000, 1 << 20), Fin::Now, 0);
     assert_eq!(next_outcome(&reports), Outcome::Reset);
 }
 
@@ -300,7 +291,7 @@ fn a_connection_already_reset_is_still_closed_and_reported() {
 fn peer_reset_is_reported_as_reset() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
-    hand_over(&reactor, server, limits(10_000, 1 << 20));
+    close_as_vm(&reactor, server, limits(10_000, 1 << 20));
     SockRef::from(&client)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
@@ -400,7 +391,7 @@ fn our_fin_leaves_at_the_hand_over_while_the_reactor_is_busy() {
     });
     hold_busy(&reactor, Duration::from_millis(1000));
     let started = Instant::now();
-    hand_over(&reactor, server, limits(10_000, u64::MAX));
+    close_as_vm(&reactor, server, limits(10_000, u64::MAX));
     client
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -419,7 +410,7 @@ fn our_fin_waits_for_the_peers_after_our_own_shut_rd_while_the_reactor_is_busy()
     let (server, client) = pair();
     server.shutdown(Shutdown::Read).unwrap();
     hold_busy(&reactor, Duration::from_millis(300));
-    hand_over(&reactor, server, limits(10_000, u64::MAX));
+    close_as_vm(&reactor, server, limits(10_000, u64::MAX));
     client
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
@@ -443,7 +434,7 @@ fn a_read_of_zero_after_our_own_shut_rd_is_no_fin() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
     server.shutdown(Shutdown::Read).unwrap();
-    hand_over(&reactor, server, limits(10_000, u64::MAX));
+    close_as_vm(&reactor, server, limits(10_000, u64::MAX));
     // What the peer sends after our SHUT_RD is still discarded.
     thread::sleep(Duration::from_millis(50));
     (&client).write_all(&[1u8; 100_000]).unwrap();
@@ -493,7 +484,7 @@ fn clean_only_when_read(ours: TcpStream, peer: TcpStream) {
     });
     thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
-    hand_over(&reactor, ours, limits(10_000, u64::MAX));
+    close_as_vm(&reactor, ours, limits(10_000, u64::MAX));
     thread::sleep(Duration::from_millis(300));
     if let Ok((_, report)) = reports.try_recv() {
         panic!("ended before the reply was read: {report:?}");
@@ -548,7 +539,7 @@ fn an_idle_peer_is_cut_off_and_a_slow_reader_is_not() {
         .set_send_buffer_size(1 << 20)
         .unwrap();
     (&server).write_all(&[5u8; 200_000]).unwrap();
-    hand_over(&reactor, server, idle);
+    close_as_vm(&reactor, server, idle);
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::Idle);
     assert!(report.lingered >= Duration::from_millis(100));
@@ -558,7 +549,7 @@ fn an_idle_peer_is_cut_off_and_a_slow_reader_is_not() {
     // Silent with everything of ours received: closed quietly, no reset.
     let (server, quiet) = pair();
     (&server).write_all(b"all of it").unwrap();
-    hand_over(&reactor, server, idle);
+    close_as_vm(&reactor, server, idle);
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::Idle);
     let (n, ended) = read_to_end(&quiet, Duration::ZERO);
@@ -599,10 +590,7 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
         (&client).write_all(b"unread").unwrap();
         let dup = Duplicate::of(server.as_fd()).unwrap();
         drop(server);
-        reactor
-            .reserve(dup, limits(10_000, 1 << 20))
-            .and_then(|r| r.start(Fin::Now, i))
-            .unwrap();
+        hand_over(&reactor, dup, limits(10_000, 1 << 20), Fin::Now, i);
         clients.push(client);
     }
     eventually("all to linger", || reactor.stats().lingering == 200);
@@ -637,15 +625,12 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
         .set_send_buffer_size(1 << 20)
         .unwrap();
     (&server).write_all(&[5u8; 200_000]).unwrap();
-    hand_over(&reactor, server, cap);
+    close_as_vm(&reactor, server, cap);
     let (server, quiet) = pair();
     (&server).write_all(b"all of it").unwrap();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor
-        .reserve(dup, cap)
-        .and_then(|r| r.start(Fin::Now, 1))
-        .unwrap();
+    hand_over(&reactor, dup, cap, Fin::Now, 1);
     eventually("the second to have everything", || {
         sys::inq(quiet.as_fd()).unwrap() == 9
     });
@@ -660,10 +645,7 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     (&server).write_all(&[5u8; 200_000]).unwrap();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor
-        .reserve(dup, cap)
-        .and_then(|r| r.start(Fin::Now, 2))
-        .unwrap();
+    hand_over(&reactor, dup, cap, Fin::Now, 2);
     let (token, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!((token, report.outcome), (1, Outcome::Reclaimed));
     assert_eq!(read_to_end(&quiet, Duration::ZERO).0, 9);
@@ -671,10 +653,7 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     let (server, fourth) = pair();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    reactor
-        .reserve(dup, cap)
-        .and_then(|r| r.start(Fin::Now, 3))
-        .unwrap();
+    hand_over(&reactor, dup, cap, Fin::Now, 3);
     let (token, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!((token, report.outcome), (0, Outcome::Reclaimed));
     let (n, ended) = read_to_end(&deaf, Duration::ZERO);

@@ -4,6 +4,8 @@
 //! (10 ms) they come: while it looks at its inbox unsignalled, as it goes
 //! back to sleep, or after.
 
+mod common;
+
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use common::hand_over;
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::reactor::{Fin, Limits, Reactor};
 
@@ -20,8 +23,12 @@ fn concurrent_pushes_never_lose_the_wakeup() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     for round in 0..100u32 {
         let (tx, rx) = channel();
-        let reactor =
-            Arc::new(Reactor::start(move |token: u32, _| tx.send(token).unwrap()).unwrap());
+        let reactor = Arc::new(
+            Reactor::start(Default::default(), move |token: u32, _| {
+                tx.send(token).unwrap()
+            })
+            .unwrap(),
+        );
         // Three threads push commands (for an unknown id) as fast as they can...
         let stop = Arc::new(AtomicBool::new(false));
         let pushers: Vec<_> = (0..3)
@@ -50,10 +57,7 @@ fn concurrent_pushes_never_lose_the_wakeup() {
             max_drain: 0,
             max_lingering: u64::MAX,
         };
-        reactor
-            .reserve(dup, limits)
-            .and_then(|r| r.start(Fin::Now, round))
-            .unwrap();
+        hand_over(&reactor, dup, limits, Fin::Now, round);
         if rx.recv_timeout(Duration::from_secs(5)) != Ok(round) {
             // Dropping a stalled reactor would wait for its thread forever.
             std::mem::forget(reactor);

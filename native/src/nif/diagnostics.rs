@@ -8,6 +8,7 @@ use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, Term};
 
 use super::terms::map;
 use super::{atoms, reactor};
+use crate::faults::{self, Fault};
 use crate::held;
 
 /// Opens a measured span for the rest of the enclosing NIF call.
@@ -55,4 +56,22 @@ fn hold_reactor(pid: LocalPid, ms: u64) -> NifResult<Atom> {
         std::thread::sleep(Duration::from_millis(ms));
     })?;
     Ok(atoms::ok())
+}
+
+/// Where a test makes the reactor thread panic, once: `adopt` (in the next
+/// socket's adoption) or `thread` (outside any socket, so the thread dies).
+#[derive(rustler::NifUnitEnum)]
+enum FaultAt {
+    Adopt,
+    Thread,
+}
+
+/// Arms a panic in the reactor thread (see [`crate::faults`]).
+#[rustler::nif]
+fn inject_fault(at: FaultAt) -> Atom {
+    faults::arm(match at {
+        FaultAt::Adopt => Fault::Adopt,
+        FaultAt::Thread => Fault::Thread,
+    });
+    atoms::ok()
 }

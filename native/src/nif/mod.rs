@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::Duration;
 
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, Resource, ResourceArc, Term};
@@ -15,7 +15,7 @@ use socket2::SockRef;
 use crate::duplicate::{self, Duplicate};
 use crate::error::Error;
 use crate::info::SocketInfo;
-use crate::reactor::{Fin, Reactor, Report, Reservation};
+use crate::reactor::{Counters, Fin, Reactor, Report, Reservation};
 use crate::sys;
 
 #[cfg(feature = "diagnostics")]
@@ -72,40 +72,55 @@ struct Told {
 /// in the reactor then holds one null pointer for it.
 type Token = Option<Box<Told>>;
 
-static REACTOR: OnceLock<Reactor<Token>> = OnceLock::new();
+/// The reactor, started on first use so that nodes that only call `inq/1`
+/// never get the thread, and started again should its thread have stopped
+/// (see [`running`]).
+static REACTOR: RwLock<Option<Arc<Reactor<Token>>>> = RwLock::new(None);
 
-/// Held while the reactor starts, so that only one caller starts it. A start
-/// that fails (no descriptor left for its epoll, no thread) is not kept: the
-/// next close tries again.
-static STARTING: Mutex<()> = Mutex::new(());
+/// What every reactor of this OS process counts in, so that the counters go
+/// on across a reactor started anew, and across a reload of the library.
+static COUNTERS: LazyLock<Arc<Counters>> = LazyLock::new(Arc::default);
 
 /// Closes refused for want of a resource, as the Erlang side counts them:
 /// it is the one that knows a refusal is final (it retries once).
 static REFUSED: AtomicU64 = AtomicU64::new(0);
 
-/// The reactor, started on first use so that nodes that only call `inq/1`
-/// never get the thread.
-fn reactor() -> Result<&'static Reactor<Token>, Error> {
-    if let Some(reactor) = REACTOR.get() {
+/// The reactor if its thread runs.
+fn running() -> Option<Arc<Reactor<Token>>> {
+    let current = REACTOR.read().unwrap_or_else(|p| p.into_inner());
+    current.as_ref().filter(|r| r.is_running()).cloned()
+}
+
+/// The running reactor, started if there is none. Its thread stops only
+/// after a panic outside any one socket's step (each socket's steps are
+/// guarded), which ends and reports every socket it held; the next caller
+/// then starts another. A start that fails (no descriptor left for its
+/// epoll, no thread) is not kept: the next close tries again.
+fn reactor() -> Result<Arc<Reactor<Token>>, Error> {
+    if let Some(reactor) = running() {
         return Ok(reactor);
     }
-    let _starting = STARTING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(reactor) = REACTOR.get() {
-        return Ok(reactor);
+    let mut slot = REACTOR.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(reactor) = slot.as_ref().filter(|r| r.is_running()) {
+        return Ok(Arc::clone(reactor));
     }
     let mut env = OwnedEnv::new();
-    let reactor = Reactor::start(move |token: Token, report: Report| {
-        if let Some(told) = token {
-            for pid in &told.pids {
-                // A dead receiver is not an error of ours.
-                let _ = env.send_and_clear(pid, |env| {
-                    let result = report_term(env, &report, &told);
-                    (atoms::fin_close(), &told.ticket, result)
-                });
+    let reactor = Arc::new(Reactor::start(
+        Arc::clone(&COUNTERS),
+        move |token: Token, report: Report| {
+            if let Some(told) = token {
+                for pid in &told.pids {
+                    // A dead receiver is not an error of ours.
+                    let _ = env.send_and_clear(pid, |env| {
+                        let result = report_term(env, &report, &told);
+                        (atoms::fin_close(), &told.ticket, result)
+                    });
+                }
             }
-        }
-    })?;
-    Ok(REACTOR.get_or_init(|| reactor))
+        },
+    )?);
+    *slot = Some(Arc::clone(&reactor));
+    Ok(reactor)
 }
 
 /// Borrows the descriptor number the Erlang side read from an open socket.
@@ -202,8 +217,20 @@ fn start(handover: ResourceArc<Handover>, fin: Fin, notify: Vec<LocalPid>) -> Ni
             peer: socket.peer_addr().ok().and_then(|a| a.as_socket()),
         })
     });
-    reservation.start(fin, token)?;
-    Ok(atoms::ok())
+    // Its thread stopped since the reservation: another reactor takes it.
+    let adopted = reservation
+        .start(fin, token)
+        .or_else(|orphan| match reactor() {
+            Ok(reactor) => reactor.adopt(orphan),
+            Err(_) => Err(orphan),
+        });
+    match adopted {
+        Ok(_) => Ok(atoms::ok()),
+        Err(orphan) => {
+            orphan.dispose();
+            Err(Error::ReactorDown.into())
+        }
+    }
 }
 
 /// Gives the room back: another caller closed the socket first, or the
@@ -222,10 +249,7 @@ fn cancel(handover: ResourceArc<Handover>) -> Atom {
 /// scheduler, as it waits for the reactor thread.
 #[rustler::nif(schedule = "DirtyIo")]
 fn reclaim(env: Env<'_>, n: u64) -> Term<'_> {
-    match REACTOR
-        .get()
-        .map(|r| r.reclaim(n, Duration::from_millis(100)))
-    {
+    match running().map(|r| r.reclaim(n, Duration::from_millis(100))) {
         Some(Ok(())) => atoms::ok().encode(env),
         Some(Err(e)) => (atoms::error(), Reason::from(e)).encode(env),
         None => (atoms::error(), Reason::from(Error::ReactorDown)).encode(env),
@@ -254,7 +278,7 @@ fn info(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
 #[rustler::nif]
 fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
     measured!();
-    let Some(reactor) = REACTOR.get() else {
+    let Some(reactor) = running() else {
         return atoms::none().encode(env);
     };
     let mut owned = OwnedEnv::new();
@@ -276,8 +300,8 @@ fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
 #[rustler::nif]
 fn stats(env: Env<'_>) -> NifResult<Term<'_>> {
     measured!();
-    let counted = REACTOR.get().map(Reactor::stats).unwrap_or_default();
-    counted
+    COUNTERS
+        .snapshot()
         .encode(env)
         .map_put(atoms::refused(), REFUSED.load(Ordering::Relaxed))
 }

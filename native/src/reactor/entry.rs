@@ -68,9 +68,9 @@ pub(super) struct Entry<T> {
 const NO_IDLE: u32 = u32::MAX;
 
 impl<T> Entry<T> {
-    /// The entry of an adopted socket, its progress read at `now` (see
-    /// [`baseline`]).
-    pub(super) fn new(a: Adoption<T>, now: Instant, progress: TcpProgress, syn: u8) -> Entry<T> {
+    /// The entry of a socket adopted at `now`; its [`Entry::baseline`] is
+    /// read next.
+    pub(super) fn new(a: Adoption<T>, now: Instant) -> Entry<T> {
         let ms = |d: Duration| d.as_millis().min(u128::from(NO_IDLE - 1)) as u32;
         let started = a.started;
         let deadline = ms(a.limits.timeout);
@@ -93,14 +93,22 @@ impl<T> Entry<T> {
             idle_check,
             timer: deadline.min(idle_check).min(first_poll),
             last_rx: now_ms,
-            seen: progress.bytes_acked.wrapping_add(progress.bytes_received),
+            seen: 0,
             drained: 0,
             max_drain: a.limits.max_drain,
             peer_fin: false,
             fin: a.fin,
-            syn,
+            syn: 0,
             token: a.token,
         }
+    }
+
+    /// Reads how far the connection has got at its adoption (see
+    /// [`baseline`]).
+    pub(super) fn read_baseline(&mut self) {
+        let (progress, syn) = baseline(self.socket.as_fd());
+        self.seen = progress.bytes_acked.wrapping_add(progress.bytes_received);
+        self.syn = syn;
     }
 
     /// The time `ms` milliseconds after the hand-over.
@@ -346,7 +354,7 @@ pub(super) fn fin_at_close(fd: BorrowedFd<'_>) -> OurFin {
 /// and again should an acknowledgment have come in between, since the two
 /// would not agree: TCP_INFO itself is read without the socket's lock (its
 /// state may still say FIN_WAIT1 with the FIN acknowledged).
-pub(super) fn baseline(fd: BorrowedFd<'_>) -> (TcpProgress, u8) {
+fn baseline(fd: BorrowedFd<'_>) -> (TcpProgress, u8) {
     let mut progress = TcpProgress::default();
     for _ in 0..3 {
         let (Ok(unacked), Ok(unsent)) = (sys::outq(fd), sys::outq_unsent(fd)) else {

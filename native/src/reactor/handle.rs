@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::entry::fin_at_close;
 use super::inbox::{Adoption, Command, Inbox};
-use super::types::{Fin, Limits, LingerId, Lingering, OurFin, Report, Stats, StatsSnapshot};
+use super::types::{Counters, Fin, Limits, LingerId, Lingering, OurFin, Report, StatsSnapshot};
 use super::worker::{Worker, WAKE};
 use crate::duplicate::Duplicate;
 use crate::error::Error;
@@ -23,7 +23,7 @@ pub(super) struct Shared<T> {
     pub(super) epoll: Epoll,
     pub(super) inbox: Inbox<T>,
     next_id: AtomicU64,
-    pub(super) stats: Stats,
+    pub(super) stats: Arc<Counters>,
 }
 
 impl<T> Shared<T> {
@@ -34,6 +34,24 @@ impl<T> Shared<T> {
         let _ = self.epoll.delete(dup.as_fd());
         self.stats.lingering.fetch_sub(1, Ordering::Relaxed);
         dup.dispose();
+    }
+}
+
+/// A socket handed over to a reactor whose thread had stopped: give it to
+/// another one with [`Reactor::adopt`], or [`Orphan::dispose`] of it. Its
+/// FIN went out as [`Reservation::start`] said; it is still counted as
+/// lingering.
+pub struct Orphan<T> {
+    adoption: Box<Adoption<T>>,
+    stats: Arc<Counters>,
+}
+
+impl<T> Orphan<T> {
+    /// Closes the duplicate, the connection's last descriptor, as a plain
+    /// close would; its token is dropped unused.
+    pub fn dispose(self) {
+        self.stats.lingering.fetch_sub(1, Ordering::Relaxed);
+        self.adoption.dup.dispose();
     }
 }
 
@@ -64,11 +82,9 @@ impl<T: Send + 'static> Reservation<T> {
     /// sends our FIN now if `fin` says so ([`Fin::Now`], on this thread,
     /// a few system calls), and queues the socket for the thread, which
     /// drains it and closes it. `token` is given back to `on_end` with the
-    /// report. Fails only when the thread has stopped
-    /// ([`Error::ReactorDown`]): the duplicate, the connection's last
-    /// descriptor now, is then disposed of, so the connection ends as a
-    /// plain close would end it.
-    pub fn start(mut self, fin: Fin, token: T) -> Result<LingerId, Error> {
+    /// report. Fails only when the thread has stopped: the socket is then
+    /// an [`Orphan`], for another reactor to adopt.
+    pub fn start(mut self, fin: Fin, token: T) -> Result<LingerId, Orphan<T>> {
         let room = self.room.take().expect("a reservation starts once");
         // The clock runs from the close.
         let started = Instant::now();
@@ -86,11 +102,21 @@ impl<T: Send + 'static> Reservation<T> {
             token,
             started,
         };
-        match self.shared.inbox.push(Command::Adopt(Box::new(adoption))) {
-            Ok(()) => Ok(room.id),
-            Err(Command::Adopt(refused)) => {
-                self.shared.release(refused.dup);
-                Err(Error::ReactorDown)
+        self.shared.push_adoption(Box::new(adoption))
+    }
+}
+
+impl<T> Shared<T> {
+    fn push_adoption(&self, adoption: Box<Adoption<T>>) -> Result<LingerId, Orphan<T>> {
+        let id = adoption.id;
+        match self.inbox.push(Command::Adopt(adoption)) {
+            Ok(()) => Ok(id),
+            Err(Command::Adopt(adoption)) => {
+                let _ = self.epoll.delete(adoption.dup.as_fd());
+                Err(Orphan {
+                    adoption,
+                    stats: Arc::clone(&self.stats),
+                })
             }
             Err(_) => unreachable!("push gives back what it was given"),
         }
@@ -113,9 +139,10 @@ impl<T: Send + 'static> Drop for Reservation<T> {
 }
 
 impl<T: Send + 'static> Reactor<T> {
-    /// Starts the reactor thread. `on_end` runs on that thread once for every
-    /// socket, with the token given to [`Reservation::start`] and the report.
-    pub fn start<F>(on_end: F) -> io::Result<Reactor<T>>
+    /// Starts the reactor thread, counting in `counters`. `on_end` runs on
+    /// that thread once for every socket, with the token given to
+    /// [`Reservation::start`] and the report.
+    pub fn start<F>(counters: Arc<Counters>, on_end: F) -> io::Result<Reactor<T>>
     where
         F: FnMut(T, Report) + Send + 'static,
     {
@@ -123,7 +150,7 @@ impl<T: Send + 'static> Reactor<T> {
             epoll: Epoll::new()?,
             inbox: Inbox::new()?,
             next_id: AtomicU64::new(WAKE + 1),
-            stats: Stats::default(),
+            stats: counters,
         });
         shared
             .epoll
@@ -178,6 +205,35 @@ impl<T: Send + 'static> Reactor<T> {
                 make_room,
             }),
         })
+    }
+
+    /// Whether the thread runs (it stops when dropped, or after a panic
+    /// outside any one socket's step).
+    pub fn is_running(&self) -> bool {
+        self.shared.inbox.is_open()
+    }
+
+    /// Takes over a socket another reactor could not, its thread stopped
+    /// ([`Reservation::start`]); gives it back should this one's have
+    /// stopped too.
+    pub fn adopt(&self, orphan: Orphan<T>) -> Result<LingerId, Orphan<T>> {
+        let Orphan {
+            mut adoption,
+            stats,
+        } = orphan;
+        adoption.id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let registered =
+            self.shared
+                .epoll
+                .add(adoption.dup.as_fd(), libc::EPOLLET as u32, adoption.id);
+        if registered.is_err() {
+            return Err(Orphan { adoption, stats });
+        }
+        if !Arc::ptr_eq(&stats, &self.shared.stats) {
+            stats.lingering.fetch_sub(1, Ordering::Relaxed);
+            self.shared.stats.lingering.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.push_adoption(adoption)
     }
 
     /// Gives back `n` descriptors now by ending lingering sockets, the

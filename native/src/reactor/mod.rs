@@ -28,5 +28,7 @@ mod inbox;
 mod types;
 mod worker;
 
-pub use handle::{Reactor, Reservation};
-pub use types::{Fin, Limits, LingerId, Lingering, ListReply, Outcome, Report, StatsSnapshot};
+pub use handle::{Orphan, Reactor, Reservation};
+pub use types::{
+    Counters, Fin, Limits, LingerId, Lingering, ListReply, Outcome, Report, StatsSnapshot,
+};

@@ -147,26 +147,28 @@ pub(super) enum OurFin {
     Never,
 }
 
-/// The counters, written once: the reactor's atomics, the copy that
-/// [`crate::reactor::Reactor::stats`] gives (an Erlang map of the same keys through the NIF),
-/// and which counter each [`Outcome`] counts in.
+/// The counters, written once: the atomics, the copy that
+/// [`Counters::snapshot`] gives (an Erlang map of the same keys through the
+/// NIF), and which counter each [`Outcome`] counts in.
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $name:ident $(= $outcome:pat)?),* $(,)?) => {
-        /// Counters since the reactor started, readable from any thread.
+        /// What the reactor counts, readable from any thread. Shared, so that
+        /// a reactor started after another (should one stop) counts on.
         #[derive(Debug, Default)]
-        pub(super) struct Stats {
+        pub struct Counters {
             $(pub(super) $name: AtomicU64,)*
         }
 
-        /// A copy of the reactor's counters.
+        /// A copy of the counters.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
         #[cfg_attr(feature = "nif", derive(rustler::NifMap))]
         pub struct StatsSnapshot {
             $($(#[doc = $doc])* pub $name: u64,)*
         }
 
-        impl Stats {
-            pub(super) fn snapshot(&self) -> StatsSnapshot {
+        impl Counters {
+            /// The counters now.
+            pub fn snapshot(&self) -> StatsSnapshot {
                 StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
 

@@ -9,12 +9,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::entry::{baseline, Entry};
+use super::entry::Entry;
 use super::handle::Shared;
 use super::inbox::{Adoption, Command};
 use super::types::{LingerId, Lingering, ListReply, OurFin, Outcome, Report};
+use crate::faults::{self, Fault};
 use crate::info::SocketInfo;
-use crate::sys::{self, Event, TcpProgress};
+use crate::sys::{self, Event};
 
 /// The share of the process's descriptors (RLIMIT_NOFILE) kept free: when
 /// a new duplicate's number shows fewer free below the limit, lingering
@@ -77,17 +78,16 @@ impl<T> Worker<T> {
     }
 
     pub(super) fn run(mut self) {
-        // A panic must not leave callers queueing sockets that nobody will
-        // ever close: stop accepting, then close what is left.
+        // A panic outside any socket's step (see `guarded`) must not leave
+        // callers queueing sockets that nobody will ever close: stop
+        // accepting, then close what is left, and tell. Callers start
+        // another reactor.
         let _ = catch_unwind(AssertUnwindSafe(|| self.serve()));
         for command in self.shared.inbox.close() {
             match command {
                 Command::Adopt(a) => {
                     let id = a.id;
-                    self.insert(
-                        id,
-                        Entry::new(*a, Instant::now(), TcpProgress::default(), 0),
-                    );
+                    self.insert(id, Entry::new(*a, Instant::now()));
                 }
                 Command::List(reply) => self.list(reply),
                 Command::Reclaim(..) | Command::Stop => {}
@@ -95,7 +95,18 @@ impl<T> Worker<T> {
         }
         let ids: Vec<LingerId> = self.entries.keys().copied().collect();
         for id in ids {
-            self.finish(id, Outcome::Error("reactor_stopped"));
+            self.guarded(id, |w| w.finish(id, Outcome::Error("reactor_stopped")));
+        }
+    }
+
+    /// Runs one socket's step. Should it panic (a bug of ours), that socket
+    /// alone ends, with `Error("panic")`, and is reported; the thread goes
+    /// on with the others.
+    fn guarded(&mut self, id: LingerId, step: impl FnOnce(&mut Self)) {
+        if catch_unwind(AssertUnwindSafe(|| step(self))).is_err() {
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                self.finish(id, Outcome::Error("panic"))
+            }));
         }
     }
 
@@ -118,7 +129,7 @@ impl<T> Worker<T> {
                     if token == WAKE {
                         signalled = true;
                     } else {
-                        self.on_ready(token, flags);
+                        self.guarded(token, |w| w.on_ready(token, flags));
                     }
                 }
                 // A full batch: more may be ready, taken without waiting.
@@ -137,6 +148,7 @@ impl<T> Worker<T> {
                 if self.stopping {
                     return;
                 }
+                faults::trip(Fault::Thread);
             }
             self.on_timers(Instant::now());
             if let Some(rest) = (woken + REST).checked_duration_since(Instant::now()) {
@@ -157,14 +169,19 @@ impl<T> Worker<T> {
         // shutdown in `run` ends and reports them like the others.
         for command in commands.drain(..) {
             match command {
-                Command::Adopt(adoption) => self.adopt(*adoption),
+                Command::Adopt(adoption) => {
+                    let id = adoption.id;
+                    self.guarded(id, |w| w.adopt(*adoption));
+                }
                 Command::Reclaim(n, done) => {
-                    self.reclaim(n);
+                    let _ = catch_unwind(AssertUnwindSafe(|| self.reclaim(n)));
                     if let Some(done) = done {
                         let _ = done.try_send(());
                     }
                 }
-                Command::List(reply) => self.list(reply),
+                Command::List(reply) => {
+                    let _ = catch_unwind(AssertUnwindSafe(|| self.list(reply)));
+                }
                 Command::Stop => self.stopping = true,
             }
         }
@@ -181,9 +198,11 @@ impl<T> Worker<T> {
     fn adopt(&mut self, adoption: Adoption<T>) {
         let id = adoption.id;
         let now = Instant::now();
-        let (progress, syn) = baseline(adoption.dup.as_fd());
         let make_room = adoption.make_room;
-        self.insert(id, Entry::new(adoption, now, progress, syn));
+        // In the table first: whatever happens from here on ends the socket
+        // and is reported (see `guarded`).
+        self.insert(id, Entry::new(adoption, now));
+        faults::trip(Fault::Adopt);
         self.take_over(id, now);
         // Only now, so that the reclaim may end this very socket (should it
         // be the cheapest) but never in the middle of its own adoption.
@@ -193,7 +212,10 @@ impl<T> Worker<T> {
     }
 
     fn take_over(&mut self, id: LingerId, now: Instant) {
-        let entry = &self.entries[&id];
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        entry.read_baseline();
         if entry.fin == OurFin::Never {
             return self.finish(id, Outcome::Truncated);
         }
@@ -277,7 +299,10 @@ impl<T> Worker<T> {
             if at > now {
                 break;
             }
-            self.check(id, now);
+            // Taken out first, so that a socket whose look panics does not
+            // come up again at once.
+            self.timers.pop_first();
+            self.guarded(id, |w| w.check(id, now));
         }
     }
 

@@ -1,7 +1,12 @@
 //! Helpers shared by the integration tests: loopback connections and
-//! waiting for a condition.
+//! waiting for a condition, handing a socket over.
+// Each test binary uses some of them.
+#![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
+
+use fin_close_nif::duplicate::Duplicate;
+use fin_close_nif::reactor::{Fin, Limits, LingerId, Reactor};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,5 +27,22 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Hands `dup` over as the NIF does: room reserved, then the linger started
+/// (the caller's own handle is closed in between); panics should the
+/// reactor refuse it or its thread have stopped.
+pub fn hand_over<T: Send + 'static>(
+    reactor: &Reactor<T>,
+    dup: Duplicate,
+    limits: Limits,
+    fin: Fin,
+    token: T,
+) -> LingerId {
+    let reservation = reactor.reserve(dup, limits).expect("room in the reactor");
+    match reservation.start(fin, token) {
+        Ok(id) => id,
+        Err(_) => panic!("the reactor's thread stopped"),
     }
 }
