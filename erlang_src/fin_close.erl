@@ -37,6 +37,7 @@
 -export([close/2]).
 -export([check_options/1]).
 -export([abort/1]).
+-export([reclaim/0]).
 -export([stats/0]).
 -export([sockets/0]).
 -export([i/0]).
@@ -124,9 +125,10 @@
 -define(IDLE_TIMEOUT, 5000).
 
 -define(MAX_TIMEOUT, 16#FFFFFFFF).
-%% Descriptors a close that found none left has given back at once: enough
-%% for a burst of accepts and closes, while the reactor keeps 1/16 of the
-%% limit free on its own.
+%% Descriptors given back at once when a close or an accept found none left
+%% (at least; more if fewer than 1/16 of the limit are free): enough for a
+%% burst of accepts and closes, while the reactor keeps 1/16 of the limit
+%% free on its own.
 -define(RECLAIM, 64).
 %% The native side takes counts as u64.
 -define(U64_MAX, 16#FFFFFFFFFFFFFFFF).
@@ -341,6 +343,32 @@ abort(Socket) ->
             end
     end.
 
+%% @doc Gives back descriptors that lingering sockets hold, for a server
+%% whose `accept' just failed with `emfile' or `enfile': ends lingering
+%% sockets, the cheapest first (outcome `reclaimed', see {@link close/2}),
+%% at least 64 of them and as many as it takes to have 1/16 of the
+%% process's descriptor limit free again, and returns once they are closed
+%% (at most 100 ms later; it waits on a dirty scheduler). The reactor does
+%% the same on its own, every 100 ms while lingering sockets hold a good
+%% share of the limit, but a burst of accepts can get there first. A
+%% server then accepts again:
+%% ```
+%% accept(L) ->
+%%     case gen_tcp:accept(L) of
+%%         {error, Short} when Short =:= emfile; Short =:= enfile ->
+%%             ok = fin_close:reclaim(),
+%%             gen_tcp:accept(L);
+%%         Accepted ->
+%%             Accepted
+%%     end.
+%% '''
+%% {@link fin_close_ranch} and {@link fin_close_ranch_ssl} do so in their
+%% `accept/2'. Nothing lingering, nothing to do: `ok' all the same.
+-spec reclaim() -> ok.
+reclaim() ->
+    _ = fin_close_nif:reclaim(?RECLAIM),
+    ok.
+
 %% @doc Counters since the native library was first loaded in this OS
 %% process (a purge and reload of `fin_close_nif' keeps them), as a flat map of
 %% atoms to integers that a metrics poller can export as it is:
@@ -492,7 +520,7 @@ stop_gone(_) ->
 reserve(Handle, Limits) ->
     case fin_close_socket:borrowed(Handle, {reserve, Limits}) of
         {error, Reason} when ?IS_EXHAUSTION(Reason) ->
-            _ = fin_close_nif:reclaim(?RECLAIM),
+            ok = reclaim(),
             case fin_close_socket:borrowed(Handle, {reserve, Limits}) of
                 {error, Again} = Refused when ?IS_EXHAUSTION(Again) ->
                     ok = fin_close_nif:refused(),
@@ -577,26 +605,51 @@ close_handle({gen_tcp_socket, Socket, ESock}, _) ->
     end;
 close_handle({socket, ESock}, _) ->
     close_esock(ESock);
-close_handle({tls, Inner, Ssl}, #{linger_timeout := Timeout} = Limits) ->
+close_handle({tls, Inner, Ssl}, Limits) ->
+    %% From the claim on, the TLS close runs in a process of its own, which
+    %% always lets the TLS process go again: the caller may die at any point
+    %% without leaving it suspended. The caller waits only for the claim
+    %% (bounded: see fin_close_tls:claim/1).
+    Caller = self(),
+    Tag = make_ref(),
+    {Closer, Monitor} = spawn_monitor(fun() -> close_tls(Caller, Tag, Inner, Ssl, Limits) end),
+    receive
+        {Tag, Closed} ->
+            erlang:demonitor(Monitor, [flush]),
+            Closed;
+        {'DOWN', Monitor, process, Closer, _} ->
+            {error, closed}
+    end.
+
+%% The TLS closer: claims the connection, tells the caller who sends our FIN,
+%% and finishes the close.
+-spec close_tls(pid(), reference(), tcp_handle(), ssl:sslsocket(), map()) -> ok.
+close_tls(Caller, Tag, Inner, Ssl, #{linger_timeout := Timeout} = Limits) ->
     case claim_tls(Inner, Ssl) of
         {ok, connection} ->
-            %% close_notify goes out through the connection's sender, which
-            %% waits while the port's queue is over its high watermark: as
-            %% long as the peer does not read, which a client still
-            %% uploading does not. So a process of its own waits for it
-            %% (the reactor discards meanwhile, so the upload ends), then
-            %% shuts the socket down for writing and closes it; the
-            %% reactor sees that FIN and lingers as for any port.
-            _ = spawn(fun() -> close_tls(Inner, Ssl, Timeout) end),
-            {ok, port};
+            case fin_close_socket:fd(Inner) of
+                {ok, _} ->
+                    Caller ! {Tag, {ok, port}},
+                    end_session(Inner, Ssl, Timeout);
+                {error, closed} ->
+                    %% The peer's FIN or RST reached the TCP socket before
+                    %% the claim, and its runtime let go of the descriptor:
+                    %% no close_notify can go out, and no FIN of the
+                    %% runtime's will. Ours goes from the duplicate.
+                    _ = close_under_tls(Inner, Limits),
+                    Caller ! {Tag, {ok, now}},
+                    fin_close_tls:release(Ssl),
+                    fin_close_tls:stop(Ssl, connection)
+            end;
         {ok, Handshake} ->
             %% No session to end yet: the TCP socket is closed as any.
             Closed = close_under_tls(Inner, Limits),
+            Caller ! {Tag, Closed},
             fin_close_tls:release(Ssl),
-            fin_close_tls:stop(Ssl, Handshake),
-            Closed;
+            fin_close_tls:stop(Ssl, Handshake);
         {error, _} = Error ->
-            Error
+            Caller ! {Tag, Error},
+            ok
     end.
 
 %% Takes a TLS connection for one close (fin_close_tls:claim/1), and makes
@@ -618,8 +671,13 @@ claim_tls(Inner, Ssl) ->
 
 %% close_notify after everything sent before, then FIN after it; then the
 %% TLS process, claimed and suspended meanwhile, runs again and ends.
--spec close_tls(tcp_handle(), ssl:sslsocket(), timeout()) -> ok.
-close_tls(Inner, Ssl, Timeout) ->
+%% close_notify goes out through the connection's sender, which waits while
+%% the port's queue is over its high watermark: as long as the peer does not
+%% read, which a client still uploading does not. The reactor discards
+%% meanwhile, so the upload ends; it sees our FIN and lingers as for any
+%% port.
+-spec end_session(tcp_handle(), ssl:sslsocket(), timeout()) -> ok.
+end_session(Inner, Ssl, Timeout) ->
     _ = try
         _ = fin_close_tls:close_notify(Ssl, Timeout),
         %% A port's driver sends FIN once it has written its queue.

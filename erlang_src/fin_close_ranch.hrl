@@ -55,7 +55,7 @@ disallowed_listen_options() -> ?TRANSPORT:disallowed_listen_options().
 
 %% @doc As the Ranch transport's `accept/2'.
 -spec accept(socket(), timeout()) -> {ok, socket()} | {error, atom()}.
-accept(LSocket, Timeout) -> ?TRANSPORT:accept(LSocket, Timeout).
+accept(LSocket, Timeout) -> fin_close_transport:accept(?TRANSPORT, LSocket, Timeout).
 
 %% @doc As the Ranch transport's `handshake/2'.
 -spec handshake(socket(), timeout()) -> {ok, socket()}.

@@ -6,6 +6,7 @@
 -module(fin_close_transport).
 
 -export([listen/2]).
+-export([accept/3]).
 -export([shutdown/3]).
 -export([close/2]).
 
@@ -27,6 +28,19 @@ listen(Transport, TransOpts) ->
             Listening;
         {error, _} = Error ->
             Error
+    end.
+
+%% @doc `Transport:accept/2'; when the node is out of descriptors (`emfile',
+%% `enfile'), lingering sockets give some back (fin_close:reclaim/0) and it
+%% accepts once more, so that lingering never stops a listener accepting.
+-spec accept(module(), term(), timeout()) -> {ok, term()} | {error, atom()}.
+accept(Transport, LSocket, Timeout) ->
+    case Transport:accept(LSocket, Timeout) of
+        {error, Short} when Short =:= emfile; Short =:= enfile ->
+            ok = fin_close:reclaim(),
+            Transport:accept(LSocket, Timeout);
+        Accepted ->
+            Accepted
     end.
 
 %% @doc `shutdown(Socket, write)' closes with fin_close and returns

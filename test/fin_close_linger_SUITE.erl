@@ -21,10 +21,10 @@
          halt_mid_flush_resets_the_peer/1, peer_closed_socket_is_closed/1,
          reset_peer_socket_is_closed/1, reclaim_takes_the_quiet_socket_first/1,
          active_owner_gets_no_closed_message/1,
-         idle_flood_at_the_descriptor_limit/1]).
+         idle_flood_at_the_descriptor_limit/1, drip_flood_never_stops_accepting/1]).
 %% Run on the peer nodes of halt_mid_flush_resets_the_peer and
 %% idle_flood_at_the_descriptor_limit.
--export([flushing_server/1, flood_server/1]).
+-export([flushing_server/1, flood_server/1, drip_server/1]).
 
 -define(LOOP4, {127, 0, 0, 1}).
 -define(MiB, (1024 * 1024)).
@@ -40,7 +40,8 @@ groups() ->
              peer_closed_socket_is_closed, reset_peer_socket_is_closed,
              reclaim_takes_the_quiet_socket_first, active_owner_gets_no_closed_message],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
-     {node, [], [halt_mid_flush_resets_the_peer, idle_flood_at_the_descriptor_limit]}].
+     {node, [], [halt_mid_flush_resets_the_peer, idle_flood_at_the_descriptor_limit,
+                 drip_flood_never_stops_accepting]}].
 
 suite() ->
     [{ct_hooks, [fin_close_ct]}].
@@ -353,6 +354,144 @@ idle_flood(_Config) ->
     ?assert(Peak < 1024),
     ?assert(maps:get(reclaimed, Stats) > 0).
 
+%% A node at ulimit -n 1024; 880 peers (from a network namespace made by the
+%% test) take their answer and then drip a byte every 2 s, never idle, so
+%% they linger; then 150 long-lived clients connect, one every 20 ms, and
+%% keep their connection, so that the node runs out of descriptors. The
+%% server closes with fin_close:close/1 defaults and, as documented, calls
+%% fin_close:reclaim/0 when accept gives emfile or enfile: every client is
+%% served, and no accept fails once it has.
+drip_flood_never_stops_accepting(Config) ->
+    case fin_close_ct:netns_up() of
+        ok -> try drip_flood(Config) after fin_close_ct:netns_down() end;
+        Skip -> Skip
+    end.
+
+drip_flood(_Config) ->
+    Erl = os:find_executable("erl"),
+    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
+    {ok, Peer, _} = peer:start_link(#{exec => {"/bin/sh", ["-c", "ulimit -n 1024 && exec \"$0\" \"$@\"",
+                                                            Erl]},
+                                      connection => standard_io,
+                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    Port = peer:call(Peer, ?MODULE, drip_server, [start]),
+    Drip = fin_close_ct:in_netns("/usr/bin/python3", ["-c", drip_peers(), host(), integer_to_list(Port),
+                                                      "880"]),
+    Connected = receive {Drip, {data, "connected " ++ N}} -> string:trim(N)
+                after 60000 -> error(drip_peers_hung)
+                end,
+    Held = [begin timer:sleep(20), long_lived_client(Port) end || _ <- lists:seq(1, 150)],
+    #{refused := AfterReclaim, short := Short, closes := Closes} =
+        peer:call(Peer, ?MODULE, drip_server, [report]),
+    Stats = peer:call(Peer, fin_close, stats, []),
+    Served = [S || {S, _} <- Held],
+    ct:log("drip peers connected: ~s, closes: ~b, accepts short before reclaim: ~b, after: ~p~n"
+           "stats: ~p~nlong-lived: ~p", [Connected, Closes, Short, AfterReclaim, Stats, Served]),
+    [gen_tcp:close(C) || {_, C} <- Held, is_port(C)],
+    catch port_close(Drip),
+    peer:stop(Peer),
+    ?assertEqual("880", Connected),
+    ?assertEqual([], [S || S <- Served, S =/= {ok, 100}]),
+    ?assertEqual([], AfterReclaim),
+    ?assert(maps:get(reclaimed, Stats) > 0).
+
+%% Connects, asks to be kept, reads the 100-byte answer; the connection
+%% stays open.
+long_lived_client(Port) ->
+    case gen_tcp:connect(?LOOP4, Port, [binary, {active, false}], 5000) of
+        {ok, C} ->
+            ok = gen_tcp:send(C, <<"keep\n">>),
+            case gen_tcp:recv(C, 100, 5000) of
+                {ok, B} -> {{ok, byte_size(B)}, C};
+                Error -> {Error, C}
+            end;
+        Error ->
+            {Error, none}
+    end.
+
+%% Python: opens N connections, then every 2 s reads what came and sends
+%% each a byte, until its standard input closes (at most two minutes).
+drip_peers() ->
+    "import socket, sys, select, time\n"
+    "host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+    "conns = []\n"
+    "for _ in range(n):\n"
+    "    c = socket.create_connection((host, port), timeout=10)\n"
+    "    c.sendall(b'drip\\n')\n"
+    "    conns.append(c)\n"
+    "print('connected %d' % len(conns), flush=True)\n"
+    "for c in conns: c.setblocking(False)\n"
+    "end = time.time() + 120\n"
+    "while time.time() < end and not select.select([sys.stdin], [], [], 2)[0]:\n"
+    "    for c in conns:\n"
+    "        try:\n"
+    "            c.recv(65536)\n"
+    "            c.send(b'd')\n"
+    "        except OSError:\n"
+    "            pass\n".
+
+%% On the peer node: each connection says first whether it drips (answered
+%% 100 bytes, then closed with fin_close:close/1) or is to be kept (answered,
+%% and held open by a process of its own until the client closes). An
+%% accept that finds no descriptor reclaims and accepts again; what fails
+%% even then is kept for the report.
+drip_server(start) ->
+    {ok, _} = application:ensure_all_started(fin_close),
+    Caller = self(),
+    _ = spawn(fun() ->
+                      register(drip_server, self()),
+                      {ok, L} = gen_tcp:listen(0, [binary, {active, false}, {backlog, 4096},
+                                                   {packet, line}]),
+                      Caller ! {port, inet:port(L)},
+                      drip_accept(L, #{refused => [], short => 0, closes => 0})
+              end),
+    receive {port, {ok, Port}} -> Port after 5000 -> error(no_listener) end;
+drip_server(report) ->
+    drip_server ! {report, self()},
+    receive {drip_report, R} -> R after 5000 -> error(no_report) end.
+
+drip_accept(L, #{refused := Refused, short := Short, closes := Closes} = State) ->
+    receive
+        {report, From} -> From ! {drip_report, State}
+    after 0 -> ok
+    end,
+    case gen_tcp:accept(L, 100) of
+        {ok, S} ->
+            drip_accept(L, State#{closes := Closes + serve(S)});
+        {error, timeout} ->
+            drip_accept(L, State);
+        {error, Full} when Full =:= emfile; Full =:= enfile ->
+            ok = fin_close:reclaim(),
+            case gen_tcp:accept(L, 100) of
+                {ok, S} ->
+                    drip_accept(L, State#{short := Short + 1, closes := Closes + serve(S)});
+                {error, timeout} ->
+                    drip_accept(L, State#{short := Short + 1});
+                {error, Reason} ->
+                    timer:sleep(10),
+                    drip_accept(L, State#{short := Short + 1, refused := [Reason | Refused]})
+            end;
+        {error, Reason} ->
+            timer:sleep(10),
+            drip_accept(L, State#{refused := [Reason | Refused]})
+    end.
+
+%% 1 if the connection was closed with fin_close, 0 if it is kept.
+serve(S) ->
+    Answer = binary:copy(<<"r">>, 100),
+    case gen_tcp:recv(S, 0, 5000) of
+        {ok, <<"keep\n">>} ->
+            ok = gen_tcp:send(S, Answer),
+            Keeper = spawn(fun() -> receive go -> {error, _} = gen_tcp:recv(S, 0), gen_tcp:close(S) end end),
+            ok = gen_tcp:controlling_process(S, Keeper),
+            Keeper ! go,
+            0;
+        _ ->
+            _ = gen_tcp:send(S, Answer),
+            ok = fin_close:close(S),
+            1
+    end.
+
 host() -> inet:ntoa(fin_close_ct:host_ip()).
 
 %% Python: opens N connections, reads nothing, says so, and holds them until
@@ -402,10 +541,14 @@ flood_accept(L, State) ->
             flood_accept(L, State#{errors := [{accept, Reason} | E]})
     end.
 
-legit_clients(_Port, 0, Acc) ->
-    lists:reverse(Acc);
 legit_clients(Port, N, Acc) ->
-    timer:sleep(50),
+    legit_clients(Port, N, 50, Acc).
+
+%% N clients, one every Pause ms, each reading its answer to the end.
+legit_clients(_Port, 0, _Pause, Acc) ->
+    lists:reverse(Acc);
+legit_clients(Port, N, Pause, Acc) ->
+    timer:sleep(Pause),
     Got = case gen_tcp:connect(?LOOP4, Port, [binary, {active, false}], 5000) of
               {ok, C} ->
                   R = case read_to_closed(C) of {ok, B} -> {ok, byte_size(B)}; E -> E end,
@@ -414,7 +557,7 @@ legit_clients(Port, N, Acc) ->
               Error ->
                   Error
           end,
-    legit_clients(Port, N - 1, [Got | Acc]).
+    legit_clients(Port, N - 1, Pause, [Got | Acc]).
 
 %% The same after the peer reset the connection: closed for good. A port
 %% gives ok (peer_closed); {inet_backend, socket} had closed the socket

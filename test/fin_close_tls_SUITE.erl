@@ -19,7 +19,9 @@
          ssl_calls_after_close_are_harmless/1, uploading_peer_is_drained/1,
          peer_reset_mid_linger/1, peer_never_closes/1, handshake_in_progress/1,
          already_closed/1, one_of_concurrent_closes_wins/1, upgraded_client_socket/1,
-         abort_drops_the_connection/1, refused_and_left_as_it_was/1]).
+         abort_drops_the_connection/1, refused_and_left_as_it_was/1,
+         closer_killed_anywhere_leaves_nothing_suspended/1, blocked_sender_gives_timeout/1,
+         close_racing_the_peers_close_ends_promptly/1]).
 
 -define(MIB, 1048576).
 
@@ -31,7 +33,8 @@ groups() ->
              ssl_calls_after_close_are_harmless, uploading_peer_is_drained,
              peer_reset_mid_linger, peer_never_closes, handshake_in_progress, already_closed,
              one_of_concurrent_closes_wins, upgraded_client_socket, abort_drops_the_connection,
-             refused_and_left_as_it_was],
+             refused_and_left_as_it_was, closer_killed_anywhere_leaves_nothing_suspended,
+             blocked_sender_gives_timeout, close_racing_the_peers_close_ends_promptly],
     [{tls12, [], [{group, inet}, {group, socket}]},
      {tls13, [], [{group, inet}, {group, socket}]},
      {inet, [], Cases}, {socket, [], Cases}].
@@ -263,6 +266,95 @@ refused_and_left_as_it_was(Config) ->
     ?assertMatch({ok, {_, _}}, ssl:sockname(D)),
     ok = ssl:close(D),
     ok = ssl:close(L).
+
+%% The owner calling close/1 killed at a random point of it, 40 times: the TLS process is never left suspended; it ends, and so does its TCP socket, and the client sees the connection end.
+closer_killed_anywhere_leaves_nothing_suspended(Config) ->
+    [killed_closer(Config, rand:uniform(4000)) || _ <- lists:seq(1, 40)],
+    ok.
+
+killed_closer(Config, Spin) ->
+    {S, C} = pair(Config),
+    Receiver = receiver(S),
+    {sslsocket, {gen_tcp, Tcp, _, _}, _} = S,
+    Owner = spawn(fun() -> receive go -> fin_close:close(S) end end),
+    ok = ssl:controlling_process(S, Owner),
+    Owner ! go,
+    spin(Spin),
+    exit(Owner, kill),
+    wait(fun() -> not is_process_alive(Receiver) end),
+    wait(fun() -> tcp_closed(Tcp) end),
+    ?assertMatch({_, {error, _}}, read_all(C)),
+    ok = ssl:close(C).
+
+spin(0) -> ok;
+spin(N) -> spin(N - 1).
+
+tcp_closed(Port) when is_port(Port) -> erlang:port_info(Port) =:= undefined;
+tcp_closed({'$inet', gen_tcp_socket, {Server, _}}) -> not is_process_alive(Server).
+
+%% A peer that stops reading and asks for a key update holds the TLS process on its sender: close/1 returns {error, timeout} within about a second, nothing is left lingering or open, and the socket still works (TLS 1.3).
+blocked_sender_gives_timeout(Config) ->
+    case ?config(tls, Config) of
+        #{version := 'tlsv1.3'} -> blocked_sender_gives_timeout_(Config);
+        _ -> {skip, "a key update is TLS 1.3's"}
+    end.
+
+blocked_sender_gives_timeout_(Config) ->
+    {S, C} = pair(Config),
+    {sslsocket, {gen_tcp, CPort, _, _}, _} = C,
+    Filler = spawn(fun() -> fill(S) end),
+    wait(fun() -> {ok, N} = fin_close:outq(S), N > 0 andalso stalled(S) end),
+    ok = ssl:update_keys(C, read_write),
+    timer:sleep(200),
+    Before = #{lingering := Lingering} = fin_close:stats(),
+    Fds = length(fin_close_ct:fds()),
+    T0 = erlang:monotonic_time(millisecond),
+    ?assertEqual({error, timeout}, fin_close:close(S)),
+    ?assert(erlang:monotonic_time(millisecond) - T0 < 3000),
+    ?assertMatch(#{lingering := Lingering}, fin_close:stats()),
+    ?assertEqual(Fds, length(fin_close_ct:fds())),
+    ?assertEqual(maps:get(refused, Before), maps:get(refused, fin_close:stats())),
+    %% Left as it was: once the client reads, the connection goes on.
+    exit(Filler, kill),
+    ok = inet:setopts(CPort, [{active, false}]),
+    _ = spawn(fun() -> read_all(C) end),
+    fin_close_ct:wait(fun() -> {ok, 0} =:= fin_close:outq(S) end, 10000),
+    ok = fin_close:close(S),
+    ok = ssl:close(C).
+
+%% Sends to the peer until the sender blocks.
+fill(S) ->
+    _ = ssl:send(S, fin_close_ct:bytes(?MIB)),
+    fill(S).
+
+%% The kernel's send queue has not moved for 100 ms.
+stalled(S) ->
+    {ok, A} = fin_close:outq(S),
+    timer:sleep(100),
+    {ok, B} = fin_close:outq(S),
+    A =:= B.
+
+%% The client closes while the server closes, 60 times: the server's close never waits for a FIN that its TCP socket, closed by the peer's close first, will not send; each ends within a second, clean or reset, none idle.
+close_racing_the_peers_close_ends_promptly(Config) ->
+    Outcomes = [begin
+                    {S, C} = pair(Config),
+                    ok = ssl:send(S, <<"reply">>),
+                    Self = self(),
+                    _ = spawn_link(fun() -> Self ! {client, ssl:close(C)} end),
+                    spin(rand:uniform(20000)),
+                    Result = fin_close:close(S, #{notify => self()}),
+                    receive {client, _} -> ok after 5000 -> error(client_hung) end,
+                    case Result of
+                        {ok, Ref} ->
+                            T0 = erlang:monotonic_time(millisecond),
+                            #{outcome := O} = outcome(Ref),
+                            {O, erlang:monotonic_time(millisecond) - T0 < 1000};
+                        {error, closed} ->
+                            {closed, true}
+                    end
+                end || _ <- lists:seq(1, 60)],
+    ?assertEqual([], [O || {Outcome, Prompt} = O <- Outcomes,
+                           not Prompt orelse not lists:member(Outcome, [clean, reset, closed])]).
 
 %% Helpers.
 

@@ -236,11 +236,12 @@ impl<T: Send + 'static> Reactor<T> {
         self.shared.push_adoption(adoption)
     }
 
-    /// Gives back `n` descriptors now by ending lingering sockets, the
-    /// cheapest first ([`Outcome::Reclaimed`](super::Outcome::Reclaimed)), if any linger. Blocks the
-    /// calling thread until the reactor has closed them, at most `wait`:
-    /// call it from a thread that may block (a dirty scheduler), never from
-    /// a scheduler.
+    /// Gives back at least `n` descriptors now by ending lingering sockets,
+    /// the cheapest first ([`Outcome::Reclaimed`](super::Outcome::Reclaimed)), if any linger; more
+    /// should the process be short of descriptors (fewer than 1/16 of its
+    /// limit free). Blocks the calling thread until the reactor has closed
+    /// them, at most `wait`: call it from a thread that may block (a dirty
+    /// scheduler), never from a scheduler.
     pub fn reclaim(&self, n: u64, wait: Duration) -> Result<(), Error> {
         let (done, reclaimed) = sync_channel(1);
         self.shared

@@ -18,11 +18,16 @@ use crate::info::SocketInfo;
 use crate::sys::{self, Event};
 
 /// The share of the process's descriptors (RLIMIT_NOFILE) kept free: when
-/// a new duplicate's number shows fewer free below the limit, lingering
-/// sockets give theirs back ([`Outcome::Reclaimed`]). 1/16, as nginx keeps
-/// for new connections before it closes reusable ones: room for a burst of
-/// accepts and files while the reclaimed sockets close.
+/// fewer are, lingering sockets give theirs back ([`Outcome::Reclaimed`]).
+/// 1/16, as nginx keeps for new connections before it closes reusable
+/// ones: room for a burst of accepts and files while the reclaimed sockets
+/// close.
 const HEADROOM: u64 = 16;
+
+/// How often the descriptors in use are counted while lingering sockets
+/// hold a good share of the limit (see `worth_relieving`): the process runs
+/// short by accepting too, not only by handing sockets over.
+const RELIEF_PERIOD: Duration = Duration::from_millis(100);
 
 /// The epoll token of the inbox's eventfd; socket ids start above it.
 pub(super) const WAKE: u64 = 0;
@@ -61,6 +66,8 @@ pub(super) struct Worker<T> {
     /// RLIMIT_NOFILE and when it was read: read again after a second, as
     /// the process may raise it.
     descriptor_limit: Option<(u64, Instant)>,
+    /// When descriptors in use are counted next (see `relieve`).
+    next_relief: Instant,
     on_end: OnEnd<T>,
 }
 
@@ -73,6 +80,7 @@ impl<T> Worker<T> {
             entries: BTreeMap::new(),
             timers: BTreeSet::new(),
             descriptor_limit: None,
+            next_relief: Instant::now(),
             on_end,
         }
     }
@@ -113,10 +121,16 @@ impl<T> Worker<T> {
     fn serve(&mut self) {
         let mut events: Vec<Event> = Vec::with_capacity(EVENTS_PER_WAIT);
         loop {
+            let now = Instant::now();
+            let relief = self.worth_relieving(now).then_some(self.next_relief);
             let timeout = self
                 .timers
                 .first()
-                .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+                .map(|&(at, _)| at)
+                .into_iter()
+                .chain(relief)
+                .min()
+                .map(|at| at.saturating_duration_since(now));
             if self.shared.epoll.wait(&mut events, timeout).is_err() {
                 // EBADF/EINVAL on our own epoll cannot recover.
                 return;
@@ -150,7 +164,11 @@ impl<T> Worker<T> {
                 }
                 faults::trip(Fault::Thread);
             }
-            self.on_timers(Instant::now());
+            let now = Instant::now();
+            self.on_timers(now);
+            if now >= self.next_relief && self.worth_relieving(now) {
+                let _ = catch_unwind(AssertUnwindSafe(|| self.relieve(now, 0)));
+            }
             if let Some(rest) = (woken + REST).checked_duration_since(Instant::now()) {
                 std::thread::sleep(rest);
             }
@@ -174,7 +192,8 @@ impl<T> Worker<T> {
                     self.guarded(id, |w| w.adopt(*adoption));
                 }
                 Command::Reclaim(n, done) => {
-                    let _ = catch_unwind(AssertUnwindSafe(|| self.reclaim(n)));
+                    let now = Instant::now();
+                    let _ = catch_unwind(AssertUnwindSafe(|| self.relieve(now, n)));
                     if let Some(done) = done {
                         let _ = done.try_send(());
                     }
@@ -227,7 +246,13 @@ impl<T> Worker<T> {
         }
         let number = entry.socket.as_raw_fd();
         self.count_memory();
-        self.relieve(number);
+        // The duplicate's number is the lowest free one: that high, the
+        // process is short for sure.
+        if self.descriptor_limit(now).is_some_and(|limit| {
+            u64::try_from(number).unwrap_or(0) + 1 + (limit / HEADROOM).max(8) > limit
+        }) {
+            self.relieve(now, 0);
+        }
         // Asking for input above made epoll check the socket again, so the
         // next wait reports what is already queued. Reading now all the same
         // saves a round of the loop. A FIN behind the data gives a short
@@ -322,37 +347,45 @@ impl<T> Worker<T> {
         }
     }
 
-    /// Reclaims descriptors when the number of a new duplicate shows the
-    /// process running short of them (see [`HEADROOM`]).
-    fn relieve(&mut self, number: i32) {
-        let now = Instant::now();
-        let limit = match self.descriptor_limit {
-            Some((limit, read)) if now < read + Duration::from_secs(1) => limit,
-            _ => match sys::descriptor_limit() {
-                Ok(limit) => {
-                    self.descriptor_limit = Some((limit, now));
-                    limit
-                }
-                Err(_) => return,
-            },
-        };
-        let headroom = (limit / HEADROOM).max(8);
-        let crossed = |number: i32| u64::try_from(number).unwrap_or(0) + 1 + headroom > limit;
-        if !crossed(number) {
+    /// RLIMIT_NOFILE, read again after a second (the process may raise it).
+    fn descriptor_limit(&mut self, now: Instant) -> Option<u64> {
+        match self.descriptor_limit {
+            Some((limit, read)) if now < read + Duration::from_secs(1) => Some(limit),
+            _ => {
+                let limit = sys::descriptor_limit().ok()?;
+                self.descriptor_limit = Some((limit, now));
+                Some(limit)
+            }
+        }
+    }
+
+    /// Gives descriptors back, at least `at_least`, and more should fewer
+    /// than [`HEADROOM`] of the process's limit be free: down to half a
+    /// headroom more than that, as the callers may open many before the
+    /// next look. Judged by how many descriptors are in use, which holes
+    /// low in the table do not hide.
+    fn relieve(&mut self, now: Instant, at_least: u64) {
+        if self.entries.is_empty() {
             return;
         }
-        // The duplicate's number was taken before the hand-overs queued
-        // with it were adopted and sockets reclaimed for them: look at the
-        // process as it is now. No descriptor at all is pressure too.
-        let now_free = match self.entries.values().next() {
-            Some(entry) => sys::lowest_free_descriptor(entry.socket.as_fd()).unwrap_or(i32::MAX),
-            None => return,
+        self.next_relief = now + RELIEF_PERIOD;
+        let Some(limit) = self.descriptor_limit(now) else {
+            return self.reclaim(at_least);
         };
-        let used = u64::try_from(now_free).unwrap_or(u64::MAX).min(limit);
-        if used + headroom > limit {
-            // Down to half a headroom more than needed: the callers may
-            // hand over many sockets before the next adoption looks again.
-            self.reclaim(used + headroom + headroom / 2 - limit);
+        let headroom = (limit / HEADROOM).max(8);
+        // Not even one left to count them with: short.
+        let used = sys::descriptors_in_use().unwrap_or(limit);
+        let wanted = (used + headroom + headroom / 2).saturating_sub(limit);
+        self.reclaim(wanted.max(at_least));
+    }
+
+    /// Whether lingering sockets hold enough descriptors for their giving
+    /// some back to matter (half a headroom), so that the count is worth
+    /// its cost (a read of the process's descriptor table).
+    fn worth_relieving(&mut self, now: Instant) -> bool {
+        match self.descriptor_limit(now) {
+            Some(limit) => self.entries.len() as u64 * 2 * HEADROOM >= limit,
+            None => false,
         }
     }
 

@@ -15,7 +15,7 @@ pub use epoll::{Epoll, Event, EventFd};
 pub use usage::{thread_usage, ThreadUsage};
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Turns a `-1` return of a libc call into the thread's `errno`.
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -52,19 +52,6 @@ pub fn outq(fd: BorrowedFd<'_>) -> io::Result<usize> {
 /// the peer has not even been sent.
 pub fn outq_unsent(fd: BorrowedFd<'_>) -> io::Result<usize> {
     ioctl_int(fd, libc::SIOCOUTQNSD as libc::Ioctl)
-}
-
-/// The lowest descriptor number free in the process now: Linux gives each
-/// new descriptor the lowest one free, so while numbers are used densely
-/// it is about how many are open. Found by duplicating `fd` there (and
-/// closing the copy, which is not its socket's last descriptor).
-pub fn lowest_free_descriptor(fd: BorrowedFd<'_>) -> io::Result<i32> {
-    // SAFETY: F_DUPFD_CLOEXEC takes an int; the result is a fresh
-    // descriptor owned by no one, closed at once by the OwnedFd.
-    let copy = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
-    // SAFETY: `copy` was just returned by the kernel and is owned by no one.
-    drop(unsafe { OwnedFd::from_raw_fd(copy) });
-    Ok(copy)
 }
 
 /// The TCP state of the socket (`tcpi_state` of TCP_INFO, a `TCP_*` value
@@ -187,6 +174,14 @@ pub fn read_shut(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // one live pollfd, and a timeout of 0 never blocks.
     cvt(unsafe { libc::poll(&mut pollfd, 1, 0) })?;
     Ok(pollfd.revents & libc::POLLRDHUP != 0)
+}
+
+/// How many descriptors the process has open now, from its table in
+/// `/proc/self/fd` (the directory's own, open while it is read, is not
+/// counted). Fails when none is left to read it with.
+pub fn descriptors_in_use() -> io::Result<u64> {
+    let count = std::fs::read_dir("/proc/self/fd")?.count() as u64;
+    Ok(count.saturating_sub(1))
 }
 
 /// The process's soft limit of open descriptors (RLIMIT_NOFILE).
