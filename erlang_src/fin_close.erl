@@ -239,7 +239,12 @@ close(Socket) ->
 %%         there, on a reset, and from OTP 27 on also on a FIN: then it is
 %%         a closed socket, `{error, closed}', where `gen_tcp:close/1'
 %%         says `ok'.)</li>
-%%     <li>`error' (with `reason', a POSIX name).</li>
+%%     <li>`error' (with `reason'): a system call failed (a POSIX name);
+%%         `panic': a bug of fin_close's own while it handled this socket,
+%%         which it ended, the others going on; `reactor_stopped': the
+%%         reactor thread stopped (such a bug outside any one socket, or
+%%         the library unloaded), and every socket it held ended so; the
+%%         next close starts another.</li>
 %%     </ul>
 %%     `drained' is the bytes discarded, `lingered_ms' the time it took,
 %%     `local' and `peer' the connection's addresses.</li>
