@@ -21,10 +21,11 @@
          halt_mid_flush_resets_the_peer/1, peer_closed_socket_is_closed/1,
          reset_peer_socket_is_closed/1, reclaim_takes_the_quiet_socket_first/1,
          active_owner_gets_no_closed_message/1,
-         idle_flood_at_the_descriptor_limit/1, drip_flood_never_stops_accepting/1]).
+         idle_flood_at_the_descriptor_limit/1, drip_flood_never_stops_accepting/1,
+         drip_flood_through_cowboy/1]).
 %% Run on the peer nodes of halt_mid_flush_resets_the_peer and
 %% idle_flood_at_the_descriptor_limit.
--export([flushing_server/1, flood_server/1, drip_server/1]).
+-export([flushing_server/1, flood_server/1, drip_server/1, cowboy_drip_server/1]).
 
 -define(LOOP4, {127, 0, 0, 1}).
 -define(MiB, (1024 * 1024)).
@@ -41,7 +42,7 @@ groups() ->
              reclaim_takes_the_quiet_socket_first, active_owner_gets_no_closed_message],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases},
      {node, [], [halt_mid_flush_resets_the_peer, idle_flood_at_the_descriptor_limit,
-                 drip_flood_never_stops_accepting]}].
+                 drip_flood_never_stops_accepting, drip_flood_through_cowboy]}].
 
 suite() ->
     [{ct_hooks, [fin_close_ct]}].
@@ -368,56 +369,108 @@ drip_flood_never_stops_accepting(Config) ->
     end.
 
 drip_flood(_Config) ->
+    #{served := Served, refused := AfterReclaim, stats := Stats} =
+        drip_flood(plain, [], ?MODULE, drip_server, <<"drip\n">>),
+    ?assertEqual([], [S || S <- Served, S =/= ok]),
+    ?assertEqual([], AfterReclaim),
+    ?assert(maps:get(reclaimed, Stats) > 0).
+
+%% The same through Cowboy (Debian's, see scripts/cowboy.sh) with
+%% fin_close_ranch, and with ranch_tcp beside: the drippers' requests say
+%% `connection: close', the long-lived clients' are kept alive. Cowboy's
+%% acceptors go through fin_close_ranch:accept/2.
+drip_flood_through_cowboy(Config) ->
+    Source = proplists:get_value(source, ?MODULE:module_info(compile)),
+    Script = filename:join(filename:dirname(filename:dirname(Source)), "scripts/cowboy.sh"),
+    Plugins = string:trim(os:cmd("sh " ++ Script)),
+    case {filelib:wildcard(filename:join(Plugins, "*/ebin")), fin_close_ct:netns_up()} of
+        {[_, _, _] = Ebins, ok} ->
+            try [cowboy_drip_flood(Config, Ebins, T) || T <- [ranch_tcp, fin_close_ranch]]
+            after fin_close_ct:netns_down()
+            end,
+            ok;
+        {_, ok} ->
+            fin_close_ct:netns_down(),
+            {fail, {"no Cowboy: scripts/cowboy.sh printed", Plugins}};
+        {_, Skip} ->
+            Skip
+    end.
+
+cowboy_drip_flood(_Config, Ebins, Transport) ->
+    Request = <<"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n">>,
+    #{served := Served, stats := Stats} =
+        drip_flood(cowboy, Ebins, ?MODULE, cowboy_drip_server, Request, Transport),
+    ct:log("~p: ~p", [Transport, Stats]),
+    ?assertEqual({Transport, []}, {Transport, [S || S <- Served, S =/= ok]}).
+
+drip_flood(Kind, Ebins, Module, Server, Request) ->
+    drip_flood(Kind, Ebins, Module, Server, Request, undefined).
+
+%% 880 dripping peers, then 150 long-lived clients, against Server on a
+%% node at ulimit -n 1024; what the server and the clients saw.
+drip_flood(Kind, Ebins, Module, Server, Request, Transport) ->
     Erl = os:find_executable("erl"),
-    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
+    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))
+             | Ebins],
     {ok, Peer, _} = peer:start_link(#{exec => {"/bin/sh", ["-c", "ulimit -n 1024 && exec \"$0\" \"$@\"",
                                                             Erl]},
                                       connection => standard_io,
                                       args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
-    Port = peer:call(Peer, ?MODULE, drip_server, [start]),
+    Port = peer:call(Peer, Module, Server, [{start, Transport}]),
     Drip = fin_close_ct:in_netns("/usr/bin/python3", ["-c", drip_peers(), host(), integer_to_list(Port),
-                                                      "880"]),
+                                                      "880", binary_to_list(Request)]),
     Connected = receive {Drip, {data, "connected " ++ N}} -> string:trim(N)
                 after 60000 -> error(drip_peers_hung)
                 end,
-    Held = [begin timer:sleep(20), long_lived_client(Port) end || _ <- lists:seq(1, 150)],
-    #{refused := AfterReclaim, short := Short, closes := Closes} =
-        peer:call(Peer, ?MODULE, drip_server, [report]),
+    Held = [begin timer:sleep(20), long_lived_client(Kind, Port) end || _ <- lists:seq(1, 150)],
+    Report = peer:call(Peer, Module, Server, [report]),
     Stats = peer:call(Peer, fin_close, stats, []),
     Served = [S || {S, _} <- Held],
-    ct:log("drip peers connected: ~s, closes: ~b, accepts short before reclaim: ~b, after: ~p~n"
-           "stats: ~p~nlong-lived: ~p", [Connected, Closes, Short, AfterReclaim, Stats, Served]),
+    ct:log("~p: drip peers connected: ~s~nserver: ~p~nstats: ~p~nlong-lived: ~p",
+           [Kind, Connected, Report, Stats, Served]),
     [gen_tcp:close(C) || {_, C} <- Held, is_port(C)],
     catch port_close(Drip),
     peer:stop(Peer),
     ?assertEqual("880", Connected),
-    ?assertEqual([], [S || S <- Served, S =/= {ok, 100}]),
-    ?assertEqual([], AfterReclaim),
-    ?assert(maps:get(reclaimed, Stats) > 0).
+    Report#{served => Served, stats => Stats}.
 
-%% Connects, asks to be kept, reads the 100-byte answer; the connection
-%% stays open.
-long_lived_client(Port) ->
+%% Connects, asks to be kept, reads its answer; the connection stays open.
+long_lived_client(Kind, Port) ->
+    {Ask, Answer} = case Kind of
+                        plain -> {<<"keep\n">>, binary:copy(<<"r">>, 100)};
+                        cowboy -> {<<"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n">>, <<"hello">>}
+                    end,
     case gen_tcp:connect(?LOOP4, Port, [binary, {active, false}], 5000) of
         {ok, C} ->
-            ok = gen_tcp:send(C, <<"keep\n">>),
-            case gen_tcp:recv(C, 100, 5000) of
-                {ok, B} -> {{ok, byte_size(B)}, C};
-                Error -> {Error, C}
-            end;
+            ok = gen_tcp:send(C, Ask),
+            {read_until(C, Answer, <<>>), C};
         Error ->
             {Error, none}
     end.
 
-%% Python: opens N connections, then every 2 s reads what came and sends
-%% each a byte, until its standard input closes (at most two minutes).
+%% Reads until what came ends with Tail, within 5 s.
+read_until(C, Tail, Got) ->
+    case binary:longest_common_suffix([Got, Tail]) =:= byte_size(Tail) of
+        true ->
+            ok;
+        false ->
+            case gen_tcp:recv(C, 0, 5000) of
+                {ok, More} -> read_until(C, Tail, <<Got/binary, More/binary>>);
+                Error -> Error
+            end
+    end.
+
+%% Python: opens N connections and sends each REQUEST (escapes allowed),
+%% then every 2 s reads what came and sends each a byte, until its
+%% standard input closes (at most two minutes).
 drip_peers() ->
     "import socket, sys, select, time\n"
     "host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+    "request = sys.argv[4].encode().decode('unicode_escape').encode()\n"
     "conns = []\n"
     "for _ in range(n):\n"
     "    c = socket.create_connection((host, port), timeout=10)\n"
-    "    c.sendall(b'drip\\n')\n"
+    "    c.sendall(request)\n"
     "    conns.append(c)\n"
     "print('connected %d' % len(conns), flush=True)\n"
     "for c in conns: c.setblocking(False)\n"
@@ -435,7 +488,7 @@ drip_peers() ->
 %% and held open by a process of its own until the client closes). An
 %% accept that finds no descriptor reclaims and accepts again; what fails
 %% even then is kept for the report.
-drip_server(start) ->
+drip_server({start, _}) ->
     {ok, _} = application:ensure_all_started(fin_close),
     Caller = self(),
     _ = spawn(fun() ->
@@ -475,6 +528,19 @@ drip_accept(L, #{refused := Refused, short := Short, closes := Closes} = State) 
             timer:sleep(10),
             drip_accept(L, State#{refused := [Reason | Refused]})
     end.
+
+%% On the peer node: Cowboy answering `200 hello' with Transport.
+cowboy_drip_server({start, Transport}) ->
+    {ok, _} = application:ensure_all_started(fin_close),
+    {ok, _} = application:ensure_all_started(cowboy),
+    Dispatch = cowboy_router:compile([{'_', [{'_', fin_close_cowboy_handler, #{mode => small}}]}]),
+    {ok, _} = ranch:start_listener(drip, Transport,
+                                   #{socket_opts => [{port, 0}, {backlog, 4096}],
+                                     max_connections => infinity},
+                                   cowboy_clear, #{env => #{dispatch => Dispatch}}),
+    ranch:get_port(drip);
+cowboy_drip_server(report) ->
+    #{connections => length(ranch:procs(drip, connections))}.
 
 %% 1 if the connection was closed with fin_close, 0 if it is kept.
 serve(S) ->
