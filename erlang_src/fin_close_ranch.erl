@@ -34,9 +34,14 @@
 %% They are found again by the listener's port number, so two listeners on
 %% one port number (on different addresses) share the last one's options.
 %%
+%% For Plug.Cowboy (Phoenix on Cowboy), {@link child_spec/1} turns its child
+%% spec into one with these transports.
+%%
 %% fin_close does not depend on Ranch: this module calls `ranch_tcp' only
 %% at run time, and the application using it brings Ranch.
 -module(fin_close_ranch).
+
+-export([child_spec/1]).
 
 -type socket() :: inet:socket().
 
@@ -45,3 +50,25 @@
 -define(SECURE, false).
 -define(MESSAGES, {tcp, tcp_closed, tcp_error, tcp_passive}).
 -include("fin_close_ranch.hrl").
+
+%% @doc The same Ranch listener child spec with fin_close's transports:
+%% `ranch_tcp' becomes `fin_close_ranch', `ranch_ssl' `fin_close_ranch_ssl';
+%% everything else is kept (for Plug.Cowboy: its stream handlers,
+%% acceptors and connection limit). A spec of `ranch:child_spec/5' or of
+%% `Plug.Cowboy.child_spec/1', in an application's children:
+%% ```
+%% :fin_close_ranch.child_spec(Plug.Cowboy.child_spec(scheme: :http, plug: MyPlug, options: [port: 4000]))
+%% '''
+%% A spec of another shape raises `badarg'.
+-spec child_spec(supervisor:child_spec()) -> supervisor:child_spec().
+child_spec(#{start := {M, F, [Ref, Transport | Rest]}} = Spec) ->
+    Spec#{start := {M, F, [Ref, fin_close_transport(Transport) | Rest]}};
+child_spec({Id, {M, F, [Ref, Transport | Rest]}, Restart, Shutdown, Type, Modules}) ->
+    {Id, {M, F, [Ref, fin_close_transport(Transport) | Rest]}, Restart, Shutdown, Type, Modules};
+child_spec(Spec) ->
+    erlang:error(badarg, [Spec]).
+
+-spec fin_close_transport(module()) -> module().
+fin_close_transport(ranch_tcp) -> fin_close_ranch;
+fin_close_transport(ranch_ssl) -> fin_close_ranch_ssl;
+fin_close_transport(Other) -> Other.

@@ -1,11 +1,16 @@
 %% @private
-%% @doc What {@link fin_close_ranch} and {@link fin_close_ranch_ssl} share:
-%% the listener's fin_close options, and the close path over the Ranch
-%% transport each of them stands for (`ranch_tcp', `ranch_ssl'). fin_close
-%% does not depend on Ranch: the transport module is only called at run time.
+%% @doc What the server transports share ({@link fin_close_ranch},
+%% {@link fin_close_ranch_ssl}, {@link fin_close_thousand_island},
+%% {@link fin_close_thousand_island_ssl}): the listener's fin_close options,
+%% the accept that reclaims, and the close path over the transport each of
+%% them stands for. fin_close depends on none of those: the transport
+%% module is only called at run time.
 -module(fin_close_transport).
 
 -export([listen/2]).
+-export([split_options/1]).
+-export([remember/3]).
+-export([accept/2]).
 -export([accept/3]).
 -export([shutdown/3]).
 -export([close/2]).
@@ -17,11 +22,7 @@
 %% `socket_opts' to the transport alone). Bad options raise `badarg'.
 -spec listen(module(), transport_opts()) -> {ok, term()} | {error, atom()}.
 listen(Transport, TransOpts) ->
-    SocketOpts = maps:get(socket_opts, TransOpts, []),
-    {Ours, Theirs} = lists:partition(fun(O) -> is_tuple(O) andalso element(1, O) =:= fin_close end,
-                                     SocketOpts),
-    Opts = case Ours of [] -> #{}; _ -> element(2, lists:last(Ours)) end,
-    ok = fin_close:check_options(Opts),
+    {Opts, Theirs} = split_options(maps:get(socket_opts, TransOpts, [])),
     case Transport:listen(TransOpts#{socket_opts => Theirs}) of
         {ok, LSocket} = Listening ->
             remember(Transport, LSocket, Opts),
@@ -30,15 +31,34 @@ listen(Transport, TransOpts) ->
             Error
     end.
 
-%% @doc `Transport:accept/2'; when the node is out of descriptors (`emfile',
+%% @doc Takes `{fin_close, Opts}' out of a list of socket options: the last
+%% one's options (checked: bad ones raise `badarg'), and the rest.
+-spec split_options(list()) -> {fin_close:opts(), list()}.
+split_options(SocketOpts) ->
+    {Ours, Theirs} = lists:partition(fun(O) -> is_tuple(O) andalso element(1, O) =:= fin_close end,
+                                     SocketOpts),
+    Opts = case Ours of [] -> #{}; _ -> element(2, lists:last(Ours)) end,
+    ok = fin_close:check_options(Opts),
+    {Opts, Theirs}.
+
+%% @doc `Transport:accept/2' (Ranch's); when the node is out of descriptors (`emfile',
 %% `enfile'), lingering sockets give some back (fin_close:reclaim/0) and it
 %% accepts once more, so that lingering never stops a listener accepting.
 -spec accept(module(), term(), timeout()) -> {ok, term()} | {error, atom()}.
 accept(Transport, LSocket, Timeout) ->
-    case Transport:accept(LSocket, Timeout) of
+    reclaiming(fun() -> Transport:accept(LSocket, Timeout) end).
+
+%% @doc `Transport:accept/1' (ThousandIsland's), as accept/3.
+-spec accept(module(), term()) -> {ok, term()} | {error, term()}.
+accept(Transport, LSocket) ->
+    reclaiming(fun() -> Transport:accept(LSocket) end).
+
+-spec reclaiming(fun(() -> Accepted)) -> Accepted.
+reclaiming(Accept) ->
+    case Accept() of
         {error, Short} when Short =:= emfile; Short =:= enfile ->
             ok = fin_close:reclaim(),
-            Transport:accept(LSocket, Timeout);
+            Accept();
         Accepted ->
             Accepted
     end.
@@ -76,6 +96,8 @@ close(Transport, Socket) ->
 %% (on different addresses) share the last one's options.
 -define(LISTENERS, {?MODULE, listeners}).
 
+%% @doc Remembers a listener's fin_close options, for the closes of its
+%% connections.
 -spec remember(module(), term(), fin_close:opts()) -> ok.
 remember(Transport, LSocket, Opts) ->
     case Transport:sockname(LSocket) of

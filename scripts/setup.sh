@@ -1,13 +1,14 @@
 #!/bin/sh
 # Installs what fin_close needs to build and test on Debian 12, when it is
 # missing: Erlang/OTP (with erlang-dev, Common Test, PropEr, meck), rebar3,
-# tcpdump, Elixir (for the Mix consumer test), curl and Python's requests
-# (the real HTTP clients of fin_close_clients_SUITE and make bench) from
+# tcpdump, Elixir (the Mix consumer test and the Elixir web servers' suite),
+# curl, Python's requests and nghttp (real HTTP clients of the suites and
+# make bench) from
 # Debian's packages. As root it installs them; otherwise it
 # says exactly what to run. Rust (cargo) must already be there.
 set -eu
 
-packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-proper-dev erlang-meck rebar3 tcpdump elixir iproute2 curl python3-requests"
+packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-proper-dev erlang-meck rebar3 tcpdump elixir iproute2 curl python3-requests nghttp2-client"
 # `setup.sh bench` also installs gnuplot, which draws the benchmark's plot.
 if [ "${1:-}" = bench ]; then
     packages="$packages gnuplot-nox"
