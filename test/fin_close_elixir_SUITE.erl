@@ -22,7 +22,7 @@
 -export([curl_upload_gets_whole_answer/1, requests_upload_gets_whole_answer/1,
          slow_uploader_gets_whole_answer/1, curl_gets_big_answer_whole/1,
          keep_alive_is_unaffected/1, websocket_close_is_unaffected/1,
-         h2_early_answer_whole_with_bandit/1, h2_early_answer_cut_by_cowboy/1]).
+         h2_early_answer_with_bandit/1, h2_early_answer_with_cowboy/1]).
 
 -define(MIB, 1048576).
 -define(PYTHON, "/usr/bin/python3").
@@ -41,7 +41,7 @@ groups() ->
      {bandit_tls, [], Clients},
      {plug_cowboy, [], Clients ++ [keep_alive_is_unaffected]},
      {plug_cowboy_tls, [], Clients},
-     {h2, [], [h2_early_answer_whole_with_bandit, h2_early_answer_cut_by_cowboy]}].
+     {h2, [], [h2_early_answer_with_bandit, h2_early_answer_with_cowboy]}].
 
 suite() ->
     [{ct_hooks, [fin_close_ct]}, {timetrap, {minutes, 10}}].
@@ -148,34 +148,38 @@ websocket_close_is_unaffected(Config) ->
     ?assertEqual(Before, fin_close_ct:abort_counters()),
     Stop().
 
-%% HTTP/2 (over TLS with ALPN h2, and h2c with prior knowledge), curl and nghttp: Bandit on fin_close's transports gets an early answer to a 16 MiB unread upload whole; plain Bandit is recorded beside.
-h2_early_answer_whole_with_bandit(Config) ->
-    Runs = [{Scheme, Client} || Scheme <- [https, http], Client <- [curl_h2, nghttp]],
-    [begin
-         Run = {Client, 16, 2},
-         Cfg = [{scheme, Scheme}, {server, bandit} | Config],
-         assert_whole(record(Cfg, ours, Run)),
-         record(Cfg, plain, Run)
-     end || {Scheme, Client} <- Runs],
-    ok.
+%% HTTP/2 on Bandit (over TLS with ALPN h2, and h2c with prior knowledge), curl and nghttp posting 16 MiB that the server does not read: recorded on both transports, with the RST_STREAM NO_ERROR frames Bandit sends; fin_close's transport cuts nothing off. Bandit, like Cowboy, resets the stream when the answer is given before the upload ended, which now and then cuts the answer short whatever the transport (see doc/using.md).
+h2_early_answer_with_bandit(Config) ->
+    h2_early_answer(Config, bandit, [curl_h2, nghttp], 16, {'Elixir.Bandit.HTTP2.Connection', send_rst_stream, 4}).
 
-%% HTTP/2 on Cowboy 2.8 (Plug.Cowboy), over TLS and h2c: recorded for both transports, not asserted. Over h2c an early answer larger than the client's flow-control window is cut short whatever the transport: Cowboy resets the stream (RST_STREAM NO_ERROR, traced here) when the handler returns, before the rest of the answer could go out.
-h2_early_answer_cut_by_cowboy(Config) ->
+%% The same on Cowboy 2.8 (Plug.Cowboy), curl posting 8 MiB: over h2c an early answer larger than the client's flow-control window is cut short whatever the transport, as Cowboy resets the stream (RST_STREAM NO_ERROR) when the handler returns, before the rest of the answer could go out.
+h2_early_answer_with_cowboy(Config) ->
+    h2_early_answer(Config, plug_cowboy, [curl_h2], 8, {cow_http2, rst_stream, 2}).
+
+h2_early_answer(Config, Server, Clients, Up, Reset) ->
     Case = self(),
-    {ok, _} = dbg:tracer(process, {fun({trace, _, call, {cow_http2, rst_stream, [_, Code]}}, N) ->
-                                           Case ! {rst_stream, Code}, N;
+    {ok, _} = dbg:tracer(process, {fun({trace, _, call, _}, N) -> Case ! stream_reset, N;
                                       (_, N) -> N
                                    end, 0}),
     {ok, _} = dbg:p(all, c),
-    {ok, _} = dbg:tpl(cow_http2, rst_stream, 2, []),
-    Results = try [{Scheme, Side, record([{scheme, Scheme}, {server, plug_cowboy} | Config], Side,
-                                         {curl_h2, 8, 2})}
-                   || Scheme <- [https, http], Side <- [ours, plain]]
+    {ok, _} = dbg:tpl(Reset, []),
+    Results = try [begin
+                       Cfg = [{scheme, Scheme}, {server, Server} | Config],
+                       %% The client closes when the stream is reset, and
+                       %% its kernel counts the answer still coming as
+                       %% aborts: what the server's side did is in stats/0.
+                       Stats = fin_close:stats(),
+                       Ours = record(Cfg, ours, {Client, Up, 2}),
+                       fin_close_ct:wait(fun() -> maps:get(lingering, fin_close:stats()) =:= 0 end, 30000),
+                       CutOff = [timeout, idle, drain_limit, truncated, reclaimed, error],
+                       ?assertEqual(maps:with(CutOff, Stats), maps:with(CutOff, fin_close:stats())),
+                       Ours ++ record(Cfg, plain, {Client, Up, 2})
+                   end || Scheme <- [https, http], Client <- Clients]
               after dbg:stop()
               end,
-    Resets = fun Count(N) -> receive {rst_stream, no_error} -> Count(N + 1) after 0 -> N end end(0),
-    ct:comment("~s; RST_STREAM NO_ERROR sent by Cowboy: ~b",
-               [lists:join("; ", [short(R) || {_, _, Rs} <- Results, R <- Rs]), Resets]),
+    Resets = fun Count(N) -> receive stream_reset -> Count(N + 1) after 0 -> N end end(0),
+    ct:comment("~s; stream resets sent by the server: ~b",
+               [lists:join("; ", [short(R) || Rs <- Results, R <- Rs]), Resets]),
     ok.
 
 %% Helpers.
