@@ -251,10 +251,11 @@ close(Socket) ->
 %% </ul>
 %%
 %% A socket that does not end `clean' is logged with OTP `logger' at
-%% `debug' level, domain `[fin_close]', when that level was enabled for the
-%% application (`logger:set_application_level(fin_close, debug)') or the
-%% whole node at the time of the close. Off by default, as debug logging
-%% is.
+%% `debug' level (the result under the metadata key `fin_close'), when that
+%% level was enabled for the application
+%% (`logger:set_application_level(fin_close, debug)') or the whole node at
+%% the time of the close; OTP's default handler prints it. Off by default,
+%% as debug logging is.
 %%
 %% What happens, in order: the socket's descriptor is duplicated, and the
 %% reactor takes room for the duplicate; the socket's descriptor is read

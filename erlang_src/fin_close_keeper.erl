@@ -73,7 +73,9 @@ log_end(#{outcome := Outcome, lingered_ms := Ms, drained := Drained} = Result) -
           end,
     ?LOG_DEBUG("fin_close: ~s -> ~s ended ~p~s after ~b ms, ~b bytes discarded",
                [Address(local), Address(peer), Outcome, Why, Ms, Drained],
-               #{domain => [fin_close], fin_close => Result});
+               %% No domain of its own: OTP's default handler shows only
+               %% events without one (or under [otp, sasl]).
+               #{fin_close => Result});
 log_end(_) ->
     %% A report of another shape (a library from another release).
     ok.

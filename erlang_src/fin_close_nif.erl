@@ -89,6 +89,11 @@ stats() -> erlang:nif_error(nif_not_loaded).
 -spec refused() -> ok.
 refused() -> erlang:nif_error(nif_not_loaded).
 
+%% The library loaded, without this function: it is only in builds with the
+%% cargo feature `diagnostics'.
+-spec not_in_this_build() -> no_return().
+not_in_this_build() -> erlang:nif_error({not_in_this_build, diagnostics}).
+
 %% Measuring how long each native call holds its scheduler thread, for
 %% tests and diagnosis: a few system calls more per call while on.
 %% Switching it on clears what was measured. held/0 gives, over the calls
@@ -96,24 +101,24 @@ refused() -> erlang:nif_error(nif_not_loaded).
 %% happen) and waiting for a CPU (preempted by the kernel), its wall time,
 %% and how many calls slept or were preempted at all. Only in a NIF built
 %% with the cargo feature `diagnostics' (this project's make test and make
-%% bench); elsewhere both raise `nif_not_loaded'.
+%% bench); elsewhere both raise `{not_in_this_build, diagnostics}'.
 -spec measure_held(boolean()) -> ok.
-measure_held(_On) -> erlang:nif_error(nif_not_loaded).
+measure_held(_On) -> not_in_this_build().
 
 -spec held() -> #{calls := non_neg_integer(), max_cpu_us := non_neg_integer(),
                   max_asleep_us := non_neg_integer(), slept := non_neg_integer(),
                   max_waiting_us := non_neg_integer(), preempted := non_neg_integer(),
                   max_wall_us := non_neg_integer()}.
-held() -> erlang:nif_error(nif_not_loaded).
+held() -> not_in_this_build().
 
 %% Keeps the reactor thread busy for Ms milliseconds (it adopts, reads and
 %% ends nothing meanwhile); Pid gets {fin_close, held} once it is. For
 %% tests of what must not wait for the reactor; feature `diagnostics'.
 -spec hold_reactor(pid(), non_neg_integer()) -> ok | {error, atom()}.
-hold_reactor(_Pid, _Ms) -> erlang:nif_error(nif_not_loaded).
+hold_reactor(_Pid, _Ms) -> not_in_this_build().
 
 %% Makes the reactor thread panic once, as a bug of its own would: in the
 %% next socket's adoption (adopt), or outside any socket (thread: the thread
 %% dies). For the fault suite; feature `diagnostics'.
 -spec inject_fault(adopt | thread) -> ok.
-inject_fault(_At) -> erlang:nif_error(nif_not_loaded).
+inject_fault(_At) -> not_in_this_build().
