@@ -52,8 +52,8 @@ test-rust:
 test-erlang: build
 	scripts/ct.sh
 
-# A rebar3 project (_checkouts) and a Mix project (path dependency) built
-# from scratch, each closing a real connection with fin_close.
+# The README's "Use" steps run as written in fresh rebar3 and Mix projects,
+# with releases (see doc/development.md).
 test-consumers: build
 	scripts/consumers.sh
 
@@ -63,5 +63,6 @@ test-consumers: build
 test-otp27: setup
 	scripts/otp27.sh
 
+# What the build made, nothing tracked (priv/ itself stays: see .gitignore).
 clean:
-	rm -rf _build target priv doc logs
+	rm -rf _build target logs priv/*.so priv/.features

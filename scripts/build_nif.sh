@@ -17,3 +17,10 @@ mkdir -p priv
 # loaded keeps its mapping intact.
 cp "$target_dir/release/libfin_close_nif.so" priv/.libfin_close_nif.so.tmp
 mv priv/.libfin_close_nif.so.tmp priv/libfin_close_nif.so
+# Say so when this build's features differ from the last one's (make and a
+# plain rebar3 compile in one checkout switch `diagnostics' on and off).
+features="nif${FIN_CLOSE_NIF_FEATURES:+,$FIN_CLOSE_NIF_FEATURES}"
+if [ -f priv/.features ] && [ "$(cat priv/.features)" != "$features" ]; then
+    echo "fin_close: NIF built with features $features (was $(cat priv/.features))" >&2
+fi
+echo "$features" >priv/.features
