@@ -34,6 +34,7 @@
 -export([inq/1]).
 -export([outq/1]).
 -export([close/1]).
+-export([graceful_close/1]).
 -export([close/2]).
 -export([check_options/1]).
 -export([abort/1]).
@@ -176,6 +177,12 @@ close(Socket) ->
         {error, _} = Error -> Error;
         ok -> ok
     end.
+
+%% @doc The same as {@link close/1}: the name this close has in the design
+%% fin_close was made from.
+-spec graceful_close(socket()) -> ok | {error, atom()}.
+graceful_close(Socket) ->
+    close(Socket).
 
 %% @doc Closes `Socket' with FIN after every byte already sent, and lingers
 %% in the native reactor until the peer's FIN has arrived and the peer has

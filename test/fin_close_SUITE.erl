@@ -19,7 +19,8 @@
          linger_zero_still_ends_with_fin/1, abort_resets_peer/1, bad_input_is_refused/1,
          stats_count_outcomes/1, api_module_reload/1, unread_reply_cut_off_at_timeout/1,
          peer_reset_while_port_drains/1, socket_table_shows_queues/1, cut_off_is_logged_at_debug/1,
-         socket_table_survives_churn/1, fin_leaves_at_the_close/1]).
+         socket_table_survives_churn/1, fin_leaves_at_the_close/1,
+         graceful_close_is_close/1]).
 %% The logger handler of cut_off_is_logged_at_debug.
 -export([log/2]).
 
@@ -39,7 +40,7 @@ groups() ->
              linger_zero_still_ends_with_fin, abort_resets_peer, bad_input_is_refused,
              stats_count_outcomes, api_module_reload, unread_reply_cut_off_at_timeout,
              peer_reset_while_port_drains, socket_table_shows_queues, cut_off_is_logged_at_debug,
-             socket_table_survives_churn, fin_leaves_at_the_close],
+             socket_table_survives_churn, fin_leaves_at_the_close, graceful_close_is_close],
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases}].
 
 suite() ->
@@ -88,6 +89,14 @@ native_close_resets_slow_reader(Config) ->
     #{abort_on_close := C0, abort_on_data := D0} = Before,
     #{abort_on_close := C1, abort_on_data := D1} = abort_counters(),
     ?assert(C1 + D1 > C0 + D0).
+
+%% graceful_close/1, the design's name for close/1, is close/1: the slow
+%% reader gets the whole reply and FIN, the kernel counts no abort.
+graceful_close_is_close(Config) ->
+    Before = abort_counters(),
+    {Received, Ended} = slow_reader_scenario(Config, ?LOOP4, 256 * 1024, fun fin_close:graceful_close/1),
+    ?assertEqual({256 * 1024, {error, closed}}, {Received, Ended}),
+    ?assertEqual(Before, abort_counters()).
 
 %% 12 MiB to a slow reader, most of it still queued (inside the port for
 %% the default backend) at close: close returns before the peer reads at
