@@ -221,7 +221,9 @@ graceful_close(Socket) ->
 %%     runs short of descriptors (fewer than 1/16 of its limit free).</li>
 %% <li>`notify' (a local pid, default none): the call then returns
 %%     `{ok, Ref}', and the pid gets exactly one `{fin_close, Ref, Result}'
-%%     when the socket is closed for good, where `Result' is a
+%%     when the socket is closed for good (sent by fin_close's keeper
+%%     process, or by the reactor when the application does not run),
+%%     where `Result' is a
 %%     {@type result()} whose `outcome' is one of:
 %%     <ul>
 %%     <li>`clean': delivered. The peer's FIN arrived (as the TCP state
@@ -574,8 +576,9 @@ notify_gone(Pid) ->
 start(Handover, Handle, #{notify := Notify} = Limits) ->
     case close_handle(Handle, Limits) of
         {ok, Fin} ->
-            Told = [Pid || Pid <- [Notify, logger_pid()], Pid =/= undefined],
-            case fin_close_nif:start(Handover, Fin, Told) of
+            Told = [Pid || Pid <- [Notify], Pid =/= undefined],
+            {Keeper, Log} = keeper(Told),
+            case fin_close_nif:start(Handover, Fin, Told, Keeper, Log) of
                 ok when Notify =:= undefined -> ok;
                 ok -> {ok, Handover};
                 {error, _} = Error -> Error
@@ -786,13 +789,20 @@ writes(ESock) ->
         _ -> {0, 0}
     end.
 
-%% The keeper logs sockets that are cut off, when debug logging is on for
-%% it; checking costs a lookup per close.
--spec logger_pid() -> pid() | undefined.
-logger_pid() ->
-    case fin_close_keeper:logging() andalso fin_close_keeper:find() of
-        {ok, Keeper} -> Keeper;
-        _ -> undefined
+%% The keeper passes results on to the notify pids (see fin_close_keeper)
+%% and logs sockets that are cut off, when debug logging is on for it:
+%% started if need be for that; for notifications only when it runs (the
+%% reactor sends them itself without one). A lookup per close.
+-spec keeper([pid()]) -> {[pid()], boolean()}.
+keeper(Told) ->
+    Log = fin_close_keeper:logging(),
+    Keeper = case Log of
+                 true -> fin_close_keeper:find();
+                 false -> {ok, whereis(fin_close_keeper)}
+             end,
+    case Keeper of
+        {ok, Pid} when is_pid(Pid), Told =/= [] orelse Log -> {[Pid], Log};
+        _ -> {[], false}
     end.
 
 %% abort/1 is rare, so it checks every kind of socket for TCP and not

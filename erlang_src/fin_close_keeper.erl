@@ -1,8 +1,14 @@
 %% @private
-%% @doc Writes the debug log line of every socket that is cut off. The
-%% reactor tells it of every socket that ends while debug logging is on
-%% for it, so that nothing of this runs, and no message is sent, otherwise.
-%% Nothing else depends on it: should it die, lines are lost, no socket.
+%% @doc Passes the reactor's results on to the `notify' pids, and writes
+%% the debug log line of every socket that is cut off while debug logging
+%% is on for it. The reactor sends to this process, a gen_server's compiled
+%% receive, and the pids get an ordinary message from an Erlang process: a
+%% message from the reactor thread taken by an interpreted receive (the
+%% shell, IEx) was seen to corrupt the receiver's heap on OTP 25.2 (see
+%% doc/development.md). Without this process (fin_close used as a plain
+%% library), or once it is dead, the reactor sends to the pids itself;
+%% stopping, it passes on what its mailbox still holds. No socket depends
+%% on it.
 -module(fin_close_keeper).
 -behaviour(gen_server).
 
@@ -15,6 +21,7 @@
 -export([handle_call/3]).
 -export([handle_cast/2]).
 -export([handle_info/2]).
+-export([terminate/2]).
 
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
@@ -43,6 +50,9 @@ logging() ->
 
 -spec init([]) -> {ok, #{}}.
 init([]) ->
+    %% So that terminate/2 runs when the application stops, and passes on
+    %% what is left.
+    process_flag(trap_exit, true),
     {ok, #{}}.
 
 -spec handle_call(term(), gen_server:from(), #{}) -> {reply, {error, badarg}, #{}}.
@@ -54,11 +64,29 @@ handle_cast(_Ignored, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), #{}) -> {noreply, #{}}.
-handle_info({fin_close, _Ticket, Result}, State) ->
-    log_end(Result),
+handle_info({fin_close_ended, Ticket, Result, Notify, Log}, State) ->
+    relay(Ticket, Result, Notify, Log),
     {noreply, State};
 handle_info(_Ignored, State) ->
     {noreply, State}.
+
+-spec terminate(term(), #{}) -> ok.
+terminate(_Reason, _State) ->
+    receive
+        {fin_close_ended, Ticket, Result, Notify, Log} ->
+            relay(Ticket, Result, Notify, Log),
+            terminate(stopping, #{})
+    after 0 ->
+        ok
+    end.
+
+-spec relay(reference(), fin_close:result(), [pid()], boolean()) -> ok.
+relay(Ticket, Result, Notify, Log) ->
+    _ = [Pid ! {fin_close, Ticket, Result} || Pid <- Notify],
+    case Log of
+        true -> log_end(Result);
+        false -> ok
+    end.
 
 %% One line per socket that did not end clean: its outcome (see
 %% fin_close:outcome/0) and, for `error', the reason.

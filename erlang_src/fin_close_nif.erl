@@ -8,7 +8,7 @@
 -export([outq/2]).
 -export([check_tcp/1]).
 -export([reserve/2]).
--export([start/3]).
+-export([start/5]).
 -export([cancel/1]).
 -export([reclaim/1]).
 -export([info/1]).
@@ -58,9 +58,12 @@ reserve(_Fd, _Opts) -> erlang:nif_error(nif_not_loaded).
 
 %% The second half, once the caller closed its handle: Fin says who sends
 %% our FIN (now: this call). Every pid in Notify gets {fin_close, Handover,
-%% Result} when the socket ends.
--spec start(reference(), fin_close_socket:fin(), [pid()]) -> ok | {error, atom()}.
-start(_Handover, _Fin, _Notify) -> erlang:nif_error(nif_not_loaded).
+%% Result} when the socket ends, passed on by the keeper (in Keeper; [] for
+%% none: then the reactor sends it), which logs the end if Log and it is not
+%% clean.
+-spec start(reference(), fin_close_socket:fin(), [pid()], [pid()], boolean()) ->
+          ok | {error, atom()}.
+start(_Handover, _Fin, _Notify, _Keeper, _Log) -> erlang:nif_error(nif_not_loaded).
 
 %% Gives the room back: someone else closed the socket first, or the
 %% descriptor turned out to be another socket's.

@@ -15,7 +15,7 @@ use socket2::SockRef;
 use crate::duplicate::{self, Duplicate};
 use crate::error::Error;
 use crate::info::SocketInfo;
-use crate::reactor::{Counters, Fin, Reactor, Report, Reservation};
+use crate::reactor::{Counters, Fin, Outcome, Reactor, Report, Reservation};
 use crate::sys;
 
 #[cfg(feature = "diagnostics")]
@@ -38,7 +38,8 @@ macro_rules! measured {
 
 mod atoms {
     rustler::atoms! {
-        ok, error, undefined, none, infinity, refused, held, fin_close, fin_close_lingering, reason
+        ok, error, undefined, none, infinity, refused, held, fin_close, fin_close_ended,
+        fin_close_lingering, reason
     }
 }
 
@@ -58,14 +59,58 @@ impl Handover {
     }
 }
 
-/// Who to tell when a socket ends: the caller's `notify` pid, the keeper
-/// when it logs; with the connection's addresses for the report.
+/// Who to tell when a socket ends, with the connection's addresses for the
+/// report: the caller's `notify` pids, of every end, and the keeper's log,
+/// of the ends that are not clean.
+///
+/// Both go through the keeper process when it runs: it passes the result
+/// on to the `notify` pids as an ordinary Erlang message. A message sent
+/// from the reactor thread itself, taken by an interpreted `receive`
+/// (erl_eval: the shell, IEx, Elixir's `Code.eval_string`), was seen to
+/// corrupt the receiver's heap on OTP 25.2 with Elixir 1.14 (a crash in the
+/// garbage collector soon after); the same message passed on by a process
+/// was not (doc/development.md). Without a keeper, or should it have died,
+/// the reactor sends to the pids itself.
 struct Told {
     pids: Vec<LocalPid>,
+    keeper: Option<LocalPid>,
+    log: bool,
     /// Holds no reservation any more: it was taken out at the start.
     ticket: ResourceArc<Handover>,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
+}
+
+impl Told {
+    /// Tells whoever is to be told of `report`, through `env`.
+    fn tell(&self, env: &mut OwnedEnv, report: &Report) {
+        let log = self.log && report.outcome != Outcome::Clean;
+        if self.pids.is_empty() && !log {
+            return;
+        }
+        if let Some(keeper) = &self.keeper {
+            let relayed = env.send_and_clear(keeper, |env| {
+                let result = report_term(env, report, self);
+                (
+                    atoms::fin_close_ended(),
+                    &self.ticket,
+                    result,
+                    &self.pids,
+                    log,
+                )
+            });
+            if relayed.is_ok() {
+                return;
+            }
+        }
+        for pid in &self.pids {
+            // A dead receiver is not an error of ours.
+            let _ = env.send_and_clear(pid, |env| {
+                let result = report_term(env, report, self);
+                (atoms::fin_close(), &self.ticket, result)
+            });
+        }
+    }
 }
 
 /// Boxed, and absent when nobody is to be told: a lingering socket's entry
@@ -109,13 +154,7 @@ fn reactor() -> Result<Arc<Reactor<Token>>, Error> {
         Arc::clone(&COUNTERS),
         move |token: Token, report: Report| {
             if let Some(told) = token {
-                for pid in &told.pids {
-                    // A dead receiver is not an error of ours.
-                    let _ = env.send_and_clear(pid, |env| {
-                        let result = report_term(env, &report, &told);
-                        (atoms::fin_close(), &told.ticket, result)
-                    });
-                }
+                told.tell(&mut env, &report);
             }
         },
     )?);
@@ -203,15 +242,25 @@ fn reserve(
 
 /// Hands the socket over once the caller has closed its handle: our FIN
 /// leaves now if `fin` says so, and every pid in `notify` will be told how
-/// the socket ended, with `handover` as the reference.
+/// the socket ended, with `handover` as the reference, through `keeper`
+/// (an empty list: none), which logs the end if `log` and it is not clean.
 #[rustler::nif]
-fn start(handover: ResourceArc<Handover>, fin: Fin, notify: Vec<LocalPid>) -> NifResult<Atom> {
+fn start(
+    handover: ResourceArc<Handover>,
+    fin: Fin,
+    notify: Vec<LocalPid>,
+    keeper: Vec<LocalPid>,
+    log: bool,
+) -> NifResult<Atom> {
     measured!();
     let reservation = handover.take().ok_or(Error::Closed)?;
-    let token = (!notify.is_empty()).then(|| {
+    let keeper = keeper.into_iter().next();
+    let token = (!notify.is_empty() || (log && keeper.is_some())).then(|| {
         let socket = SockRef::from(&reservation);
         Box::new(Told {
             pids: notify,
+            keeper,
+            log,
             ticket: handover.clone(),
             local: socket.local_addr().ok().and_then(|a| a.as_socket()),
             peer: socket.peer_addr().ok().and_then(|a| a.as_socket()),
