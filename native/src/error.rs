@@ -1,6 +1,9 @@
 //! Errors of the native core and their names as Erlang atoms.
 
 use std::io;
+use std::sync::OnceLock;
+
+use crate::sys;
 
 /// Why a socket cannot be inspected or handed to the reactor.
 #[derive(Debug, thiserror::Error)]
@@ -35,27 +38,44 @@ impl Error {
     }
 }
 
-/// The lower-case POSIX name of `errno`, as `inet` names errors, for the
-/// errors the calls made here can return; any other is `unknown`.
+/// The lower-case POSIX name of `errno`, as `inet` names errors
+/// (`econnreset`); `unknown` for a number the C library has no name for.
 pub fn errno_name(errno: i32) -> &'static str {
-    match errno {
-        libc::EBADF => "ebadf",
-        libc::EINVAL => "einval",
-        libc::ENOTSOCK => "enotsock",
-        libc::ENOTCONN => "enotconn",
-        libc::EMFILE => "emfile",
-        libc::ENFILE => "enfile",
-        libc::ENOMEM => "enomem",
-        libc::ENOSPC => "enospc",
-        libc::ENOBUFS => "enobufs",
-        libc::ECONNRESET => "econnreset",
-        libc::ECONNABORTED => "econnaborted",
-        libc::EPIPE => "epipe",
-        libc::ETIMEDOUT => "etimedout",
-        libc::EHOSTUNREACH => "ehostunreach",
-        libc::ENETUNREACH => "enetunreach",
-        libc::EPROTOTYPE => "eprototype",
-        libc::EOPNOTSUPP => "eopnotsupp",
-        _ => "unknown",
+    // Lower-cased once: Erlang atoms are made from these on every error.
+    static NAMES: OnceLock<Vec<Option<String>>> = OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        (0..MAX_ERRNO)
+            .map(|n| sys::errno_symbol(n).map(str::to_ascii_lowercase))
+            .collect()
+    });
+    usize::try_from(errno)
+        .ok()
+        .and_then(|n| names.get(n))
+        .and_then(|name| name.as_deref())
+        .unwrap_or("unknown")
+}
+
+/// Above every errno Linux defines (133, EHWPOISON, in 6.x).
+const MAX_ERRNO: i32 = 256;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_errno_by_its_inet_name() {
+        for (errno, name) in [
+            (libc::ECONNRESET, "econnreset"),
+            (libc::EMFILE, "emfile"),
+            (libc::EOPNOTSUPP, "eopnotsupp"),
+            (libc::EAGAIN, "eagain"),
+            (libc::EADDRNOTAVAIL, "eaddrnotavail"),
+            (libc::EHWPOISON, "ehwpoison"),
+        ] {
+            assert_eq!(errno_name(errno), name);
+        }
+        assert_eq!(errno_name(0), "unknown");
+        assert_eq!(errno_name(-1), "unknown");
+        assert_eq!(errno_name(4000), "unknown");
     }
 }

@@ -3,7 +3,8 @@
 //! socket2 covers dup, shutdown, SO_LINGER and the address and type queries;
 //! what it lacks (the SIOCINQ/SIOCOUTQ ioctls, the TCP state, a discarding
 //! `recv` that takes no buffer; epoll and eventfd in `epoll`; a thread's
-//! own CPU time and context switches in `usage`, feature `diagnostics`)
+//! own CPU time and context switches in `usage`, feature `diagnostics`; the
+//! C library's names of errno values)
 //! lives here so that no other module needs `unsafe`.
 
 mod epoll;
@@ -267,4 +268,24 @@ pub fn pin_this_library() -> io::Result<()> {
     // library loaded after the last one.
     unsafe { libc::dlclose(handle) };
     Ok(())
+}
+
+extern "C" {
+    // glibc 2.32 and later; the libc crate does not declare it.
+    fn strerrorname_np(errnum: libc::c_int) -> *const libc::c_char;
+}
+
+/// The C library's name of `errno` (`"ECONNRESET"`), if it has one.
+pub fn errno_symbol(errno: i32) -> Option<&'static str> {
+    // SAFETY: strerrorname_np only reads its integer argument and returns
+    // either NULL or a pointer to a constant string in the C library's
+    // read-only data, valid for the life of the process.
+    let name = unsafe { strerrorname_np(errno) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: non-null, so a NUL-terminated static string, as above.
+    let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_str().ok()?;
+    // glibc calls 0, which is no error, "0".
+    name.starts_with('E').then_some(name)
 }
