@@ -222,10 +222,10 @@ throughput_row(Rounds) ->
     Get = fun(N, M) -> [R || {N1, M1, R} <- Results, N1 =:= N, M1 =:= M] end,
     Rows = lists:append(
              [begin
-                  Rate = fun(M) -> [Rate || #{rate := Rate} <- Get(N, M)] end,
+                  Rate = fun(M) -> [R || #{rate := R} <- Get(N, M)] end,
                   NativeRate = median(Rate(native)),
                   [row(3, io_lib:format("reactor CPU per close, ~b conns", [N]), name(fin_close),
-                       [Ns / 1000 || #{reactor_cpu_ns := Ns} <- Get(N, fin_close)], "us",
+                       [Cpu / 1000 || #{reactor_cpu_ns := Cpu} <- Get(N, fin_close)], "us",
                        "from the hand-over to the end", "", none)
                    | [begin
                        Rs = Get(N, M),
@@ -409,9 +409,10 @@ slow_reader(Size, Method) ->
 
 capacity_row(Rounds) ->
     Limit = list_to_integer(string:trim(os:cmd("sh -c 'ulimit -n'"))),
-    %% Below the point where lingering sockets give descriptors back (1/16
-    %% of the limit kept free), so that all of them stay.
-    N = min(19000, Limit - Limit div 16 - length(element(2, file:list_dir("/proc/self/fd"))) - 300),
+    %% Below the point where lingering sockets give descriptors back (fewer
+    %% than 1/16 of the limit free; the reactor then frees half as many
+    %% again), so that all of them stay.
+    N = min(19000, Limit - 2 * (Limit div 16) - length(element(2, file:list_dir("/proc/self/fd"))) - 300),
     Rs = [capacity_round(N) || _ <- lists:seq(1, Rounds)],
     G = fun(K) -> [maps:get(K, R) || R <- Rs] end,
     [row(5, "lingering at once", "fin_close:close/1", G(lingering), "sockets", "", ">= 9000",

@@ -26,8 +26,16 @@ const HEADROOM: u64 = 16;
 
 /// How often the descriptors in use are counted while lingering sockets
 /// hold a good share of the limit (see `worth_relieving`): the process runs
-/// short by accepting too, not only by handing sockets over.
+/// short by accepting too, not only by handing sockets over. At most this
+/// often: see [`RELIEF_COST_SHARE`].
 const RELIEF_PERIOD: Duration = Duration::from_millis(100);
+
+/// The count reads the process's descriptor table, which costs about a
+/// microsecond per open descriptor (milliseconds with tens of thousands):
+/// the next one waits at least this many times as long as the last took,
+/// so that counting takes at most 1% of the reactor's time. The transports
+/// reclaim at once where accept fails for want of descriptors.
+const RELIEF_COST_SHARE: u32 = 100;
 
 /// The epoll token of the inbox's eventfd; socket ids start above it.
 pub(super) const WAKE: u64 = 0;
@@ -368,13 +376,14 @@ impl<T> Worker<T> {
         if self.entries.is_empty() {
             return;
         }
-        self.next_relief = now + RELIEF_PERIOD;
         let Some(limit) = self.descriptor_limit(now) else {
             return self.reclaim(at_least);
         };
         let headroom = (limit / HEADROOM).max(8);
+        let counting = Instant::now();
         // Not even one left to count them with: short.
         let used = sys::descriptors_in_use().unwrap_or(limit);
+        self.next_relief = now + RELIEF_PERIOD.max(counting.elapsed() * RELIEF_COST_SHARE);
         let wanted = (used + headroom + headroom / 2).saturating_sub(limit);
         self.reclaim(wanted.max(at_least));
     }
