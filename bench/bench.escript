@@ -682,11 +682,13 @@ start_cowboy(Root) ->
     ok.
 
 %% A client that sends a request promising 64 MiB and 1 MiB of it, then
-%% sends nothing more: ms from the early reply until Cowboy's connection
-%% process is gone. The client reads the reply to its end meanwhile, so
-%% that Cowboy's send of it never waits on the client.
+%% sends nothing more and does not close: ms from the early reply until
+%% Cowboy's connection process is gone. The client reads the reply to its
+%% end meanwhile (and stays open at Cowboy's FIN), so that Cowboy's send of
+%% it never waits on the client.
 connection_lifetime(Name, Port) ->
     C = early_client(Port),
+    ok = inet:setopts(C, [{exit_on_close, false}]),
     wait(fun() -> ranch:procs(Name, connections) =/= [] end),
     {ok, _} = gen_tcp:recv(C, 0, 10000),
     T0 = erlang:monotonic_time(microsecond),

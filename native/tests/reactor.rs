@@ -649,8 +649,11 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     let (token, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!((token, report.outcome), (1, Outcome::Reclaimed));
     assert_eq!(read_to_end(&quiet, Duration::ZERO).0, 9);
-    // A fourth: now the oldest goes, with a reset (its reply was unread).
+    // A fourth, its reply unread too (with nothing left to lose, it could
+    // go first itself, as soon as the peer acknowledged our FIN): now the
+    // oldest goes, with a reset (its reply was unread).
     let (server, fourth) = pair();
+    (&server).write_all(b"unread").unwrap();
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
     hand_over(&reactor, dup, cap, Fin::Now, 3);
