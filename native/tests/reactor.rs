@@ -672,3 +672,26 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     }
     assert_eq!(reactor.stats().reclaimed, 2);
 }
+
+/// The reactor thread runs under SCHED_BATCH, so that its wake-ups never
+/// preempt a thread of the VM.
+#[test]
+fn reactor_thread_is_batch_scheduled() {
+    let (_reactor, _reports) = reactor();
+    // Field 41 of a thread's stat is its scheduling policy; 3 is SCHED_BATCH.
+    let policies = || -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| {
+                let (name, rest) = stat.split_once(") ")?;
+                name.ends_with("(fin_close_react")
+                    .then(|| rest.split(' ').nth(38).unwrap_or("").to_string())
+            })
+            .collect()
+    };
+    eventually("the reactor thread to run SCHED_BATCH", || {
+        let found = policies();
+        !found.is_empty() && found.iter().all(|p| p == "3")
+    });
+}

@@ -94,6 +94,11 @@ impl<T> Worker<T> {
     }
 
     pub(super) fn run(mut self) {
+        // Our FIN has left on the caller's thread: what is left here (the
+        // draining, the ends) may wait for a CPU, and a wake-up of this
+        // thread must not preempt a VM scheduler (seen in make bench rows
+        // 2, 13 and 14). Best effort: a sandbox may refuse the call.
+        let _ = sys::batch_scheduling();
         // A panic outside any socket's step (see `guarded`) must not leave
         // callers queueing sockets that nobody will ever close: stop
         // accepting, then close what is left, and tell. Callers start

@@ -4,7 +4,8 @@
 //! what it lacks (the SIOCINQ/SIOCOUTQ ioctls, the TCP state, a discarding
 //! `recv` that takes no buffer; epoll and eventfd in `epoll`; a thread's
 //! own CPU time and context switches in `usage`, feature `diagnostics`; the
-//! C library's names of errno values)
+//! C library's names of errno values; the reactor thread's scheduling
+//! policy)
 //! lives here so that no other module needs `unsafe`.
 
 mod epoll;
@@ -295,4 +296,15 @@ pub fn errno_symbol(errno: i32) -> Option<&'static str> {
     let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_str().ok()?;
     // glibc calls 0, which is no error, "0".
     name.starts_with('E').then_some(name)
+}
+
+/// Puts the calling thread under `SCHED_BATCH`: the kernel no longer lets
+/// its wake-ups preempt a running thread, while it keeps its fair share of
+/// the CPU.
+pub fn batch_scheduling() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; the kernel reads one live
+    // sched_param.
+    cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) })?;
+    Ok(())
 }
