@@ -30,11 +30,12 @@ const HEADROOM: u64 = 16;
 /// often: see [`RELIEF_COST_SHARE`].
 const RELIEF_PERIOD: Duration = Duration::from_millis(100);
 
-/// The count reads the process's descriptor table, which costs about a
-/// microsecond per open descriptor (milliseconds with tens of thousands):
-/// the next one waits at least this many times as long as the last took,
-/// so that counting takes at most 1% of the reactor's time. The transports
-/// reclaim at once where accept fails for want of descriptors.
+/// Where the kernel gives no cheap count (before Linux 6.2), counting
+/// reads the process's descriptor table, about a microsecond per open
+/// descriptor (milliseconds with tens of thousands): the next count waits
+/// at least this many times as long as the last took, so that counting
+/// takes at most 1% of the reactor's time. The transports reclaim at once
+/// where accept fails for want of descriptors.
 const RELIEF_COST_SHARE: u32 = 100;
 
 /// The epoll token of the inbox's eventfd; socket ids start above it.
