@@ -80,7 +80,7 @@ terminate(_Reason, _State) ->
         ok
     end.
 
--spec relay(reference(), fin_close:result(), [pid()], boolean()) -> ok.
+-spec relay(reference() | undefined, fin_close:result(), [pid()], boolean()) -> ok.
 relay(Ticket, Result, Notify, Log) ->
     _ = [Pid ! {fin_close, Ticket, Result} || Pid <- Notify],
     case Log of

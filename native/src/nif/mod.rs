@@ -75,8 +75,11 @@ struct Told {
     pids: Vec<LocalPid>,
     keeper: Option<LocalPid>,
     log: bool,
-    /// Holds no reservation any more: it was taken out at the start.
-    ticket: ResourceArc<Handover>,
+    /// The reference of the notifications, so only when there are pids to
+    /// tell: it holds no reservation any more (taken out at the start).
+    /// Dropped last on the reactor thread, a resource makes the VM wake a
+    /// thread of its own to run the destructor: a log alone needs none.
+    ticket: Option<ResourceArc<Handover>>,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
 }
@@ -91,13 +94,11 @@ impl Told {
         if let Some(keeper) = &self.keeper {
             let relayed = env.send_and_clear(keeper, |env| {
                 let result = report_term(env, report, self);
-                (
-                    atoms::fin_close_ended(),
-                    &self.ticket,
-                    result,
-                    &self.pids,
-                    log,
-                )
+                let ticket = match &self.ticket {
+                    Some(ticket) => ticket.encode(env),
+                    None => atoms::undefined().encode(env),
+                };
+                (atoms::fin_close_ended(), ticket, result, &self.pids, log)
             });
             if relayed.is_ok() {
                 return;
@@ -258,10 +259,10 @@ fn start(
     let token = (!notify.is_empty() || (log && keeper.is_some())).then(|| {
         let socket = SockRef::from(&reservation);
         Box::new(Told {
+            ticket: (!notify.is_empty()).then(|| handover.clone()),
             pids: notify,
             keeper,
             log,
-            ticket: handover.clone(),
             local: socket.local_addr().ok().and_then(|a| a.as_socket()),
             peer: socket.peer_addr().ok().and_then(|a| a.as_socket()),
         })
