@@ -108,8 +108,8 @@ fn drain_with_reactor() -> (u64, Duration, Duration) {
     let limits = Limits {
         timeout: FLOOD * 10,
         idle: None,
-        max_drain: u64::MAX,
-        max_lingering: u64::MAX,
+        max_drain: None,
+        max_lingering: None,
     };
     match reactor.reserve(dup, limits).map(|r| r.start(Fin::Now, ())) {
         Ok(Ok(_)) => {}

@@ -30,8 +30,8 @@ fn limits() -> Limits {
     Limits {
         timeout: Duration::from_secs(10),
         idle: None,
-        max_drain: u64::MAX,
-        max_lingering: u64::MAX,
+        max_drain: None,
+        max_lingering: None,
     }
 }
 

@@ -42,8 +42,8 @@ fn no_descriptor_outlives_its_socket() {
             Limits {
                 timeout: Duration::from_millis(timeout),
                 idle: None,
-                max_drain: 1 << 20,
-                max_lingering: u64::MAX,
+                max_drain: Some(1 << 20),
+                max_lingering: None,
             },
             Fin::Now,
             (),

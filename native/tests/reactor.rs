@@ -27,12 +27,12 @@ fn reactor() -> (Reactor<u32>, Receiver<(u32, Report)>) {
     (reactor, rx)
 }
 
-fn limits(timeout_ms: u64, max_drain: u64) -> Limits {
+fn limits(timeout_ms: u64, max_drain: Option<u64>) -> Limits {
     Limits {
         timeout: Duration::from_millis(timeout_ms),
         idle: None,
         max_drain,
-        max_lingering: u64::MAX,
+        max_lingering: None,
     }
 }
 
@@ -196,7 +196,7 @@ fn unread_request_then_close_delivers_everything_and_ends_clean() {
 
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server); // the VM closes its own descriptor; the duplicate keeps the connection
-    hand_over(&reactor, dup, limits(10_000, 1 << 20), Fin::Now, 1);
+    hand_over(&reactor, dup, limits(10_000, Some(1 << 20)), Fin::Now, 1);
 
     let (received, ended) = reader.join().unwrap();
     assert_eq!(received, reply.len());
@@ -221,7 +221,7 @@ fn linger_zero_on_the_socket_does_not_turn_close_into_reset() {
     eventually("the request to be queued", || {
         sys::inq(server.as_fd()).unwrap() == 6
     });
-    close_as_vm(&reactor, server, limits(10_000, 1 << 20));
+    close_as_vm(&reactor, server, limits(10_000, Some(1 << 20)));
     let mut got = Vec::new();
     client.read_to_end(&mut got).unwrap();
     assert_eq!(got, b"reply");
@@ -244,7 +244,7 @@ fn dripping_peer_is_cut_off_at_the_timeout() {
         false
     });
     let handed = Instant::now();
-    close_as_vm(&reactor, server, limits(300, 1 << 20));
+    close_as_vm(&reactor, server, limits(300, Some(1 << 20)));
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::Timeout);
     assert!(handed.elapsed() >= Duration::from_millis(300));
@@ -265,7 +265,7 @@ fn flooding_peer_is_cut_off_at_max_drain() {
         }
         false
     });
-    close_as_vm(&reactor, server, limits(10_000, 256 * 1024));
+    close_as_vm(&reactor, server, limits(10_000, Some(256 * 1024)));
     let (_, report) = reports.recv_timeout(WAIT).unwrap();
     assert_eq!(report.outcome, Outcome::DrainLimit);
     assert!(report.drained > 256 * 1024);
@@ -283,7 +283,7 @@ fn a_connection_already_reset_is_still_closed_and_reported() {
     eventually("the reset to arrive", || server.peer_addr().is_err());
     let dup = Duplicate::of(server.as_fd()).unwrap();
     drop(server);
-    hand_over(&reactor, dup, limits(10_000, 1 << 20), Fin::Now, 0);
+    hand_over(&reactor, dup, limits(10_000, Some(1 << 20)), Fin::Now, 0);
     assert_eq!(next_outcome(&reports), Outcome::Reset);
 }
 
@@ -291,7 +291,7 @@ fn a_connection_already_reset_is_still_closed_and_reported() {
 fn peer_reset_is_reported_as_reset() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
-    close_as_vm(&reactor, server, limits(10_000, 1 << 20));
+    close_as_vm(&reactor, server, limits(10_000, Some(1 << 20)));
     SockRef::from(&client)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
@@ -305,7 +305,7 @@ fn pending_port_output_holds_back_fin_until_the_vm_sends_it() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
     // The "port" keeps its descriptor and output; no FIN may go yet.
-    hand_over_with_port_pending(&reactor, &server, limits(10_000, 1 << 20));
+    hand_over_with_port_pending(&reactor, &server, limits(10_000, Some(1 << 20)));
     client
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -332,7 +332,7 @@ fn pending_port_output_holds_back_fin_until_the_vm_sends_it() {
 fn reset_after_the_peers_fin_while_the_port_writes_is_not_clean() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
-    hand_over_with_port_pending(&reactor, &server, limits(10_000, 1 << 20));
+    hand_over_with_port_pending(&reactor, &server, limits(10_000, Some(1 << 20)));
     // The peer half-closes (the reactor sees its FIN), then resets before
     // the port has written everything.
     client.shutdown(Shutdown::Write).unwrap();
@@ -352,7 +352,7 @@ fn port_that_died_with_output_is_cut_off_and_resets_the_peer() {
     let (server, client) = pair();
     let limits = Limits {
         idle: Some(Duration::from_millis(200)),
-        ..limits(10_000, 1 << 20)
+        ..limits(10_000, Some(1 << 20))
     };
     hand_over_with_port_pending(&reactor, &server, limits);
     // Gone without its FIN: nothing more will come from our side.
@@ -391,7 +391,7 @@ fn our_fin_leaves_at_the_hand_over_while_the_reactor_is_busy() {
     });
     hold_busy(&reactor, Duration::from_millis(1000));
     let started = Instant::now();
-    close_as_vm(&reactor, server, limits(10_000, u64::MAX));
+    close_as_vm(&reactor, server, limits(10_000, None));
     client
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
@@ -410,7 +410,7 @@ fn our_fin_waits_for_the_peers_after_our_own_shut_rd_while_the_reactor_is_busy()
     let (server, client) = pair();
     server.shutdown(Shutdown::Read).unwrap();
     hold_busy(&reactor, Duration::from_millis(300));
-    close_as_vm(&reactor, server, limits(10_000, u64::MAX));
+    close_as_vm(&reactor, server, limits(10_000, None));
     client
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
@@ -434,7 +434,7 @@ fn a_read_of_zero_after_our_own_shut_rd_is_no_fin() {
     let (reactor, reports) = reactor();
     let (server, client) = pair();
     server.shutdown(Shutdown::Read).unwrap();
-    close_as_vm(&reactor, server, limits(10_000, u64::MAX));
+    close_as_vm(&reactor, server, limits(10_000, None));
     // What the peer sends after our SHUT_RD is still discarded.
     thread::sleep(Duration::from_millis(50));
     (&client).write_all(&[1u8; 100_000]).unwrap();
@@ -484,7 +484,7 @@ fn clean_only_when_read(ours: TcpStream, peer: TcpStream) {
     });
     thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
-    close_as_vm(&reactor, ours, limits(10_000, u64::MAX));
+    close_as_vm(&reactor, ours, limits(10_000, None));
     thread::sleep(Duration::from_millis(300));
     if let Ok((_, report)) = reports.try_recv() {
         panic!("ended before the reply was read: {report:?}");
@@ -509,7 +509,7 @@ fn a_reset_is_no_clean_end_on_either_side_though_another_descriptor_took_its_err
             true => (connected, accepted),
         };
         // The "port" keeps writing through its own descriptor.
-        hand_over_with_port_pending(&reactor, &ours, limits(10_000, 1 << 20));
+        hand_over_with_port_pending(&reactor, &ours, limits(10_000, Some(1 << 20)));
         peer.shutdown(Shutdown::Write).unwrap();
         thread::sleep(Duration::from_millis(50));
         SockRef::from(&peer)
@@ -530,7 +530,7 @@ fn an_idle_peer_is_cut_off_and_a_slow_reader_is_not() {
     let (reactor, reports) = reactor();
     let idle = Limits {
         idle: Some(Duration::from_millis(100)),
-        ..limits(10_000, u64::MAX)
+        ..limits(10_000, None)
     };
     // Silent: it neither sends, nor closes, nor reads our reply.
     let (server, silent) = pair();
@@ -590,7 +590,7 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
         (&client).write_all(b"unread").unwrap();
         let dup = Duplicate::of(server.as_fd()).unwrap();
         drop(server);
-        hand_over(&reactor, dup, limits(10_000, 1 << 20), Fin::Now, i);
+        hand_over(&reactor, dup, limits(10_000, Some(1 << 20)), Fin::Now, i);
         clients.push(client);
     }
     eventually("all to linger", || reactor.stats().lingering == 200);
@@ -615,8 +615,8 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
 fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     let (reactor, reports) = reactor();
     let cap = Limits {
-        max_lingering: 2,
-        ..limits(10_000, 1 << 20)
+        max_lingering: Some(2),
+        ..limits(10_000, Some(1 << 20))
     };
     // The oldest has not read our reply; the second has all of it.
     let (server, deaf) = pair();

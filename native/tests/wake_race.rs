@@ -54,8 +54,8 @@ fn concurrent_pushes_never_lose_the_wakeup() {
         let limits = Limits {
             timeout: Duration::ZERO,
             idle: None,
-            max_drain: 0,
-            max_lingering: u64::MAX,
+            max_drain: Some(0),
+            max_lingering: None,
         };
         hand_over(&reactor, dup, limits, Fin::Now, round);
         if rx.recv_timeout(Duration::from_secs(5)) != Ok(round) {

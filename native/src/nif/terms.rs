@@ -83,8 +83,8 @@ impl Options {
         Limits {
             timeout: Duration::from_millis(self.linger_timeout),
             idle: self.idle_timeout.0.map(Duration::from_millis),
-            max_drain: self.max_drain.0.unwrap_or(u64::MAX),
-            max_lingering: self.max_lingering.0.unwrap_or(u64::MAX),
+            max_drain: self.max_drain.0,
+            max_lingering: self.max_lingering.0,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::Shutdown;
+use std::num::NonZeroU64;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,8 +44,8 @@ pub(super) struct Entry<T> {
     /// Times are milliseconds from `started`, which keeps the entry small.
     /// When [`super::Limits::timeout`] cuts it off.
     pub(super) deadline: u32,
-    /// [`super::Limits::idle`]; [`NO_IDLE`] for none.
-    idle: u32,
+    /// [`super::Limits::idle`], if any.
+    idle: Option<u32>,
     /// When progress is next looked for.
     idle_check: u32,
     /// When its timer in the worker's timers is due.
@@ -55,7 +56,10 @@ pub(super) struct Entry<T> {
     /// received, which only grow, summed).
     seen: u64,
     pub(super) drained: u64,
-    max_drain: u64,
+    /// The count of discarded bytes that cuts it off, one more than
+    /// [`super::Limits::max_drain`]; `None` for no bound. Never zero, so
+    /// that the option takes no room of its own.
+    cut_at: Option<NonZeroU64>,
     /// The peer's FIN has arrived, as the TCP state shows.
     pub(super) peer_fin: bool,
     pub(super) fin: OurFin,
@@ -64,22 +68,16 @@ pub(super) struct Entry<T> {
     pub(super) token: T,
 }
 
-/// [`Entry::idle`] when there is no idle bound.
-const NO_IDLE: u32 = u32::MAX;
-
 impl<T> Entry<T> {
     /// The entry of a socket adopted at `now`; its [`Entry::baseline`] is
     /// read next.
     pub(super) fn new(a: Adoption<T>, now: Instant) -> Entry<T> {
-        let ms = |d: Duration| d.as_millis().min(u128::from(NO_IDLE - 1)) as u32;
+        let ms = |d: Duration| d.as_millis().min(u128::from(u32::MAX)) as u32;
         let started = a.started;
         let deadline = ms(a.limits.timeout);
-        let idle = a.limits.idle.map_or(NO_IDLE, ms);
+        let idle = a.limits.idle.map(ms);
         let now_ms = ms(now.saturating_duration_since(started));
-        let idle_check = match idle {
-            NO_IDLE => deadline,
-            idle => now_ms.saturating_add(idle),
-        };
+        let idle_check = idle.map_or(deadline, |idle| now_ms.saturating_add(idle));
         let first_poll = if a.fin == OurFin::Port {
             now_ms
         } else {
@@ -95,7 +93,11 @@ impl<T> Entry<T> {
             last_rx: now_ms,
             seen: 0,
             drained: 0,
-            max_drain: a.limits.max_drain,
+            // u64::MAX bytes are never discarded: no bound either.
+            cut_at: a
+                .limits
+                .max_drain
+                .and_then(|max| NonZeroU64::new(max.checked_add(1)?)),
             peer_fin: false,
             fin: a.fin,
             syn: 0,
@@ -142,10 +144,10 @@ impl<T> Entry<T> {
         // does not mean the queue is empty: read on until 0.
         let fin_queued = flags & (libc::EPOLLRDHUP | libc::EPOLLHUP) as u32 != 0;
         while !self.peer_fin {
+            // Up to the byte that passes the bound, which tells it was passed.
             let allowance = self
-                .max_drain
-                .saturating_sub(self.drained)
-                .saturating_add(1);
+                .cut_at
+                .map_or(MAX_DISCARD, |cut| cut.get() - self.drained);
             let len = allowance.min(MAX_DISCARD) as usize;
             match recv_discard(self.socket.as_fd(), len) {
                 Ok(0) => return self.at_end_of_queue(),
@@ -153,7 +155,7 @@ impl<T> Entry<T> {
                     self.drained += n as u64;
                     self.last_rx = self.since(Instant::now());
                     total.fetch_add(n as u64, Ordering::Relaxed);
-                    if self.drained > self.max_drain {
+                    if self.cut_at.is_some_and(|cut| self.drained >= cut.get()) {
                         return Some(Outcome::DrainLimit);
                     }
                     // Edge-triggered: a short read emptied the queue, and
@@ -256,17 +258,18 @@ impl<T> Entry<T> {
             // The VM's reply is all out: disarm the reset (see `arm`).
             self.socket.set_linger(None).map_err(|e| os_outcome(&e))?;
         }
-        let quiet = (QUIET.as_millis() as u32).min(self.idle / 2);
+        let quiet = QUIET.as_millis() as u32;
+        let quiet = self.idle.map_or(quiet, |idle| quiet.min(idle / 2));
         if now_ms >= self.last_rx.saturating_add(quiet) {
             self.send_held_fin();
         }
-        if self.idle != NO_IDLE && now_ms >= self.idle_check {
+        if let Some(idle) = self.idle.filter(|_| now_ms >= self.idle_check) {
             let seen = progress.bytes_acked.wrapping_add(progress.bytes_received);
             if seen == self.seen {
                 return Err(Outcome::Idle);
             }
             self.seen = seen;
-            self.idle_check = now_ms.saturating_add(self.idle);
+            self.idle_check = now_ms.saturating_add(idle);
         }
         let mut next = self.deadline.min(self.idle_check);
         if self.fin == OurFin::Port {

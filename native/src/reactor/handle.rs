@@ -181,7 +181,8 @@ impl<T: Send + 'static> Reactor<T> {
             return Err(Error::ReactorDown);
         }
         let lingering = &shared.stats.lingering;
-        let make_room = lingering.fetch_add(1, Ordering::Relaxed) >= limits.max_lingering;
+        let before = lingering.fetch_add(1, Ordering::Relaxed);
+        let make_room = limits.max_lingering.is_some_and(|max| before >= max);
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         // Registered for nothing but what epoll always reports, hang-ups and
         // errors, and those edge-triggered so that a socket already reset

@@ -20,11 +20,12 @@ pub struct Limits {
     /// last progress. `None` for no such bound.
     pub idle: Option<Duration>,
     /// Bytes the reactor may discard; one more and the socket is cut off.
-    pub max_drain: u64,
+    /// `None` for no such bound.
+    pub max_drain: Option<u64>,
     /// When this many sockets linger already, a hand-over makes the reactor
-    /// reclaim one ([`Outcome::Reclaimed`]), the cheapest first; `u64::MAX`
-    /// for no limit.
-    pub max_lingering: u64,
+    /// reclaim one ([`Outcome::Reclaimed`]), the cheapest first. `None` for
+    /// no such limit.
+    pub max_lingering: Option<u64>,
 }
 
 /// How a lingering socket ended.
