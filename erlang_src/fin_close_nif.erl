@@ -108,10 +108,8 @@ not_in_this_build() -> erlang:nif_error({not_in_this_build, diagnostics}).
 -spec measure_held(boolean()) -> ok.
 measure_held(_On) -> not_in_this_build().
 
--spec held() -> #{calls := non_neg_integer(), max_cpu_us := non_neg_integer(),
-                  max_asleep_us := non_neg_integer(), slept := non_neg_integer(),
-                  max_waiting_us := non_neg_integer(), preempted := non_neg_integer(),
-                  max_wall_us := non_neg_integer()}.
+%% The keys are the measures' names in native/src/held.rs.
+-spec held() -> #{atom() => non_neg_integer()}.
 held() -> not_in_this_build().
 
 %% Keeps the reactor thread busy for Ms milliseconds (it adopts, reads and

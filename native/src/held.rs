@@ -15,66 +15,76 @@ use std::time::{Duration, Instant};
 use crate::sys::{thread_usage, ThreadUsage};
 
 static ON: AtomicBool = AtomicBool::new(false);
-static CALLS: AtomicU64 = AtomicU64::new(0);
-static MAX_CPU_NS: AtomicU64 = AtomicU64::new(0);
-static MAX_ASLEEP_NS: AtomicU64 = AtomicU64::new(0);
-static SLEPT: AtomicU64 = AtomicU64::new(0);
-static MAX_WAITING_NS: AtomicU64 = AtomicU64::new(0);
-static PREEMPTED: AtomicU64 = AtomicU64::new(0);
-static MAX_WALL_NS: AtomicU64 = AtomicU64::new(0);
 
-const COUNTERS: [&AtomicU64; 7] = [
-    &CALLS,
-    &MAX_CPU_NS,
-    &MAX_ASLEEP_NS,
-    &SLEPT,
-    &MAX_WAITING_NS,
-    &PREEMPTED,
-    &MAX_WALL_NS,
-];
+/// The measures, written once: the atomics, the copy [`held`] gives, and
+/// their names for Erlang ([`Held::by_name`]). A `count` is a number of
+/// calls; a `time` is the largest of one call, kept in nanoseconds and
+/// named for Erlang in microseconds (`_us`).
+macro_rules! measures {
+    (@type count) => { u64 };
+    (@type time) => { Duration };
+    (@read count, $atomic:expr) => { $atomic.load(Ordering::Relaxed) };
+    (@read time, $atomic:expr) => { Duration::from_nanos($atomic.load(Ordering::Relaxed)) };
+    (@key count, $name:ident) => { stringify!($name) };
+    (@key time, $name:ident) => { concat!(stringify!($name), "_us") };
+    (@value count, $v:expr) => { $v };
+    (@value time, $v:expr) => { $v.as_micros().min(u128::from(u64::MAX)) as u64 };
+    ($($(#[doc = $doc:literal])* $kind:ident $name:ident),* $(,)?) => {
+        struct Atomics {
+            $($name: AtomicU64,)*
+        }
 
-/// What the calls measured since [`measure`] was switched on did; each
-/// `max_` is the largest of one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Held {
+        static MEASURED: Atomics = Atomics {
+            $($name: AtomicU64::new(0),)*
+        };
+
+        /// What the calls measured since [`measure`] was switched on did;
+        /// each `max_` is the largest of one call.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        pub struct Held {
+            $($(#[doc = $doc])* pub $name: measures!(@type $kind),)*
+        }
+
+        /// Switches measuring on (clearing what was measured) or off.
+        pub fn measure(on: bool) {
+            $(MEASURED.$name.store(0, Ordering::Relaxed);)*
+            ON.store(on, Ordering::Relaxed);
+        }
+
+        /// What was measured so far.
+        pub fn held() -> Held {
+            Held {
+                $($name: measures!(@read $kind, MEASURED.$name),)*
+            }
+        }
+
+        impl Held {
+            /// Every measure by the name Erlang knows it by, times in
+            /// microseconds.
+            pub fn by_name(&self) -> Vec<(&'static str, u64)> {
+                vec![$((measures!(@key $kind, $name), measures!(@value $kind, self.$name)),)*]
+            }
+        }
+    };
+}
+
+measures! {
     /// Calls measured.
-    pub calls: u64,
+    count calls,
     /// CPU time. Interrupts handled meanwhile count too (unless the kernel
     /// accounts IRQ time apart).
-    pub max_cpu: Duration,
+    time max_cpu,
     /// Time asleep (neither running nor waiting for a CPU), of the calls
     /// that slept: those that switched out of their own accord.
-    pub max_asleep: Duration,
+    time max_asleep,
     /// Calls during which the thread went to sleep at least once.
-    pub slept: u64,
+    count slept,
     /// Time runnable but waiting for a CPU: preemption by the kernel.
-    pub max_waiting: Duration,
+    time max_waiting,
     /// Calls during which the thread was preempted at least once.
-    pub preempted: u64,
+    count preempted,
     /// Wall-clock time: the sum of the three above.
-    pub max_wall: Duration,
-}
-
-/// Switches measuring on (clearing what was measured) or off.
-pub fn measure(on: bool) {
-    for counter in COUNTERS {
-        counter.store(0, Ordering::Relaxed);
-    }
-    ON.store(on, Ordering::Relaxed);
-}
-
-/// What was measured so far.
-pub fn held() -> Held {
-    let ns = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
-    Held {
-        calls: CALLS.load(Ordering::Relaxed),
-        max_cpu: ns(&MAX_CPU_NS),
-        max_asleep: ns(&MAX_ASLEEP_NS),
-        slept: SLEPT.load(Ordering::Relaxed),
-        max_waiting: ns(&MAX_WAITING_NS),
-        preempted: PREEMPTED.load(Ordering::Relaxed),
-        max_wall: ns(&MAX_WALL_NS),
-    }
+    time max_wall,
 }
 
 /// One call being measured: made at its start, recorded when dropped.
@@ -108,21 +118,22 @@ impl Drop for Span {
         let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
         let cpu = now.on_cpu.saturating_sub(self.usage.on_cpu);
         let waiting = now.waiting.saturating_sub(self.usage.waiting);
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        MAX_WALL_NS.fetch_max(ns(wall), Ordering::Relaxed);
-        MAX_CPU_NS.fetch_max(ns(cpu), Ordering::Relaxed);
-        MAX_WAITING_NS.fetch_max(ns(waiting), Ordering::Relaxed);
+        let m = &MEASURED;
+        m.calls.fetch_add(1, Ordering::Relaxed);
+        m.max_wall.fetch_max(ns(wall), Ordering::Relaxed);
+        m.max_cpu.fetch_max(ns(cpu), Ordering::Relaxed);
+        m.max_waiting.fetch_max(ns(waiting), Ordering::Relaxed);
         // A thread that never switched out of its own accord never slept.
         // One that did slept for what the CPU and the run queue do not
         // explain; the readings' own time counts as asleep, and so may a
         // preemption at their edges: an overestimate, never less.
         if now.voluntary > self.usage.voluntary {
-            SLEPT.fetch_add(1, Ordering::Relaxed);
+            m.slept.fetch_add(1, Ordering::Relaxed);
             let asleep = wall.saturating_sub(cpu).saturating_sub(waiting);
-            MAX_ASLEEP_NS.fetch_max(ns(asleep), Ordering::Relaxed);
+            m.max_asleep.fetch_max(ns(asleep), Ordering::Relaxed);
         }
         if now.involuntary > self.usage.involuntary {
-            PREEMPTED.fetch_add(1, Ordering::Relaxed);
+            m.preempted.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

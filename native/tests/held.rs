@@ -42,6 +42,23 @@ fn sleeping_and_running_calls_are_told_apart() {
     assert!(h.max_asleep >= Duration::from_millis(2), "{h:?}");
     assert!(h.max_cpu < Duration::from_millis(1), "{h:?}");
 
+    // The names the fault suite and the bench read, times in microseconds.
+    let names: Vec<&str> = h.by_name().iter().map(|&(name, _)| name).collect();
+    assert_eq!(
+        names,
+        [
+            "calls",
+            "max_cpu_us",
+            "max_asleep_us",
+            "slept",
+            "max_waiting_us",
+            "preempted",
+            "max_wall_us"
+        ]
+    );
+    let asleep_us = h.max_asleep.as_micros() as u64;
+    assert!(h.by_name().contains(&("max_asleep_us", asleep_us)), "{h:?}");
+
     held::measure(false);
     assert_eq!(held::held(), held::Held::default());
     {

@@ -27,22 +27,16 @@ fn measure_held(on: bool) -> Atom {
     atoms::ok()
 }
 
-/// What was measured since measuring was switched on, times in microseconds.
+/// What was measured since measuring was switched on, as a map with the
+/// measures' names as keys, times in microseconds.
 #[rustler::nif]
-fn held(env: Env<'_>) -> NifResult<Term<'_>> {
-    let h = held::held();
-    let us = |d: Duration| d.as_micros() as u64;
-    let pairs = [
-        ("calls", h.calls),
-        ("max_cpu_us", us(h.max_cpu)),
-        ("max_asleep_us", us(h.max_asleep)),
-        ("slept", h.slept),
-        ("max_waiting_us", us(h.max_waiting)),
-        ("preempted", h.preempted),
-        ("max_wall_us", us(h.max_wall)),
-    ];
-    let terms: Vec<(&str, Term<'_>)> = pairs.iter().map(|&(k, v)| (k, v.encode(env))).collect();
-    Ok(map(env, &terms))
+fn held(env: Env<'_>) -> Term<'_> {
+    let pairs: Vec<(&str, Term<'_>)> = held::held()
+        .by_name()
+        .into_iter()
+        .map(|(name, value)| (name, value.encode(env)))
+        .collect();
+    map(env, &pairs)
 }
 
 /// Keeps the reactor thread busy for `ms` milliseconds, as a burst of work
