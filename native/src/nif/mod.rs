@@ -3,13 +3,16 @@
 //! The Erlang module `fin_close` owns the API; these functions assume it has
 //! already resolved a socket term to its descriptor number.
 
+use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::Duration;
 
-use rustler::{Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, Resource, ResourceArc, Term};
+use rustler::{
+    Atom, Decoder, Encoder, Env, LocalPid, NifResult, OwnedEnv, Resource, ResourceArc, Term,
+};
 use socket2::SockRef;
 
 use crate::duplicate::{self, Duplicate};
@@ -23,7 +26,7 @@ mod diagnostics;
 mod terms;
 
 use terms::{
-    address, lingering_term, map, maybe_address, queue_pairs, queue_reason, report_term, Options,
+    address, lingering_term, map, maybe_address, queue_error, queue_pairs, report_term, Options,
     Reason,
 };
 
@@ -38,7 +41,7 @@ macro_rules! measured {
 
 mod atoms {
     rustler::atoms! {
-        ok, error, undefined, none, infinity, refused, held, fin_close, fin_close_ended,
+        ok, undefined, none, infinity, refused, held, fin_close, fin_close_ended,
         fin_close_lingering, reason
     }
 }
@@ -163,51 +166,71 @@ fn reactor() -> Result<Arc<Reactor<Token>>, Error> {
     Ok(reactor)
 }
 
-/// Borrows the descriptor number the Erlang side read from an open socket.
-fn borrow(fd: i32) -> NifResult<BorrowedFd<'static>> {
-    if fd < 0 {
-        return Err(rustler::Error::BadArg);
+/// A descriptor number the Erlang side read from a socket that was open at
+/// that moment, for one NIF call: tied to the call's environment (`'a`), it
+/// cannot outlive the call nor go to another thread, and neither can what
+/// it lends. A negative number is `badarg`.
+struct Fd<'a> {
+    raw: RawFd,
+    call: PhantomData<Env<'a>>,
+}
+
+impl<'a> Decoder<'a> for Fd<'a> {
+    fn decode(term: Term<'a>) -> NifResult<Fd<'a>> {
+        match term.decode()? {
+            raw if raw < 0 => Err(rustler::Error::BadArg),
+            raw => Ok(Fd {
+                raw,
+                call: PhantomData,
+            }),
+        }
     }
-    // SAFETY: `fd` is not -1. The Erlang side read it from a socket that was
-    // open at that moment and checks afterwards that the socket is still
-    // open with the same descriptor, which proves the number was not reused
-    // in between. Should it have been closed meanwhile, the calls made here
-    // (an ioctl, getsockopt, or a dup) fail with EBADF or act read-only.
-    Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+impl<'a> Fd<'a> {
+    /// The descriptor, for this call.
+    fn borrow(&self) -> BorrowedFd<'a> {
+        // SAFETY: `raw` is not -1. The Erlang side read it from a socket
+        // that was open at that moment and checks after this call that the
+        // socket is still open with the same descriptor, which proves the
+        // number was not reused in between; the borrow ends with the call.
+        // Should the socket have been closed meanwhile, the calls made here
+        // (an ioctl, getsockopt, or a dup) fail with EBADF or act
+        // read-only, and the Erlang side discards what they gave.
+        unsafe { BorrowedFd::borrow_raw(self.raw) }
+    }
 }
 
 /// One queue ioctl; with `tcp_only` (a socket-module socket, which may be of
 /// any protocol) after checking the socket is TCP, in the same call.
 fn queue(
-    fd: i32,
+    fd: Fd<'_>,
     tcp_only: bool,
     ioctl: fn(BorrowedFd<'_>) -> std::io::Result<usize>,
-) -> NifResult<Result<usize, Reason>> {
-    let fd = borrow(fd)?;
+) -> Result<usize, Error> {
+    let fd = fd.borrow();
     if tcp_only {
-        if let Err(e) = duplicate::check_protocol(fd) {
-            return Ok(Err(e.into()));
-        }
+        duplicate::check_protocol(fd)?;
     }
-    Ok(ioctl(fd).map_err(queue_reason))
+    ioctl(fd).map_err(queue_error)
 }
 
 #[rustler::nif]
-fn inq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
+fn inq(fd: Fd<'_>, tcp_only: bool) -> Result<usize, Reason> {
     measured!();
-    queue(fd, tcp_only, sys::inq)
+    Ok(queue(fd, tcp_only, sys::inq)?)
 }
 
 #[rustler::nif]
-fn outq(fd: i32, tcp_only: bool) -> NifResult<Result<usize, Reason>> {
+fn outq(fd: Fd<'_>, tcp_only: bool) -> Result<usize, Reason> {
     measured!();
-    queue(fd, tcp_only, sys::outq)
+    Ok(queue(fd, tcp_only, sys::outq)?)
 }
 
 #[rustler::nif]
-fn check_tcp(fd: i32) -> NifResult<Atom> {
+fn check_tcp(fd: Fd<'_>) -> NifResult<Atom> {
     measured!();
-    duplicate::check_tcp(borrow(fd)?)?;
+    duplicate::check_tcp(fd.borrow())?;
     Ok(atoms::ok())
 }
 
@@ -222,23 +245,23 @@ fn took_a_while(env: Env<'_>) {
 /// reactor: the first half of a hand-over, before the caller closes its own
 /// handle.
 #[rustler::nif]
-fn reserve(
-    env: Env<'_>,
-    fd: i32,
+fn reserve<'a>(
+    env: Env<'a>,
+    fd: Fd<'a>,
     options: Options,
-) -> NifResult<Result<ResourceArc<Handover>, Reason>> {
+) -> Result<ResourceArc<Handover>, Reason> {
     measured!();
     took_a_while(env);
-    let reserved = Duplicate::of(borrow(fd)?).and_then(|dup| match reactor() {
-        Ok(reactor) => reactor.reserve(dup, options.limits()),
+    let dup = Duplicate::of(fd.borrow())?;
+    let reactor = match reactor() {
+        Ok(reactor) => reactor,
         Err(e) => {
             dup.dispose();
-            Err(e)
+            return Err(e.into());
         }
-    });
-    Ok(reserved
-        .map(|r| ResourceArc::new(Handover(Mutex::new(Some(r)))))
-        .map_err(Reason::from))
+    };
+    let reservation = reactor.reserve(dup, options.limits())?;
+    Ok(ResourceArc::new(Handover(Mutex::new(Some(reservation)))))
 }
 
 /// Hands the socket over once the caller has closed its handle: our FIN
@@ -298,38 +321,32 @@ fn cancel(handover: ResourceArc<Handover>) -> Atom {
 /// that found no descriptor left for its duplicate. On a dirty I/O
 /// scheduler, as it waits for the reactor thread.
 #[rustler::nif(schedule = "DirtyIo")]
-fn reclaim(env: Env<'_>, n: u64) -> Term<'_> {
-    match running().map(|r| r.reclaim(n, Duration::from_millis(100))) {
-        Some(Ok(())) => atoms::ok().encode(env),
-        Some(Err(e)) => (atoms::error(), Reason::from(e)).encode(env),
-        None => (atoms::error(), Reason::from(Error::ReactorDown)).encode(env),
-    }
+fn reclaim(n: u64) -> NifResult<Atom> {
+    let reactor = running().ok_or(Error::ReactorDown)?;
+    reactor.reclaim(n, Duration::from_millis(100))?;
+    Ok(atoms::ok())
 }
 
 /// The state, addresses and kernel queues of a TCP socket, as a map.
 #[rustler::nif]
-fn info(env: Env<'_>, fd: i32) -> NifResult<Term<'_>> {
+fn info<'a>(env: Env<'a>, fd: Fd<'a>) -> Result<Term<'a>, Reason> {
     measured!();
     took_a_while(env);
-    Ok(match SocketInfo::of(borrow(fd)?) {
-        Ok(info) => {
-            let mut pairs = queue_pairs(env, &info).to_vec();
-            pairs.push(("local", address(env, info.local)));
-            pairs.push(("peer", maybe_address(env, info.peer)));
-            (atoms::ok(), map(env, &pairs)).encode(env)
-        }
-        Err(e) => (atoms::error(), Reason::from(e)).encode(env),
-    })
+    let info = SocketInfo::of(fd.borrow())?;
+    let mut pairs = queue_pairs(env, &info).to_vec();
+    pairs.push(("local", address(env, info.local)));
+    pairs.push(("peer", maybe_address(env, info.peer)));
+    Ok(map(env, &pairs))
 }
 
 /// Asks the reactor for the sockets lingering now. Returns `ok`, and `pid`
 /// gets `{fin_close_lingering, Ref, [Map]}` soon after; or `none` when no
 /// reactor runs, so there is nothing to list.
 #[rustler::nif]
-fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
+fn lingering(pid: LocalPid, reference: Term<'_>) -> Atom {
     measured!();
     let Some(reactor) = running() else {
-        return atoms::none().encode(env);
+        return atoms::none();
     };
     let mut owned = OwnedEnv::new();
     let reference = owned.save(reference);
@@ -340,8 +357,8 @@ fn lingering<'a>(env: Env<'a>, pid: LocalPid, reference: Term<'a>) -> Term<'a> {
         });
     });
     match asked {
-        Ok(()) => atoms::ok().encode(env),
-        Err(_) => atoms::none().encode(env),
+        Ok(()) => atoms::ok(),
+        Err(_) => atoms::none(),
     }
 }
 

@@ -40,12 +40,15 @@ pub(super) fn report_term<'a>(env: Env<'a>, report: &Report, told: &Told) -> Ter
     }
 }
 
-/// An error reason, encoded as its atom.
+/// An [`Error`] as the NIFs give it: its reason's atom. A NIF returning
+/// `Result<T, Reason>` gives `{ok, T}` or `{error, Reason}`; `?` turns an
+/// [`Error`] into it. (An [`Error`] itself may hold an `io::Error`, which
+/// rustler does not take across its catch of panics.)
 pub(super) struct Reason(&'static str);
 
 impl Encoder for Reason {
     fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        Atom::from_str(env, self.0).expect("atom").encode(env)
+        atom(env, self.0)
     }
 }
 
@@ -55,16 +58,11 @@ impl From<Error> for Reason {
     }
 }
 
-/// A NIF's `Err` of an [`Error`] gives `{error, Reason}`.
+/// A NIF's `Err` of an [`Error`] gives `{error, Reason}`, for NIFs that
+/// return a bare value when they succeed.
 impl From<Error> for rustler::Error {
     fn from(e: Error) -> rustler::Error {
         rustler::Error::Term(Box::new(Reason::from(e)))
-    }
-}
-
-impl From<std::io::Error> for Reason {
-    fn from(e: std::io::Error) -> Reason {
-        Error::from(e).into()
     }
 }
 
@@ -113,9 +111,9 @@ impl Encoder for Bound {
 
 /// SIOCINQ and SIOCOUTQ fail with EINVAL on a TCP socket only when it is
 /// listening: say so the way the rest of the API does.
-pub(super) fn queue_reason(e: std::io::Error) -> Reason {
+pub(super) fn queue_error(e: std::io::Error) -> Error {
     if e.raw_os_error() == Some(libc::EINVAL) {
-        Error::NotConnected.into()
+        Error::NotConnected
     } else {
         e.into()
     }

@@ -5,8 +5,10 @@
 //! `recv` that takes no buffer; epoll and eventfd in `epoll`; a thread's
 //! own CPU time and context switches in `usage`, feature `diagnostics`; the
 //! C library's names of errno values; the reactor thread's scheduling
-//! policy)
-//! lives here so that no other module needs `unsafe`.
+//! policy) lives here, so that no other module calls the C library. The one
+//! `unsafe` outside this module is the NIF's borrowing of a descriptor
+//! number the VM holds (`nif::Fd`), which no system call can check: its
+//! soundness rests on the Erlang side's reading the number again.
 
 mod epoll;
 #[cfg(feature = "diagnostics")]
