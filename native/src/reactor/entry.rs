@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
+use super::fin::{baseline, QUIET};
 use super::inbox::Adoption;
-use super::types::{OurFin, Outcome, Report};
+use super::types::{LingerId, Lingering, OurFin, Outcome, Report};
 use crate::error::errno_name;
-use crate::info::TcpState;
+use crate::info::{SocketInfo, TcpState};
 use crate::sys::{self, recv_discard, TcpProgress};
 
 /// Largest single discard request: one `recv` empties any receive queue.
@@ -27,23 +28,15 @@ const MAX_DISCARD: u64 = 1 << 30;
 /// at once and a thousand slow ones cost little.
 const VM_FIN_POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(100));
 
-/// How long a peer of a socket shut for reading must have sent nothing
-/// before our FIN goes (at most half the idle bound). Linux resets a
-/// connection that gets data once it has sent FIN after SHUT_RD
-/// (`tcp_rcv_state_process`, FIN_WAIT1/2 with RCV_SHUTDOWN), so the FIN
-/// waits for the peer's, or for a pause in what the peer sends (see
-/// [`fin_at_close`]).
-const QUIET: Duration = Duration::from_secs(1);
-
 /// One lingering socket. Kept small: there may be as many as the process
 /// has descriptors, so what the caller wants to know about a socket (who
 /// to tell, its addresses) lives in its token, which it can keep boxed.
 pub(super) struct Entry<T> {
-    pub(super) socket: Socket,
-    pub(super) started: Instant,
+    socket: Socket,
+    started: Instant,
     /// Times are milliseconds from `started`, which keeps the entry small.
     /// When [`super::Limits::timeout`] cuts it off.
-    pub(super) deadline: u32,
+    deadline: u32,
     /// [`super::Limits::idle`], if any.
     idle: Option<u32>,
     /// When progress is next looked for.
@@ -51,26 +44,26 @@ pub(super) struct Entry<T> {
     /// When its timer in the worker's timers is due.
     pub(super) timer: u32,
     /// When the peer last sent a byte.
-    pub(super) last_rx: u32,
+    last_rx: u32,
     /// How far both sides had got at the last look (bytes acknowledged and
     /// received, which only grow, summed).
     seen: u64,
-    pub(super) drained: u64,
+    drained: u64,
     /// The count of discarded bytes that cuts it off, one more than
     /// [`super::Limits::max_drain`]; `None` for no bound. Never zero, so
     /// that the option takes no room of its own.
     cut_at: Option<NonZeroU64>,
     /// The peer's FIN has arrived, as the TCP state shows.
-    pub(super) peer_fin: bool,
+    peer_fin: bool,
     pub(super) fin: OurFin,
     /// Our SYN in `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]).
     syn: u8,
-    pub(super) token: T,
+    token: T,
 }
 
 impl<T> Entry<T> {
-    /// The entry of a socket adopted at `now`; its [`Entry::baseline`] is
-    /// read next.
+    /// The entry of a socket adopted at `now`; its baseline is read next
+    /// ([`Entry::read_baseline`]).
     pub(super) fn new(a: Adoption<T>, now: Instant) -> Entry<T> {
         let ms = |d: Duration| d.as_millis().min(u128::from(u32::MAX)) as u32;
         let started = a.started;
@@ -116,6 +109,24 @@ impl<T> Entry<T> {
     /// The time `ms` milliseconds after the hand-over.
     pub(super) fn at(&self, ms: u32) -> Instant {
         self.started + Duration::from_millis(u64::from(ms))
+    }
+
+    /// When the peer last sent a byte (the hand-over if never since).
+    pub(super) fn last_heard(&self) -> Instant {
+        self.at(self.last_rx)
+    }
+
+    /// The socket as [`super::Reactor::lingering`] lists it.
+    pub(super) fn lingering(&self, id: LingerId, now: Instant) -> Lingering {
+        Lingering {
+            id,
+            now: SocketInfo::of(self.socket.as_fd()).map_err(|e| e.reason().to_string()),
+            lingered: now.saturating_duration_since(self.started),
+            remaining: self.at(self.deadline).saturating_duration_since(now),
+            drained: self.drained,
+            port_pending: self.fin == OurFin::Port,
+            peer_fin: self.peer_fin,
+        }
     }
 
     /// Milliseconds from the hand-over to `t`.
@@ -195,7 +206,7 @@ impl<T> Entry<T> {
         self.settled_by(progress)
     }
 
-    /// Sends our FIN if it was held back (see [`fin_at_close`]).
+    /// Sends our FIN if it was held back (see [`super::fin::fin_at_close`]).
     fn send_held_fin(&mut self) {
         if self.fin == OurFin::Held {
             self.fin = OurFin::Sent;
@@ -327,70 +338,17 @@ impl<T> Entry<T> {
     }
 }
 
-/// Our FIN at the hand-over of a socket with nothing queued in the VM,
-/// on the caller's thread: sent now, as `gen_tcp:close/1` sends it, unless
-/// the socket is shut for reading and the peer's FIN has not come (see
-/// [`QUIET`]), where the reactor holds it back. Shut for reading is what
-/// POLLRDHUP says without touching the queue; the peer's FIN is told
-/// apart from our own SHUT_RD by the state. The caller closed its handle
-/// already, so nothing can shut the socket for reading after the look.
-pub(super) fn fin_at_close(fd: BorrowedFd<'_>) -> OurFin {
-    let peer_fin =
-        || sys::tcp_state(fd).is_ok_and(|state| TcpState::from_kernel(state).peer_fin_arrived());
-    match sys::read_shut(fd) {
-        Ok(false) => {}
-        Ok(true) if peer_fin() => {}
-        // A failed look (it cannot fail on a live socket) holds it too: at
-        // worst the FIN waits for a pause, never a reset.
-        Ok(true) | Err(_) => return OurFin::Held,
-    }
-    // Fails only on a connection already gone, which needs no FIN.
-    let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Write);
-    OurFin::Sent
-}
-
-/// How far the connection has got when it is adopted, and our SYN in
-/// `tcpi_bytes_acked` (see [`TcpProgress::syn_acked`]), from the queues: of
-/// what is not acknowledged, the unsent part is not in flight, and neither
-/// is a FIN of ours still waiting for its acknowledgment once nothing else
-/// is unsent (it is the last byte). The send queue is read around TCP_INFO,
-/// and again should an acknowledgment have come in between, since the two
-/// would not agree: TCP_INFO itself is read without the socket's lock (its
-/// state may still say FIN_WAIT1 with the FIN acknowledged).
-fn baseline(fd: BorrowedFd<'_>) -> (TcpProgress, u8) {
-    let mut progress = TcpProgress::default();
-    for _ in 0..3 {
-        let (Ok(unacked), Ok(unsent)) = (sys::outq(fd), sys::outq_unsent(fd)) else {
-            break;
-        };
-        let Ok(read) = sys::tcp_progress(fd) else {
-            break;
-        };
-        progress = read;
-        if sys::outq(fd).ok() != Some(unacked) {
-            continue;
-        }
-        let state = TcpState::from_kernel(progress.state);
-        if state == TcpState::Close {
-            break;
-        }
-        let fin_queued = state.fin_sent();
-        let fin_acked = fin_queued && unacked == 0;
-        let fin_in_flight = usize::from(fin_queued && !fin_acked && unsent == 0);
-        let in_flight = unacked.saturating_sub(unsent).saturating_sub(fin_in_flight);
-        return (
-            progress,
-            progress.syn_acked(in_flight as u64, fin_acked) as u8,
-        );
-    }
-    (progress, 0)
-}
-
 /// The outcome a failed system call gives.
 pub(super) fn os_outcome(e: &io::Error) -> Outcome {
     match e.raw_os_error() {
         Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED) => Outcome::Reset,
         Some(errno) => Outcome::Error(errno_name(errno)),
         None => Outcome::Error("unknown"),
+    }
+}
+
+impl<T> AsFd for Entry<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }

@@ -3,39 +3,19 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::entry::fin_at_close;
-use super::inbox::{Adoption, Command, Inbox};
+use super::fin::fin_at_close;
+use super::inbox::{Adoption, Command};
+use super::shared::Shared;
 use super::types::{Counters, Fin, Limits, LingerId, Lingering, OurFin, Report, StatsSnapshot};
-use super::worker::{Worker, WAKE};
+use super::worker::Worker;
 use crate::duplicate::Duplicate;
 use crate::error::Error;
-use crate::sys::Epoll;
-
-/// What the callers and the thread share.
-pub(super) struct Shared<T> {
-    /// Written by callers (registration) and waited on by the thread.
-    pub(super) epoll: Epoll,
-    pub(super) inbox: Inbox<T>,
-    next_id: AtomicU64,
-    pub(super) stats: Arc<Counters>,
-}
-
-impl<T> Shared<T> {
-    /// Gives back the room a reservation took, and the duplicate.
-    fn release(&self, dup: Duplicate) {
-        // The caller's descriptor may keep the file open, and with it this
-        // registration: remove it before the duplicate goes.
-        let _ = self.epoll.delete(dup.as_fd());
-        self.stats.lingering.fetch_sub(1, Ordering::Relaxed);
-        dup.dispose();
-    }
-}
 
 /// A socket handed over to a reactor whose thread had stopped: give it to
 /// another one with [`Reactor::adopt`], or [`Orphan::dispose`] of it. Its
@@ -102,24 +82,23 @@ impl<T: Send + 'static> Reservation<T> {
             token,
             started,
         };
-        self.shared.push_adoption(Box::new(adoption))
+        push_adoption(&self.shared, Box::new(adoption))
     }
 }
 
-impl<T> Shared<T> {
-    fn push_adoption(&self, adoption: Box<Adoption<T>>) -> Result<LingerId, Orphan<T>> {
-        let id = adoption.id;
-        match self.inbox.push(Command::Adopt(adoption)) {
-            Ok(()) => Ok(id),
-            Err(Command::Adopt(adoption)) => {
-                let _ = self.epoll.delete(adoption.dup.as_fd());
-                Err(Orphan {
-                    adoption,
-                    stats: Arc::clone(&self.stats),
-                })
-            }
-            Err(_) => unreachable!("push gives back what it was given"),
+/// Queues a socket for the thread; an [`Orphan`] if it has stopped.
+fn push_adoption<T>(shared: &Shared<T>, adoption: Box<Adoption<T>>) -> Result<LingerId, Orphan<T>> {
+    let id = adoption.id;
+    match shared.inbox.push(Command::Adopt(adoption)) {
+        Ok(()) => Ok(id),
+        Err(Command::Adopt(adoption)) => {
+            let _ = shared.epoll.delete(adoption.dup.as_fd());
+            Err(Orphan {
+                adoption,
+                stats: Arc::clone(&shared.stats),
+            })
         }
+        Err(_) => unreachable!("push gives back what it was given"),
     }
 }
 
@@ -131,9 +110,14 @@ impl<T: Send + 'static> AsFd for Reservation<T> {
 }
 
 impl<T: Send + 'static> Drop for Reservation<T> {
+    /// Gives back the room the reservation took, and the duplicate.
     fn drop(&mut self) {
         if let Some(room) = self.room.take() {
-            self.shared.release(room.dup);
+            // The caller's descriptor may keep the file open, and with it
+            // this registration: remove it before the duplicate goes.
+            let _ = self.shared.epoll.delete(room.dup.as_fd());
+            self.shared.stats.lingering.fetch_sub(1, Ordering::Relaxed);
+            room.dup.dispose();
         }
     }
 }
@@ -146,15 +130,7 @@ impl<T: Send + 'static> Reactor<T> {
     where
         F: FnMut(T, Report) + Send + 'static,
     {
-        let shared = Arc::new(Shared {
-            epoll: Epoll::new()?,
-            inbox: Inbox::new()?,
-            next_id: AtomicU64::new(WAKE + 1),
-            stats: counters,
-        });
-        shared
-            .epoll
-            .add(shared.inbox.waker(), libc::EPOLLIN as u32, WAKE)?;
+        let shared = Arc::new(Shared::new(counters)?);
         let worker = Worker::new(Arc::clone(&shared), Box::new(on_end));
         let thread = std::thread::Builder::new()
             .name("fin_close_reactor".into())
@@ -183,16 +159,10 @@ impl<T: Send + 'static> Reactor<T> {
         let lingering = &shared.stats.lingering;
         let before = lingering.fetch_add(1, Ordering::Relaxed);
         let make_room = limits.max_lingering.is_some_and(|max| before >= max);
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        // Registered for nothing but what epoll always reports, hang-ups and
-        // errors, and those edge-triggered so that a socket already reset
-        // is reported once, not on every wait until it is adopted; the
-        // thread asks for input when it adopts the socket. Registering for
-        // input a socket that is already readable would wake the thread
-        // before the hand-over. The room in the epoll set is taken now,
-        // though, so that a full set refuses the close while the socket is
-        // still the caller's.
-        if let Err(e) = shared.epoll.add(dup.as_fd(), libc::EPOLLET as u32, id) {
+        let id = shared.next_id();
+        // The room in the epoll set is taken now, so that a full set
+        // refuses the close while the socket is still the caller's.
+        if let Err(e) = shared.watch(dup.as_fd(), id) {
             lingering.fetch_sub(1, Ordering::Relaxed);
             dup.dispose();
             return Err(e.into());
@@ -222,25 +192,25 @@ impl<T: Send + 'static> Reactor<T> {
             mut adoption,
             stats,
         } = orphan;
-        adoption.id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let registered =
-            self.shared
-                .epoll
-                .add(adoption.dup.as_fd(), libc::EPOLLET as u32, adoption.id);
-        if registered.is_err() {
+        adoption.id = self.shared.next_id();
+        if self
+            .shared
+            .watch(adoption.dup.as_fd(), adoption.id)
+            .is_err()
+        {
             return Err(Orphan { adoption, stats });
         }
         if !Arc::ptr_eq(&stats, &self.shared.stats) {
             stats.lingering.fetch_sub(1, Ordering::Relaxed);
             self.shared.stats.lingering.fetch_add(1, Ordering::Relaxed);
         }
-        self.shared.push_adoption(adoption)
+        push_adoption(&self.shared, adoption)
     }
 
     /// Gives back at least `n` descriptors now by ending lingering sockets,
     /// the cheapest first ([`Outcome::Reclaimed`](super::Outcome::Reclaimed)), if any linger; more
-    /// should the process be short of descriptors (fewer than 1/16 of its
-    /// limit free). Blocks the calling thread until the reactor has closed
+    /// should the process be short of descriptors (fewer than the reactor's
+    /// headroom of its limit free). Blocks the calling thread until the reactor has closed
     /// them, at most `wait`: call it from a thread that may block (a dirty
     /// scheduler), never from a scheduler.
     pub fn reclaim(&self, n: u64, wait: Duration) -> Result<(), Error> {

@@ -23,8 +23,11 @@
 //! the inbox's lock and the kernel's lock of the epoll set.
 
 mod entry;
+mod fin;
 mod handle;
 mod inbox;
+mod relief;
+mod shared;
 mod types;
 mod worker;
 

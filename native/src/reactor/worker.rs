@@ -9,37 +9,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::entry::Entry;
-use super::handle::Shared;
+use super::entry::{os_outcome, Entry};
 use super::inbox::{Adoption, Command};
-use super::types::{LingerId, Lingering, ListReply, OurFin, Outcome, Report};
+use super::relief::{self, Relief};
+use super::shared::{Shared, WAKE};
+use super::types::{LingerId, ListReply, OurFin, Outcome, Report};
 use crate::faults::{self, Fault};
-use crate::info::SocketInfo;
 use crate::sys::{self, Event};
-
-/// The share of the process's descriptors (RLIMIT_NOFILE) kept free: when
-/// fewer are, lingering sockets give theirs back ([`Outcome::Reclaimed`]).
-/// 1/16, as nginx keeps for new connections before it closes reusable
-/// ones: room for a burst of accepts and files while the reclaimed sockets
-/// close.
-const HEADROOM: u64 = 16;
-
-/// How often the descriptors in use are counted while lingering sockets
-/// hold a good share of the limit (see `worth_relieving`): the process runs
-/// short by accepting too, not only by handing sockets over. At most this
-/// often: see [`RELIEF_COST_SHARE`].
-const RELIEF_PERIOD: Duration = Duration::from_millis(100);
-
-/// Where the kernel gives no cheap count (before Linux 6.2), counting
-/// reads the process's descriptor table, about a microsecond per open
-/// descriptor (milliseconds with tens of thousands): the next count waits
-/// at least this many times as long as the last took, so that counting
-/// takes at most 1% of the reactor's time. The transports reclaim at once
-/// where accept fails for want of descriptors.
-const RELIEF_COST_SHARE: u32 = 100;
-
-/// The epoll token of the inbox's eventfd; socket ids start above it.
-pub(super) const WAKE: u64 = 0;
 
 /// How long the thread rests after each wake-up before it waits again, so
 /// that it wakes at most a thousand times a second: under load the closes
@@ -72,11 +48,8 @@ pub(super) struct Worker<T> {
     /// The next time each socket needs looking at, in order, so the next
     /// wait knows how long it may sleep.
     timers: BTreeSet<(Instant, LingerId)>,
-    /// RLIMIT_NOFILE and when it was read: read again after a second, as
-    /// the process may raise it.
-    descriptor_limit: Option<(u64, Instant)>,
-    /// When descriptors in use are counted next (see `relieve`).
-    next_relief: Instant,
+    /// The process's descriptors (see `relieve`).
+    relief: Relief,
     on_end: OnEnd<T>,
 }
 
@@ -88,8 +61,7 @@ impl<T> Worker<T> {
             stopping: false,
             entries: BTreeMap::new(),
             timers: BTreeSet::new(),
-            descriptor_limit: None,
-            next_relief: Instant::now(),
+            relief: Relief::new(),
             on_end,
         }
     }
@@ -136,7 +108,7 @@ impl<T> Worker<T> {
         let mut events: Vec<Event> = Vec::with_capacity(EVENTS_PER_WAIT);
         loop {
             let now = Instant::now();
-            let relief = self.worth_relieving(now).then_some(self.next_relief);
+            let relief = self.relief.due(now, self.entries.len());
             let timeout = self
                 .timers
                 .first()
@@ -180,7 +152,11 @@ impl<T> Worker<T> {
             }
             let now = Instant::now();
             self.on_timers(now);
-            if now >= self.next_relief && self.worth_relieving(now) {
+            if self
+                .relief
+                .due(now, self.entries.len())
+                .is_some_and(|at| now >= at)
+            {
                 let _ = catch_unwind(AssertUnwindSafe(|| self.relieve(now, 0)));
             }
             if let Some(rest) = (woken + REST).checked_duration_since(Instant::now()) {
@@ -255,16 +231,12 @@ impl<T> Worker<T> {
         if let Err(outcome) = entry.arm() {
             return self.finish(id, outcome);
         }
-        if let Err(e) = self.shared.epoll.modify(entry.socket.as_fd(), EVENTS, id) {
-            return self.finish(id, super::entry::os_outcome(&e));
+        if let Err(e) = self.shared.epoll.modify(entry.as_fd(), EVENTS, id) {
+            return self.finish(id, os_outcome(&e));
         }
-        let number = entry.socket.as_raw_fd();
+        let number = entry.as_fd().as_raw_fd();
         self.count_memory();
-        // The duplicate's number is the lowest free one: that high, the
-        // process is short for sure.
-        if self.descriptor_limit(now).is_some_and(|limit| {
-            u64::try_from(number).unwrap_or(0) + 1 + (limit / HEADROOM).max(8) > limit
-        }) {
+        if self.relief.short_at(now, number) {
             self.relieve(now, 0);
         }
         // Asking for input above made epoll check the socket again, so the
@@ -303,15 +275,7 @@ impl<T> Worker<T> {
         let list = self
             .entries
             .iter()
-            .map(|(&id, entry)| Lingering {
-                id,
-                now: SocketInfo::of(entry.socket.as_fd()).map_err(|e| e.reason().to_string()),
-                lingered: now.saturating_duration_since(entry.started),
-                remaining: entry.at(entry.deadline).saturating_duration_since(now),
-                drained: entry.drained,
-                port_pending: entry.fin == OurFin::Port,
-                peer_fin: entry.peer_fin,
-            })
+            .map(|(&id, entry)| entry.lingering(id, now))
             .collect();
         // As with on_end, a failing callback must not stop the reactor.
         let _ = catch_unwind(AssertUnwindSafe(|| reply(list)));
@@ -361,73 +325,20 @@ impl<T> Worker<T> {
         }
     }
 
-    /// RLIMIT_NOFILE, read again after a second (the process may raise it).
-    fn descriptor_limit(&mut self, now: Instant) -> Option<u64> {
-        match self.descriptor_limit {
-            Some((limit, read)) if now < read + Duration::from_secs(1) => Some(limit),
-            _ => {
-                let limit = sys::descriptor_limit().ok()?;
-                self.descriptor_limit = Some((limit, now));
-                Some(limit)
-            }
-        }
-    }
-
-    /// Gives descriptors back, at least `at_least`, and more should fewer
-    /// than [`HEADROOM`] of the process's limit be free: down to half a
-    /// headroom more than that, as the callers may open many before the
-    /// next look. Judged by how many descriptors are in use, which holes
-    /// low in the table do not hide.
+    /// Gives descriptors back, at least `at_least`, and more should the
+    /// process be short (see [`Relief::wanted`]).
     fn relieve(&mut self, now: Instant, at_least: u64) {
         if self.entries.is_empty() {
             return;
         }
-        let Some(limit) = self.descriptor_limit(now) else {
-            return self.reclaim(at_least);
-        };
-        let headroom = (limit / HEADROOM).max(8);
-        let counting = Instant::now();
-        // Not even one left to count them with: short.
-        let used = sys::descriptors_in_use().unwrap_or(limit);
-        self.next_relief = now + RELIEF_PERIOD.max(counting.elapsed() * RELIEF_COST_SHARE);
-        let wanted = (used + headroom + headroom / 2).saturating_sub(limit);
-        self.reclaim(wanted.max(at_least));
+        let n = self.relief.wanted(now, at_least);
+        self.reclaim(n);
     }
 
-    /// Whether lingering sockets hold enough descriptors for their giving
-    /// some back to matter (half a headroom), so that the count is worth
-    /// its cost (a read of the process's descriptor table).
-    fn worth_relieving(&mut self, now: Instant) -> bool {
-        match self.descriptor_limit(now) {
-            Some(limit) => self.entries.len() as u64 * 2 * HEADROOM >= limit,
-            None => false,
-        }
-    }
-
-    /// Ends `n` lingering sockets to give their descriptors back: first
-    /// those that have nothing left to lose (see `delivered`), looked for
-    /// among the oldest, the peers quiet longest first (a peer still
-    /// sending would get RST from the kernel at its next byte); then the
-    /// oldest.
+    /// Ends `n` lingering sockets to give their descriptors back, the
+    /// cheapest first (see [`relief::cheapest`]).
     fn reclaim(&mut self, n: u64) {
-        let n = usize::try_from(n)
-            .unwrap_or(usize::MAX)
-            .min(self.entries.len());
-        let mut cheap: Vec<(Instant, LingerId)> = self
-            .entries
-            .iter()
-            .take(n.saturating_mul(8))
-            .filter(|(_, entry)| entry.delivered())
-            .map(|(&id, entry)| (entry.at(entry.last_rx), id))
-            .collect();
-        cheap.sort_unstable();
-        let cheap: BTreeSet<LingerId> = cheap.into_iter().take(n).map(|(_, id)| id).collect();
-        let oldest = self.entries.keys().copied();
-        let rest: Vec<LingerId> = oldest
-            .filter(|id| !cheap.contains(id))
-            .take(n - cheap.len())
-            .collect();
-        for id in cheap.into_iter().chain(rest) {
+        for id in relief::cheapest(&self.entries, n) {
             self.finish(id, Outcome::Reclaimed);
         }
     }
@@ -442,7 +353,7 @@ impl<T> Worker<T> {
         // ours is the last descriptor (or the VM's closes a moment later),
         // and the close removes it.
         if entry.fin == OurFin::Port {
-            let _ = self.shared.epoll.delete(entry.socket.as_fd());
+            let _ = self.shared.epoll.delete(entry.as_fd());
         }
         let (token, report) = entry.close(outcome);
         let stats = &self.shared.stats;
