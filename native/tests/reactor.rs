@@ -11,21 +11,12 @@ use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{eventually, hand_over, pair, WAIT};
+use common::{eventually, hand_over, pair, reactor, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
 use fin_close_nif::reactor::{Fin, Limits, Outcome, Reactor, Report};
 use fin_close_nif::sys;
 use socket2::SockRef;
-
-fn reactor() -> (Reactor<u32>, Receiver<(u32, Report)>) {
-    let (tx, rx) = channel();
-    let reactor = Reactor::start(Default::default(), move |token, report| {
-        tx.send((token, report)).unwrap()
-    })
-    .unwrap();
-    (reactor, rx)
-}
 
 fn limits(timeout_ms: u64, max_drain: Option<u64>) -> Limits {
     Limits {

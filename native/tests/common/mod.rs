@@ -4,11 +4,12 @@
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
-
-use fin_close_nif::duplicate::Duplicate;
-use fin_close_nif::reactor::{Fin, Limits, LingerId, Reactor};
+use std::sync::mpsc::{channel, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use fin_close_nif::duplicate::Duplicate;
+use fin_close_nif::reactor::{Fin, Limits, LingerId, Reactor, Report};
 
 /// How long any test waits for something to happen.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -19,6 +20,17 @@ pub fn pair() -> (TcpStream, TcpStream) {
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
     (server, client)
+}
+
+/// A reactor of its own counters whose reports, with their tokens, come
+/// out of the receiver.
+pub fn reactor() -> (Reactor<u32>, Receiver<(u32, Report)>) {
+    let (tx, rx) = channel();
+    let reactor = Reactor::start(Default::default(), move |token, report| {
+        tx.send((token, report)).unwrap()
+    })
+    .unwrap();
+    (reactor, rx)
 }
 
 /// Waits until `f` holds, polling; panics after [`WAIT`].
