@@ -21,7 +21,7 @@ main(_) ->
     Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
     true = code:add_patha(filename:join(Root, "_build/default/lib/fin_close/ebin")),
     %% The test suites' helpers: pairs, waits, the slow reader, certificates.
-    {ok, Ct, Beam} = compile:file(filename:join(Root, "test/fin_close_ct.erl"), [binary]),
+    {ok, Ct, Beam} = compile:file(filename:join(Root, "support/fin_close_ct.erl"), [binary]),
     {module, Ct} = code:load_binary(Ct, "fin_close_ct.erl", Beam),
     {ok, _} = application:ensure_all_started(fin_close),
     Rounds = list_to_integer(os:getenv("BENCH_ROUNDS", "3")),

@@ -16,9 +16,11 @@
 main(_) ->
     Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
     true = code:add_patha(filename:join(Root, "_build/default/lib/fin_close/ebin")),
-    %% The test suites' helpers: pairs, the slow reader, the kernel's counters.
-    {ok, Ct, Beam} = compile:file(filename:join(Root, "test/fin_close_ct.erl"), [binary]),
-    {module, Ct} = code:load_binary(Ct, "fin_close_ct.erl", Beam),
+    %% The test suites' helpers (pairs, the slow reader, the kernel's
+    %% counters), which the library's app does not ship.
+    Ct = filename:join(Root, "support/fin_close_ct.erl"),
+    {ok, fin_close_ct, Beam} = compile:file(Ct, [binary, report]),
+    {module, fin_close_ct} = code:load_binary(fin_close_ct, Ct, Beam),
     {ok, _} = application:ensure_all_started(fin_close),
     io:format("~s~n", [header()]),
     io:format("~-18s ~5s ~17s ~11s ~19s ~-20s ~-26s ~s~n",

@@ -44,7 +44,7 @@ groups() ->
     [{inet, [], Cases}, {socket, [], Cases}, {esock, [], Cases}].
 
 suite() ->
-    [{ct_hooks, [fin_close_ct]}].
+    [{ct_hooks, [fin_close_ct_hook]}].
 
 %% Cases.
 

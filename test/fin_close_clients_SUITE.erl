@@ -62,7 +62,7 @@ groups() ->
      {cowboy_tls, [], (Cases -- [gen_tcp_close_fails_requests]) ++ [cowboy_connection_gone_after_reply]}].
 
 suite() ->
-    [{ct_hooks, [fin_close_ct]}].
+    [{ct_hooks, [fin_close_ct_hook]}].
 
 init_per_suite(Config) ->
     case missing_clients() of

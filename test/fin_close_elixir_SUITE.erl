@@ -44,7 +44,7 @@ groups() ->
      {h2, [], [h2_early_answer_with_bandit, h2_early_answer_with_cowboy]}].
 
 suite() ->
-    [{ct_hooks, [fin_close_ct]}, {timetrap, {minutes, 10}}].
+    [{ct_hooks, [fin_close_ct_hook]}, {timetrap, {minutes, 10}}].
 
 init_per_suite(Config) ->
     Root = filename:dirname(filename:dirname(proplists:get_value(source, ?MODULE:module_info(compile)))),

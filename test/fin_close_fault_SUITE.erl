@@ -52,7 +52,7 @@ groups() ->
                  nif_purged_while_sockets_linger]}].
 
 suite() ->
-    [{ct_hooks, [fin_close_ct]}].
+    [{ct_hooks, [fin_close_ct_hook]}].
 
 %% Cases.
 

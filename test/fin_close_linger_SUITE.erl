@@ -45,7 +45,7 @@ groups() ->
                  drip_flood_never_stops_accepting, drip_flood_through_cowboy]}].
 
 suite() ->
-    [{ct_hooks, [fin_close_ct]}].
+    [{ct_hooks, [fin_close_ct_hook]}].
 
 %% Cases.
 

@@ -40,7 +40,7 @@ groups() ->
      {inet, [], Cases}, {socket, [], Cases}].
 
 suite() ->
-    [{ct_hooks, [fin_close_ct]}].
+    [{ct_hooks, [fin_close_ct_hook]}].
 
 init_per_group(tls12, Config) ->
     fin_close_ct:tls_config('tlsv1.2', Config);

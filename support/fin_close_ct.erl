@@ -1,17 +1,32 @@
-%% Helpers shared by the Common Test suites: sockets of a group's kind
-%% (inet, socket, esock), peers, outcomes, and the checks that nothing is
-%% left behind.
+%% Helpers of the Common Test suites (whose hook is test/fin_close_ct_hook),
+%% of make demo and of make bench: sockets of a group's kind (inet, socket,
+%% esock), peers, outcomes, TLS certificates, the checks that nothing is
+%% left behind, tcpdump's lines and the test network namespace. Outside
+%% test/ so that the escripts compile it without test code; rebar3 builds
+%% it for the test profile only (extra_src_dirs), so the library's app
+%% does not ship it.
 -module(fin_close_ct).
 
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 -include_lib("public_key/include/public_key.hrl").
 
--export([init/2, pre_init_per_suite/3, pre_init_per_group/4, pre_init_per_testcase/4,
-         post_end_per_testcase/5]).
+%% TLS certificates.
 -export([tls_config/2]).
--export([host_ip/0, in_netns/2, netns_down/0, netns_link_down/0, netns_up/0, os_cmd/1]).
--export([abort_counters/0, accept/2, accept_pair/5, bytes/1, check_nothing_left/1, close_listener/2, close_udp/1, drip/1, family/1, fd_count/0, fds/0, flags/1, flood/3, kind/1, listen/3, listen_port/2, native_close/1, outcome/1, pair/3, read_all/2, read_to_closed/1, read_to_closed/2, recv_exactly/2, send/2, set_active/2, set_linger_zero/2, udp/1, wait/1, wait/2, wait_exit/1, wait_inq/2, wait_line/2, wait_until/2]).
+%% Sockets of the group's kind.
+-export([kind/1, family/1, listen/3, listen_port/2, accept/2, close_listener/2, pair/3, accept_pair/5]).
+-export([send/2, recv_exactly/2, native_close/1, set_active/2, set_linger_zero/2]).
+-export([udp/1, close_udp/1]).
+%% The peer.
+-export([bytes/1, read_all/2, read_to_closed/1, read_to_closed/2, drip/1, flood/3]).
+%% Outcomes and waits.
+-export([outcome/1, wait/1, wait/2, wait_until/2, wait_inq/2]).
+%% What a case leaves behind.
+-export([check_nothing_left/1, fd_count/0, fds/0, abort_counters/0]).
+%% tcpdump.
+-export([wait_line/2, wait_exit/1, flags/1]).
+%% The test network namespace.
+-export([host_ip/0, os_cmd/1, netns_up/0, netns_down/0, netns_link_down/0, in_netns/2]).
 
 %% The test network namespace: a veth pair, HOST_IP on this side, NS_IP in
 %% the namespace (made and removed by the cases that need it).
@@ -20,42 +35,6 @@
 -define(NS_IF, "fcv1").
 -define(HOST_IP, {10, 201, 0, 1}).
 -define(NS_IP, "10.201.0.2").
-
-%% Common Test callbacks of every suite, as a hook (each suite's suite/0
-%% has {ct_hooks, [fin_close_ct]}); a suite's own callbacks, where it has
-%% any, run after these.
-
-init(_Id, _Opts) ->
-    {ok, #{}}.
-
-%% The application started, and the reactor (its epoll and eventfd) running
-%% before the first case counts descriptors.
-pre_init_per_suite(_Suite, Config, State) ->
-    {ok, _} = application:ensure_all_started(fin_close),
-    {S, C} = pair([{kind, inet}], {127, 0, 0, 1}, []),
-    ok = fin_close:close(S),
-    ok = gen_tcp:close(C),
-    {Config, State}.
-
-%% A group is the kind of server socket its cases use (see kind/1); an
-%% outer group (a TLS version) is overridden by the inner one.
-pre_init_per_group(_Suite, Kind, Config, State) ->
-    {[{kind, Kind} | Config], State}.
-
-pre_init_per_testcase(_Suite, _Case, Config, State) ->
-    {[{fds, fds()} | Config], State}.
-
-%% Nothing outlives a passed case: every socket it handed over has ended,
-%% and every descriptor it opened is closed, the reactor's duplicates
-%% included.
-post_end_per_testcase(_Suite, _Case, Config, ok, State) ->
-    try check_nothing_left(?config(fds, Config)) of
-        _ -> {ok, State}
-    catch
-        error:Reason -> {{fail, Reason}, State}
-    end;
-post_end_per_testcase(_Suite, _Case, _Config, Return, State) ->
-    {Return, State}.
 
 %% TLS groups: ssl started, and certificates made for this run (a root
 %% and a server certificate for 127.0.0.1 and localhost, EC P-256). Adds
