@@ -3,7 +3,9 @@
 # this Debian 12 machine, in a chroot; `make test-otp27`. As root only.
 #
 # - The root: `debootstrap --variant=minbase trixie`, then OTP 27 and what
-#   the suites call (curl, python3-requests, iproute2, tcpdump, gcc, ...).
+#   the suites call (curl, python3-requests, iproute2, tcpdump, gcc, ...),
+#   from the Debian mirror the host's own apt sources name (the one this
+#   machine is known to reach), or $FIN_CLOSE_OTP27_MIRROR.
 #   Built once and kept in $FIN_CLOSE_OTP27_ROOT (default
 #   /var/cache/fin_close/trixie, outside the clone) for later runs on this
 #   machine: built in a temporary folder beside it and renamed only when
@@ -24,11 +26,10 @@
 #   _build/otp27/test/logs) is writable, so OTP 25's _build/default and the
 #   working tree are left alone.
 # - Mounts and processes: everything runs in its own mount and PID
-#   namespaces (unshare). Every mount made here (/proc, /sys, /dev, a tmpfs
-#   /run and /tmp, resolv.conf, the clone) is invisible to the host and
+#   namespaces (unshare). Every mount made here is invisible to the host and
 #   gone when this script ends, however it ends, and so is every process
 #   started in the chroot (the kernel kills a PID namespace's processes
-#   with its first one). The EXIT trap also unmounts explicitly.
+#   with its first one).
 # - The network: the suites run in a network namespace of their own, with
 #   only loopback (up), so that a `make test` running meanwhile on the host
 #   cannot move the kernel's RST counters they compare (TcpExt in
@@ -38,10 +39,7 @@
 #   cases make theirs inside it: `ip netns` keeps its files in the chroot's
 #   /run/netns (a tmpfs here) and `ip netns exec` remounts /sys and makes /
 #   a slave mount, so the chroot's root is made a mount point first (bound
-#   onto itself). What needs the network is done before: the root's
-#   packages, and the Cowboy of the cowboy group (scripts/cowboy.sh,
-#   Debian 13's rabbitmq-server unpacked into the chroot's
-#   /var/cache/fin_close on first use).
+#   onto itself). What needs the network is done before.
 #
 # Ends with "otp27: N passed, N failed, N skipped" (scripts/ct.sh's line)
 # and fails when rebar3 ct fails. Extra arguments go to rebar3 ct, such as
@@ -50,20 +48,19 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 root=${FIN_CLOSE_OTP27_ROOT:-/var/cache/fin_close/trixie}
-mirror=http://deb.debian.org/debian
 suite=trixie
-packages="erlang-nox erlang-dev erlang-common-test erlang-proper erlang-proper-dev rebar3
-          curl python3-requests iproute2 tcpdump gcc libc6-dev procps"
+packages=$(echo erlang-nox erlang-dev erlang-common-test erlang-proper erlang-proper-dev rebar3 \
+                curl python3-requests iproute2 tcpdump gcc libc6-dev procps)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "otp27: needs root (debootstrap, chroot, mounts, network namespaces)" >&2
     exit 1
 fi
 
-# Into private mount and PID namespaces first (see above); this script
-# runs again there, as the namespace's first process. unshare holds off
-# INT and TERM while it waits, so this side passes them on: killing
-# unshare kills that first process (--kill-child), and with it the rest.
+# This script runs again in its namespaces, as their first process.
+# unshare holds off INT and TERM while it waits, so this side passes them
+# on: killing unshare kills that first process (--kill-child), and with it
+# the rest.
 if [ "${FIN_CLOSE_OTP27_NS:-}" != 1 ]; then
     export FIN_CLOSE_OTP27_NS=1
     unshare --mount --propagation private --pid --fork --kill-child "$0" "$@" &
@@ -83,7 +80,7 @@ fi
 # What the cached root holds; any change here builds it anew.
 stamp="fin_close otp27 root, recipe 2
 suite $suite
-packages $(echo $packages)
+packages $packages
 meck $(basename "$meck"), recompiled by OTP 27"
 
 mounts=()
@@ -116,6 +113,21 @@ enter_mounts() {
     mount_in "$1/etc/resolv.conf" --bind /etc/resolv.conf
 }
 
+# What runs in the chroot starts from a clean environment: `chroot DIR
+# "${clean_env[@]}" [VAR=VALUE...] COMMAND...`.
+clean_env=(/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8)
+
+# The mirror the host's own apt sources (sources.list, deb822 or one-line
+# files in sources.list.d) name for its own release, as apt reads them
+# (without the release files, which a machine not yet updated lacks);
+# empty when none does.
+host_mirror() {
+    local release
+    release=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    apt-get indextargets --no-release-info --format '$(RELEASE) $(REPO_URI)' 2>/dev/null |
+        awk -v want="$release" '$1 == want && !found++ { sub(/\/$/, "", $2); print $2 }'
+}
+
 # Removes a folder left by an interrupted build (nothing is mounted there
 # from the host: every mount of this script lives in its own namespace).
 remove_tree() {
@@ -128,14 +140,19 @@ remove_tree() {
 }
 
 build_root() {
-    local new="$root.new"
+    local new="$root.new" mirror=${FIN_CLOSE_OTP27_MIRROR:-$(host_mirror)}
+    if [ -z "$mirror" ]; then
+        echo "otp27: the host's apt sources name no mirror for its release:" \
+             "set FIN_CLOSE_OTP27_MIRROR to a Debian mirror" >&2
+        return 1
+    fi
     if ! command -v debootstrap >/dev/null 2>&1; then
         echo "otp27: installing debootstrap"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
     fi
     remove_tree "$new"
-    echo "otp27: building a Debian 13 root in $root (a few minutes, once)"
+    echo "otp27: building a Debian 13 root in $root from $mirror (a few minutes, once)"
     debootstrap --variant=minbase "$suite" "$new" "$mirror" >"$new.log" 2>&1 ||
         { tail -n 20 "$new.log" >&2; echo "otp27: debootstrap failed (log: $new.log)" >&2; return 1; }
     rm -f "$new.log"
@@ -149,10 +166,9 @@ build_root() {
     mkdir -p "$new/work/fin_close" "$new/usr/lib/erlang/lib"
     cp -r "$meck" "$new/usr/lib/erlang/lib/"
     enter_mounts "$new"
-    chroot "$new" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-        ERL_CRASH_DUMP_SECONDS=0 sh -euc "
+    chroot "$new" "${clean_env[@]}" DEBIAN_FRONTEND=noninteractive ERL_CRASH_DUMP_SECONDS=0 sh -euc "
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends $(echo $packages) >/tmp/install.log 2>&1 ||
+        apt-get install -y -qq --no-install-recommends $packages >/tmp/install.log 2>&1 ||
             { tail -n 30 /tmp/install.log; exit 1; }
         apt-get clean
         cd /usr/lib/erlang/lib/$(basename "$meck")/ebin
@@ -170,9 +186,7 @@ build_root() {
     cleanup
     printf '%s\n' "$stamp" >"$new/.fin_close-stamp"
     remove_tree "$root.old"
-    if [ -e "$root" ]; then
-        mv "$root" "$root.old"
-    fi
+    [ ! -e "$root" ] || mv "$root" "$root.old"
     mv "$new" "$root"
     remove_tree "$root.old"
 }
@@ -208,26 +222,22 @@ mount_in "$root/work/fin_close/_build/otp27" --bind "$repo/_build/otp27"
 
 # rebar.config without the pre_hooks (cargo); written by OTP 27's erl so
 # that any term of the project's file comes through.
-chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin ERL_CRASH_DUMP_SECONDS=0 erl -noshell -eval '
+chroot "$root" "${clean_env[@]}" ERL_CRASH_DUMP_SECONDS=0 erl -noshell -eval '
     {ok, Terms} = file:consult("/work/fin_close/rebar.config"),
     Out = [io_lib:format("~tp.~n", [T]) || T <- Terms, not is_tuple(T) orelse element(1, T) =/= pre_hooks],
     ok = file:write_file("/work/fin_close/_build/otp27/rebar.config", Out),
     halt().'
 
-# The Cowboy of the cowboy group, fetched now while there is a network
-# (cached in the root after the first run); the suite asks for it again.
-# The suites get neither the lock's descriptor (9) nor the host's network.
-if [ -f "$repo/scripts/cowboy.sh" ]; then
-    chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-        sh /work/fin_close/scripts/cowboy.sh >/dev/null 2>&1 9>&- ||
-        echo "otp27: scripts/cowboy.sh failed (no Cowboy for the cowboy group)" >&2
-fi
+# The Cowboy of the cowboy group (Debian 13's rabbitmq-server unpacked into
+# the root's /var/cache/fin_close on first use), fetched now while there is
+# a network; the suite asks for it again. The suites get neither the lock's
+# descriptor (9) nor the host's network.
+chroot "$root" "${clean_env[@]}" sh /work/fin_close/scripts/cowboy.sh >/dev/null 2>&1 9>&- ||
+    echo "otp27: scripts/cowboy.sh failed (no Cowboy for the cowboy group)" >&2
 
 set +e
 unshare --net sh -c 'ip link set lo up && exec "$@"' sh \
-chroot "$root" /usr/bin/env -i \
-    HOME=/tmp/home PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 TERM=dumb \
+chroot "$root" "${clean_env[@]}" HOME=/tmp/home TERM=dumb \
     REBAR_BASE_DIR=/work/fin_close/_build/otp27 \
     REBAR_CONFIG=/work/fin_close/_build/otp27/rebar.config \
     bash -c 'cd /work/fin_close && mkdir -p "$HOME" &&
