@@ -221,7 +221,7 @@ graceful_close(Socket) ->
 %%     runs short of descriptors (fewer than 1/16 of its limit free).</li>
 %% <li>`notify' (a local pid, default none): the call then returns
 %%     `{ok, Ref}', and the pid gets exactly one `{fin_close, Ref, Result}'
-%%     when the socket is closed for good (sent by fin_close's keeper
+%%     when the socket is closed for good (sent by fin_close's notifier
 %%     process, or by the reactor when the application does not run),
 %%     where `Result' is a
 %%     {@type result()} whose `outcome' is one of:
@@ -453,7 +453,7 @@ stats() ->
 %% socket on a node with thousands).
 -spec sockets() -> [socket_info()].
 sockets() ->
-    fin_close_sockets:list().
+    fin_close_table:list().
 
 %% @doc Prints {@link sockets/0} as a table, as `inet:i/0' does:
 %% kind, owner (registered name or pid), local and peer address, TCP state,
@@ -461,7 +461,7 @@ sockets() ->
 %% lingering sockets, how long they have lingered.
 -spec i() -> ok.
 i() ->
-    fin_close_sockets:print(sockets()).
+    fin_close_table:print(sockets()).
 
 %% Internal.
 
@@ -789,16 +789,16 @@ writes(ESock) ->
         _ -> {0, 0}
     end.
 
-%% The keeper passes results on to the notify pids (see fin_close_keeper)
+%% The keeper passes results on to the notify pids (see fin_close_notifier)
 %% and logs sockets that are cut off, when debug logging is on for it:
 %% started if need be for that; for notifications only when it runs (the
 %% reactor sends them itself without one). A lookup per close.
 -spec keeper([pid()]) -> {[pid()], boolean()}.
 keeper(Told) ->
-    Log = fin_close_keeper:logging(),
+    Log = fin_close_notifier:logging(),
     Keeper = case Log of
-                 true -> fin_close_keeper:find();
-                 false -> {ok, whereis(fin_close_keeper)}
+                 true -> fin_close_notifier:find();
+                 false -> {ok, whereis(fin_close_notifier)}
              end,
     case Keeper of
         {ok, Pid} when is_pid(Pid), Told =/= [] orelse Log -> {[Pid], Log};

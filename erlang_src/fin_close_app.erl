@@ -1,6 +1,6 @@
 %% @private
-%% @doc The fin_close application: one supervisor, one keeper process
-%% (which writes debug log lines).
+%% @doc The fin_close application: one supervisor, one notifier process
+%% (which passes results on to `notify' pids and writes debug log lines).
 %% The native reactor thread is not supervised here; it starts with the
 %% first `fin_close:close/2' and lives as long as the node.
 -module(fin_close_app).
@@ -21,5 +21,5 @@ stop(_State) ->
 
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
-    Keeper = #{id => fin_close_keeper, start => {fin_close_keeper, start_link, []}},
-    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, [Keeper]}}.
+    Notifier = #{id => fin_close_notifier, start => {fin_close_notifier, start_link, []}},
+    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, [Notifier]}}.

@@ -157,7 +157,7 @@ port_flush_survives_the_keeper_(Config) ->
     ok = send(Server, bytes(Size)),
     ?assertMatch({queue_size, N} when N > 0, erlang:port_info(Server, queue_size)),
     {ok, Ref} = fin_close:close(Server, #{notify => self()}),
-    exit(whereis(fin_close_keeper), kill),
+    exit(whereis(fin_close_notifier), kill),
     ok = application:stop(fin_close),
     {ok, _} = application:ensure_all_started(fin_close),
     ?assertEqual({Size, {error, closed}}, read_all(Client, 0)),
@@ -166,7 +166,7 @@ port_flush_survives_the_keeper_(Config) ->
     {S2, Deaf} = pair(Config, ?LOOP4, []),
     ok = send(S2, bytes(Size)),
     {ok, R2} = fin_close:close(S2, #{notify => self(), linger_timeout => 500}),
-    exit(whereis(fin_close_keeper), kill),
+    exit(whereis(fin_close_notifier), kill),
     ?assertMatch(#{outcome := timeout}, outcome(R2)),
     wait(fun() -> erlang:port_info(S2) =:= undefined end),
     ok = gen_tcp:close(Deaf).

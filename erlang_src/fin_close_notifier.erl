@@ -9,7 +9,7 @@
 %% library), or once it is dead, the reactor sends to the pids itself;
 %% stopping, it passes on what its mailbox still holds. No socket depends
 %% on it.
--module(fin_close_keeper).
+-module(fin_close_notifier).
 -behaviour(gen_server).
 
 -include_lib("kernel/include/logger.hrl").
@@ -27,7 +27,7 @@
 start_link() ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
 
-%% @doc The keeper, starting the application if it is not running (fin_close
+%% @doc The notifier, starting the application if it is not running (fin_close
 %% used as a plain library).
 -spec find() -> {ok, pid()} | {error, atom()}.
 find() ->
@@ -35,14 +35,14 @@ find() ->
         undefined ->
             _ = application:ensure_all_started(fin_close),
             case whereis(?MODULE) of
-                undefined -> {error, keeper_down};
+                undefined -> {error, notifier_down};
                 Pid -> {ok, Pid}
             end;
         Pid ->
             {ok, Pid}
     end.
 
-%% @doc Whether the keeper writes debug log lines (set with
+%% @doc Whether the notifier writes debug log lines (set with
 %% `logger:set_application_level(fin_close, debug)').
 -spec logging() -> boolean().
 logging() ->
@@ -94,7 +94,7 @@ relay(Ticket, Result, Notify, Log) ->
 log_end(#{outcome := clean}) ->
     ok;
 log_end(#{outcome := Outcome, lingered_ms := Ms, drained := Drained} = Result) ->
-    Address = fun(Key) -> fin_close_sockets:address(maps:get(Key, Result, undefined)) end,
+    Address = fun(Key) -> fin_close_table:address(maps:get(Key, Result, undefined)) end,
     Why = case Result of
               #{reason := Reason} -> io_lib:format(" (~p)", [Reason]);
               _ -> ""

@@ -6,7 +6,7 @@
 %% (fin_close_socket:borrowed/2), so that a socket closed meanwhile (and its
 %% number taken by another) is left out rather than shown with another
 %% socket's figures.
--module(fin_close_sockets).
+-module(fin_close_table).
 
 -export([list/0]).
 -export([print/1]).
