@@ -2,11 +2,11 @@
 %% @doc What a socket term is made of, and its descriptor borrowed safely.
 %%
 %% A native call gets a socket's descriptor number, which the runtime may
-%% close, and the kernel give to a new socket, at any time. The library acts
-%% on a number only through {@link borrowed/2} or {@link queue/2}: the
+%% close, and the kernel give to a new socket, at any time. The library
+%% calls on a number only through {@link borrowed/2} or {@link queue/2}: the
 %% number is one the socket had (read just before, or for queue/2
 %% remembered from this process's last call on the same socket), and the
-%% act counts only if the socket still has that descriptor when read after
+%% call counts only if the socket still has that descriptor when read after
 %% it. An open socket never changes its descriptor, and a closed one never
 %% gets one back (a port's driver may close it on its own, in passive mode
 %% when the peer's FIN comes), so the number was the socket's throughout. A
@@ -39,7 +39,7 @@
 
 %% The native calls on a borrowed descriptor; a queue's says whether the
 %% socket must be checked to be TCP first.
--type act() :: {inq | outq, boolean()} | info | check_tcp | {reserve, map()}.
+-type native_call() :: {inq | outq, boolean()} | info | check_tcp | {reserve, map()}.
 
 %% The handle of the socket this process last read a queue of, and its
 %% descriptor: see queue/2.
@@ -104,13 +104,13 @@ fd(Handle) ->
         _ -> {error, closed}
     end.
 
-%% @doc `Act' on the socket's descriptor, borrowed (see the module's doc):
+%% @doc `Call' on the socket's descriptor, borrowed (see the module's doc):
 %% its result, or `{error, closed}' when the socket had no descriptor or
 %% lost it meanwhile (a hand-over reserved meanwhile is cancelled then).
--spec borrowed(handle(), act()) -> term().
-borrowed(Handle, Act) ->
+-spec borrowed(handle(), native_call()) -> term().
+borrowed(Handle, Call) ->
     case fd(Handle) of
-        {ok, Fd} -> act(Handle, Fd, Act);
+        {ok, Fd} -> call_checked(Handle, Fd, Call);
         {error, closed} = Closed -> Closed
     end.
 
@@ -130,7 +130,7 @@ queue(Socket, Which) ->
             Error;
         Handle ->
             case get(?LAST) of
-                {Handle, Fd} -> act(Handle, Fd, {Which, false});
+                {Handle, Fd} -> call_checked(Handle, Fd, {Which, false});
                 _ -> first_queue(Handle, Which)
             end
     end.
@@ -141,7 +141,7 @@ first_queue(Handle, Which) ->
         {ok, Fd} ->
             %% Only a socket module socket may be of another protocol.
             TcpOnly = element(1, Handle) =:= socket,
-            case act(Handle, Fd, {Which, TcpOnly}) of
+            case call_checked(Handle, Fd, {Which, TcpOnly}) of
                 {ok, _} = Queue -> _ = put(?LAST, {Handle, Fd}), Queue;
                 Error -> Error
             end;
@@ -149,26 +149,28 @@ first_queue(Handle, Which) ->
             Closed
     end.
 
-%% Acts on Fd, a descriptor the socket had: the result counts if the socket
+%% The native call on Fd, a descriptor the socket had: the result counts if the socket
 %% still has it. Bound first: the read must come after the native call.
--spec act(handle(), non_neg_integer(), act()) -> term().
-act(Handle, Fd, Act) ->
-    Result = native(Act, Fd),
+-spec call_checked(handle(), non_neg_integer(), native_call()) -> term().
+call_checked(Handle, Fd, Call) ->
+    Result = native(Call, Fd),
     case fd(Handle) of
         {ok, Fd} ->
             Result;
         _ ->
-            _ = stale(Act, Result),
+            _ = cancel_reservation(Call, Result),
             {error, closed}
     end.
 
--spec native(act(), non_neg_integer()) -> term().
+-spec native(native_call(), non_neg_integer()) -> term().
 native({inq, TcpOnly}, Fd) -> fin_close_nif:inq(Fd, TcpOnly);
 native({outq, TcpOnly}, Fd) -> fin_close_nif:outq(Fd, TcpOnly);
 native(info, Fd) -> fin_close_nif:info(Fd);
 native(check_tcp, Fd) -> fin_close_nif:check_tcp(Fd);
 native({reserve, Opts}, Fd) -> fin_close_nif:reserve(Fd, Opts).
 
--spec stale(act(), term()) -> ok.
-stale({reserve, _}, {ok, Handover}) -> fin_close_nif:cancel(Handover);
-stale(_, _) -> ok.
+%% A hand-over reserved on a descriptor that is no longer the socket's is
+%% given back.
+-spec cancel_reservation(native_call(), term()) -> ok.
+cancel_reservation({reserve, _}, {ok, Handover}) -> fin_close_nif:cancel(Handover);
+cancel_reservation(_, _) -> ok.
