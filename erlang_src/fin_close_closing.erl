@@ -157,10 +157,21 @@ hand_over(Handle, Limits) ->
 %% for ever.
 -spec stop_socket_process(handle()) -> ok.
 stop_socket_process({gen_tcp_socket, Socket, _}) ->
-    _ = (catch gen_tcp:close(Socket)),
-    ok;
+    stop_server(Socket);
 stop_socket_process(_) ->
     ok.
+
+%% gen_tcp:close/1 of a {inet_backend, socket} socket, which stops its
+%% gen_tcp_socket process. That process may be ending on its own meanwhile
+%% (on OTP 25 it crashes once its socket was closed under it), and the call
+%% then exits: the process is stopped either way.
+-spec stop_server(gen_tcp:socket()) -> ok.
+stop_server(Socket) ->
+    try gen_tcp:close(Socket) of
+        _ -> ok
+    catch
+        exit:_ -> ok
+    end.
 
 %% The first half of the hand-over: the socket's descriptor duplicated,
 %% and room for it in the reactor. No descriptor (or memory, or epoll room)
@@ -250,7 +261,7 @@ close_handle({gen_tcp_socket, Socket, ESock}, _) ->
         {ok, _} = Closed ->
             %% Stops the gen_tcp_socket process; its close of the socket
             %% finds it closed already.
-            _ = (catch gen_tcp:close(Socket)),
+            ok = stop_server(Socket),
             Closed;
         {error, closed} = Error ->
             Error
@@ -420,10 +431,8 @@ close_esock(ESock) ->
 %% Sends in progress, and sends completed so far.
 -spec send_counts(socket:socket()) -> {non_neg_integer(), non_neg_integer()}.
 send_counts(ESock) ->
-    case catch socket:info(ESock) of
-        #{num_writers := N, counters := #{write_pkg := Sent}} -> {N, Sent};
-        _ -> {0, 0}
-    end.
+    #{num_writers := N, counters := #{write_pkg := Sent}} = socket:info(ESock),
+    {N, Sent}.
 
 %% The notifier passes results on to the notify pids (see
 %% fin_close_notifier) and logs sockets that are cut off, when debug logging
@@ -454,7 +463,7 @@ reset({port, Port}) ->
 reset({gen_tcp_socket, Socket, ESock}) ->
     _ = inet:setopts(Socket, [{active, false}]),
     case reset({socket, ESock}) of
-        ok -> _ = (catch gen_tcp:close(Socket)), ok;
+        ok -> stop_server(Socket);
         {error, _} = Error -> Error
     end;
 reset({tls, Inner, Ssl}) ->

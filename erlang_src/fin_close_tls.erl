@@ -117,11 +117,22 @@ mark(StateName) ->
 -spec release(term()) -> ok.
 release({sslsocket, _, [Receiver | _]}) ->
     Released = fun(_) -> put(?CLAIMED, released), throw(?MODULE) end,
-    _ = (catch sys:replace_state(Receiver, Released, infinity)),
+    try sys:replace_state(Receiver, Released, infinity) of
+        _ -> ok
+    catch
+        %% The fun's throw, as in take/1.
+        error:{callback_failed, _, {throw, ?MODULE}} -> ok;
+        %% The process is gone.
+        exit:_ -> ok
+    end,
     release(Receiver);
 release(Receiver) when is_pid(Receiver) ->
-    _ = (catch sys:resume(Receiver, infinity)),
-    ok.
+    try sys:resume(Receiver, infinity) of
+        _ -> ok
+    catch
+        %% The process is gone, and with it its suspension.
+        exit:_ -> ok
+    end.
 
 %% @doc Makes the connection's sender send a warning `close_notify' after
 %% everything it was given before, and waits until it has handed it to the
@@ -151,8 +162,12 @@ close_notify({sslsocket, _, [_, Sender]}, Timeout) ->
 stop({sslsocket, {gen_tcp, Tcp, _, _}, _}, _) when is_port(Tcp) ->
     ok;
 stop(Ssl, connection) ->
-    _ = (catch ssl:close(Ssl)),
-    ok;
+    try ssl:close(Ssl) of
+        _ -> ok
+    catch
+        %% The process ended otherwise meanwhile, which is what was asked.
+        exit:_ -> ok
+    end;
 stop({sslsocket, {gen_tcp, Tcp, _, _}, [Receiver | _]}, _Handshake) ->
     Receiver ! {tcp_closed, Tcp},
     ok.
