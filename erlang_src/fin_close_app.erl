@@ -1,6 +1,7 @@
 %% @private
 %% @doc The fin_close application: one supervisor, one notifier process
-%% (which passes results on to `notify' pids and writes debug log lines).
+%% (which passes results on to `notify' pids and writes debug log lines),
+%% and one process that keeps the transports' listener options.
 %% The native reactor thread is not supervised here; it starts with the
 %% first `fin_close:close/2' and lives as long as the node.
 -module(fin_close_app).
@@ -22,4 +23,5 @@ stop(_State) ->
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 init([]) ->
     Notifier = #{id => fin_close_notifier, start => {fin_close_notifier, start_link, []}},
-    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, [Notifier]}}.
+    Listeners = #{id => fin_close_listeners, start => {fin_close_listeners, start_link, []}},
+    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, [Notifier, Listeners]}}.

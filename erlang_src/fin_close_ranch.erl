@@ -31,8 +31,10 @@
 %% ```
 %% #{socket_opts => [{port, 8080}, {fin_close, #{linger_timeout => 10000}}]}
 %% '''
-%% They are found again by the listener's port number, so two listeners on
-%% one port number (on different addresses) share the last one's options.
+%% A connection finds them by its local port number, the listener's, once,
+%% at its handshake; they are forgotten when the listener's socket closes.
+%% Two listeners on one port number (on different addresses) share the
+%% last one's options.
 %%
 %% For Plug.Cowboy (Phoenix on Cowboy), {@link child_spec/1} turns its child
 %% spec into one with these transports.

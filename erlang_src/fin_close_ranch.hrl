@@ -57,21 +57,28 @@ disallowed_listen_options() -> ?TRANSPORT:disallowed_listen_options().
 -spec accept(socket(), timeout()) -> {ok, socket()} | {error, atom()}.
 accept(LSocket, Timeout) -> fin_close_transport:accept(?TRANSPORT, LSocket, Timeout).
 
-%% @doc As the Ranch transport's `handshake/2'.
+%% @doc As the Ranch transport's `handshake/2'; the connection's process
+%% notes its listener's options for its close.
 -spec handshake(socket(), timeout()) -> {ok, socket()}.
-handshake(Socket, Timeout) -> ?TRANSPORT:handshake(Socket, Timeout).
+handshake(Socket, Timeout) ->
+    fin_close_transport:handshaken(?TRANSPORT, ?TRANSPORT:handshake(Socket, Timeout)).
 
-%% @doc As the Ranch transport's `handshake/3'.
+%% @doc As {@link handshake/2}, with the Ranch transport's `handshake/3'.
 -spec handshake(socket(), term(), timeout()) -> {ok, socket()}.
-handshake(Socket, Opts, Timeout) -> ?TRANSPORT:handshake(Socket, Opts, Timeout).
+handshake(Socket, Opts, Timeout) ->
+    fin_close_transport:handshaken(?TRANSPORT, ?TRANSPORT:handshake(Socket, Opts, Timeout)).
 
-%% @doc As the Ranch transport's `handshake_continue/2'.
+%% @doc As {@link handshake/2}, with the Ranch transport's
+%% `handshake_continue/2'.
 -spec handshake_continue(socket(), timeout()) -> no_return().
-handshake_continue(Socket, Timeout) -> ?TRANSPORT:handshake_continue(Socket, Timeout).
+handshake_continue(Socket, Timeout) ->
+    fin_close_transport:handshaken(?TRANSPORT, ?TRANSPORT:handshake_continue(Socket, Timeout)).
 
-%% @doc As the Ranch transport's `handshake_continue/3'.
+%% @doc As {@link handshake/2}, with the Ranch transport's
+%% `handshake_continue/3'.
 -spec handshake_continue(socket(), term(), timeout()) -> no_return().
-handshake_continue(Socket, Opts, Timeout) -> ?TRANSPORT:handshake_continue(Socket, Opts, Timeout).
+handshake_continue(Socket, Opts, Timeout) ->
+    fin_close_transport:handshaken(?TRANSPORT, ?TRANSPORT:handshake_continue(Socket, Opts, Timeout)).
 
 %% @doc As the Ranch transport's `handshake_cancel/1'.
 -spec handshake_cancel(socket()) -> no_return().

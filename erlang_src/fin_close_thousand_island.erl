@@ -24,7 +24,8 @@
 %%     once more.</li>
 %% <li>`listen(Port, Options)' takes `{fin_close, Opts}' out of the
 %%     options: the options of {@link fin_close:close/2} for the listener's
-%%     connections, found again by the port number. In Bandit:
+%%     connections, found by the port number at each connection's
+%%     handshake, and forgotten when the listen socket closes. In Bandit:
 %%     `thousand_island_options: [transport_module: :fin_close_thousand_island,
 %%     transport_options: [fin_close: %{linger_timeout: 10_000}]]'.</li>
 %% </ul>

@@ -2,9 +2,10 @@
 %% fin_close_thousand_island_ssl, written once: every one is the underlying
 %% ThousandIsland transport's (?THOUSAND_ISLAND), but listen/2 (which takes
 %% `{fin_close, Opts}' out of the options), accept/1 (which has lingering
-%% sockets give descriptors back when none is left) and close/1 (through
-%% fin_close). The including module defines ?THOUSAND_ISLAND and the type
-%% socket().
+%% sockets give descriptors back when none is left), close/1 (through
+%% fin_close) and handshake/1 (which notes the listener's options in the
+%% connection's process, for close/1). The including module defines
+%% ?THOUSAND_ISLAND and the type socket().
 
 -export([listen/2]).
 -export([accept/1]).
@@ -45,7 +46,7 @@ listen(Port, Options) ->
 accept(LSocket) -> fin_close_transport:accept(?TRANSPORT, LSocket).
 
 -spec handshake(socket()) -> {ok, socket()} | {error, term()}.
-handshake(Socket) -> ?TRANSPORT:handshake(Socket).
+handshake(Socket) -> fin_close_transport:handshaken(?TRANSPORT, ?TRANSPORT:handshake(Socket)).
 
 -spec upgrade(socket(), term()) -> {ok, socket()} | {error, term()}.
 upgrade(Socket, Opts) -> ?TRANSPORT:upgrade(Socket, Opts).

@@ -10,6 +10,7 @@
 -export([listen/2]).
 -export([split_options/1]).
 -export([remember/3]).
+-export([handshaken/2]).
 -export([accept/2]).
 -export([accept/3]).
 -export([shutdown/3]).
@@ -88,38 +89,67 @@ close(Transport, Socket) ->
         {error, _Refused} -> Transport:close(Socket)
     end.
 
-%% The options of the listener a connection came from, by its port number:
-%% a connection has the listening socket's local port. One persistent term
-%% holds them all, written once per listener, read by every close without
-%% copying; while no listener has options (the default), a close finds that
-%% out without asking the socket its port. Two listeners on one port number
-%% (on different addresses) share the last one's options.
--define(LISTENERS, {?MODULE, listeners}).
-
 %% @doc Remembers a listener's fin_close options, for the closes of its
-%% connections.
+%% connections, until its listen socket closes (fin_close_listeners). While
+%% no listener has any (the default), a listener without options costs
+%% nothing here.
 -spec remember(module(), term(), fin_close:opts()) -> ok.
 remember(Transport, LSocket, Opts) ->
-    case Transport:sockname(LSocket) of
-        {ok, {_, Port}} ->
-            Listeners = persistent_term:get(?LISTENERS, #{}),
-            case {map_size(Opts), Listeners} of
-                {0, #{Port := _}} -> persistent_term:put(?LISTENERS, maps:remove(Port, Listeners));
-                {0, _} -> ok;
-                _ -> persistent_term:put(?LISTENERS, Listeners#{Port => Opts})
+    case map_size(Opts) > 0 orelse fin_close_listeners:any() of
+        true ->
+            case Transport:sockname(LSocket) of
+                {ok, {_, Port}} -> fin_close_listeners:remember(LSocket, Port, Opts);
+                _ -> ok
             end;
-        _ ->
+        false ->
             ok
     end.
 
+%% The connection's socket and its listener's options, in the process that
+%% made its handshake: the connection's own (in Ranch and ThousandIsland),
+%% the one that closes it.
+-define(CONNECTION, '$fin_close_listener_options').
+
+%% @doc A handshake's result, once the connection's process has noted its
+%% listener's options: found by the connection's local port number (the
+%% listener's) here, where the handshake already cost system calls, so
+%% that its close needs none.
+-spec handshaken(module(), Result) -> Result when Result :: term().
+handshaken(Transport, {ok, Socket} = Result) ->
+    note_options(Transport, Socket),
+    Result;
+handshaken(Transport, {ok, Socket, _} = Result) ->
+    note_options(Transport, Socket),
+    Result;
+handshaken(_, Result) ->
+    Result.
+
+-spec note_options(module(), term()) -> ok.
+note_options(Transport, Socket) ->
+    case fin_close_listeners:any() of
+        true -> _ = put(?CONNECTION, {Socket, listener_options(Transport, Socket)}), ok;
+        false -> ok
+    end.
+
+%% The options noted at the handshake; else (a close without one, or in
+%% another process) found as the handshake finds them.
 -spec options(module(), term()) -> fin_close:opts().
 options(Transport, Socket) ->
-    case persistent_term:get(?LISTENERS, #{}) of
-        None when map_size(None) =:= 0 ->
-            #{};
-        Listeners ->
-            case Transport:sockname(Socket) of
-                {ok, {_, Port}} -> maps:get(Port, Listeners, #{});
-                _ -> #{}
+    case get(?CONNECTION) of
+        {Socket, Opts} ->
+            _ = erase(?CONNECTION),
+            Opts;
+        _ ->
+            case fin_close_listeners:any() of
+                true -> listener_options(Transport, Socket);
+                false -> #{}
             end
+    end.
+
+%% A connection has the listening socket's local port.
+-spec listener_options(module(), term()) -> fin_close:opts().
+listener_options(Transport, Socket) ->
+    case Transport:sockname(Socket) of
+        {ok, {_, Port}} -> fin_close_listeners:options(Port);
+        _ -> #{}
     end.

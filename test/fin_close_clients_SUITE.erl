@@ -32,7 +32,8 @@
          curl_with_gen_tcp_close/1, requests_with_gen_tcp_close/1,
          slow_uploader_with_gen_tcp_close/1, gen_tcp_close_fails_requests/1,
          cowboy_reads_whole_body/1, cowboy_keep_alive_and_pipelined/1,
-         cowboy_connection_gone_after_reply/1, ranch_transport_options_and_fallbacks/1]).
+         cowboy_connection_gone_after_reply/1, ranch_transport_options_and_fallbacks/1,
+         listener_options_go_with_the_listener/1]).
 
 -define(LOOP4, {127, 0, 0, 1}).
 -define(MIB, 1048576).
@@ -48,7 +49,8 @@ groups() ->
              curl_with_gen_tcp_close, requests_with_gen_tcp_close, slow_uploader_with_gen_tcp_close,
              gen_tcp_close_fails_requests],
     Cowboy = [cowboy_reads_whole_body, cowboy_keep_alive_and_pipelined,
-              cowboy_connection_gone_after_reply, ranch_transport_options_and_fallbacks],
+              cowboy_connection_gone_after_reply, ranch_transport_options_and_fallbacks,
+              listener_options_go_with_the_listener],
     %% Cowboy's own linger may serve requests where gen_tcp:close/1 fails it:
     %% recorded there, not asserted.
     %% Over TLS, the same clients over HTTPS, against ssl:close/1 (and
@@ -59,7 +61,8 @@ groups() ->
      {tls13, [], Kinds ++ [{group, cowboy_tls}]},
      {inet, [], Cases}, {socket, [], Cases},
      {cowboy, [], (Cases -- [gen_tcp_close_fails_requests]) ++ Cowboy},
-     {cowboy_tls, [], (Cases -- [gen_tcp_close_fails_requests]) ++ [cowboy_connection_gone_after_reply]}].
+     {cowboy_tls, [], (Cases -- [gen_tcp_close_fails_requests])
+                      ++ [cowboy_connection_gone_after_reply, listener_options_go_with_the_listener]}].
 
 suite() ->
     [{ct_hooks, [fin_close_ct_hook]}].
@@ -448,6 +451,29 @@ ranch_transport_options_and_fallbacks(Config) ->
     ?assertEqual(ok, fin_close_ranch:close(S)),
     ?assertEqual({error, closed}, gen_tcp:recv(C, 0, 5000)),
     ok = gen_tcp:close(C).
+
+%% A listener's fin_close options are kept while its listen socket is open
+%% and no longer: stopped by Ranch or closed through the transport, it
+%% leaves no entry behind (the connections' closes read the entries).
+listener_options_go_with_the_listener(Config) ->
+    Transport = transport(Config, fin_close),
+    TlsOpts = case ?config(tls, Config) of
+                  undefined -> [];
+                  #{server := Server} -> Server
+              end,
+    Opts = #{linger_timeout => 1000},
+    SocketOpts = [{ip, ?LOOP4}, {port, 0}, {fin_close, Opts} | TlsOpts],
+    Gone = fun() -> persistent_term:get({fin_close_listeners, options}, none) =:= none end,
+    {ok, _} = ranch:start_listener(options_gone, Transport, #{socket_opts => SocketOpts},
+                                   cowboy_clear, #{env => #{dispatch => cowboy_router:compile([])}}),
+    ?assertEqual(Opts, fin_close_listeners:options(ranch:get_port(options_gone))),
+    ok = ranch:stop_listener(options_gone),
+    fin_close_ct:wait(Gone),
+    {ok, L} = Transport:listen(#{socket_opts => SocketOpts}),
+    {ok, {_, Port}} = Transport:sockname(L),
+    ?assertEqual(Opts, fin_close_listeners:options(Port)),
+    ok = Transport:close(L),
+    fin_close_ct:wait(Gone).
 
 %% Setup.
 
