@@ -333,13 +333,12 @@ schedulers_stay_free_measured(Config) ->
     Monitor = spawn_link(fun() -> long_schedules(Self, []) end),
     Previous = erlang:system_monitor(Monitor, [{long_schedule, 1}]),
     try
-        %% This KVM guest now and then charges a few hundred microseconds of
-        %% CPU time to a call as trivial as one ioctl, once over 3 ms in
-        %% 180,000 calls (make bench), and once two rounds in a row had a
-        %% call over 7 ms while a timer:sleep(1) took 35 ms (the whole VM
-        %% stalled). So a round over the bound runs again, up to three
-        %% rounds, and only the third fails. A real block (the 3 ms sleep or
-        %% the 2 ms spin put into a NIF on purpose) shows in every round.
+        %% A stall of the whole virtual machine (its host busy elsewhere)
+        %% is charged to whatever call was running, however trivial, and
+        %% does not repeat where the call does; a block in our code repeats
+        %% in every round (the 3 ms sleep and the 2 ms spin put into a NIF
+        %% on purpose did). So a round over the bound runs again, up to
+        %% three rounds, and only the third fails.
         Held = loaded_rounds(Config, 3),
         Monitor ! report,
         Reports = receive {long_schedules, R} -> R after 5000 -> error(no_report) end,
