@@ -161,6 +161,18 @@ stop_socket_process({gen_tcp_socket, Socket, _}) ->
 stop_socket_process(_) ->
     ok.
 
+%% {active, false} on a {inet_backend, socket} socket. Should another
+%% closer have closed the socket meanwhile, OTP 25's gen_tcp_socket process
+%% crashes on the setopts (a badmatch on {error, closed}) and the call
+%% exits: the socket is closed then, which the close that follows finds.
+-spec make_passive(gen_tcp:socket()) -> ok.
+make_passive(Socket) ->
+    try inet:setopts(Socket, [{active, false}]) of
+        _ -> ok
+    catch
+        exit:_ -> ok
+    end.
+
 %% gen_tcp:close/1 of a {inet_backend, socket} socket, which stops its
 %% gen_tcp_socket process. That process may be ending on its own meanwhile
 %% (on OTP 25 it crashes once its socket was closed under it), and the call
@@ -256,7 +268,7 @@ close_handle({port, Port}, _) ->
 close_handle({gen_tcp_socket, Socket, ESock}, _) ->
     %% Closed under it, the gen_tcp_socket process would tell an active
     %% owner {tcp_closed, Socket}, which gen_tcp:close/1 never does.
-    _ = inet:setopts(Socket, [{active, false}]),
+    ok = make_passive(Socket),
     case close_esock(ESock) of
         {ok, _} = Closed ->
             %% Stops the gen_tcp_socket process; its close of the socket
@@ -325,7 +337,7 @@ claim_tls(Inner, Ssl) ->
         {ok, _} = Claimed ->
             case Inner of
                 {port, Port} -> passive_without_linger(Port);
-                {gen_tcp_socket, Socket, _} -> _ = inet:setopts(Socket, [{active, false}]), ok
+                {gen_tcp_socket, Socket, _} -> make_passive(Socket)
             end,
             Claimed;
         {error, _} = Error ->
@@ -461,7 +473,7 @@ reset({port, Port}) ->
             {error, closed}
     end;
 reset({gen_tcp_socket, Socket, ESock}) ->
-    _ = inet:setopts(Socket, [{active, false}]),
+    ok = make_passive(Socket),
     case reset({socket, ESock}) of
         ok -> stop_server(Socket);
         {error, _} = Error -> Error
