@@ -1,10 +1,11 @@
 %% @private
 %% @doc What the server transports share ({@link fin_close_ranch},
 %% {@link fin_close_ranch_ssl}, {@link fin_close_thousand_island},
-%% {@link fin_close_thousand_island_ssl}): the listener's fin_close options,
-%% the accept that reclaims, and the close path over the transport each of
-%% them stands for. fin_close depends on none of those: the transport
-%% module is only called at run time.
+%% {@link fin_close_thousand_island_ssl}): the listener's fin_close options
+%% (kept by {@link fin_close_listeners}, noted by each connection at its
+%% handshake), the accept that reclaims, and the close path over the
+%% transport each of them stands for. fin_close depends on none of those:
+%% the transport module is only called at run time.
 -module(fin_close_transport).
 
 -export([listen/2]).
