@@ -19,6 +19,8 @@
 -export([udp/1, close_udp/1]).
 %% The peer.
 -export([bytes/1, read_all/2, read_to_closed/1, read_to_closed/2, drip/1, flood/3]).
+%% Another node.
+-export([peer_node/2]).
 %% Outcomes and waits.
 -export([outcome/1, wait/1, wait/2, wait_until/2, wait_inq/2]).
 %% What a case leaves behind.
@@ -155,6 +157,24 @@ udp(Config) ->
         esock -> socket:open(inet, dgram, udp);
         Backend -> gen_udp:open(0, [{inet_backend, Backend}])
     end.
+
+%% Another node running fin_close, with these helpers and `Suite' on its
+%% code path (absolute paths: the node starts in CT's log folder). Opts
+%% as peer:start_link/1's, and `ebins' (more code paths) and `fd_limit'
+%% (its `ulimit -n').
+peer_node(Suite, Opts) ->
+    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE)),
+             filename:dirname(code:which(Suite)) | maps:get(ebins, Opts, [])],
+    Exec = case Opts of
+               #{fd_limit := N} ->
+                   #{exec => {"/bin/sh", ["-c", "ulimit -n " ++ integer_to_list(N) ++ " && exec \"$0\" \"$@\"",
+                                          os:find_executable("erl")]}};
+               _ ->
+                   #{}
+           end,
+    peer:start_link(maps:merge(maps:without([ebins, fd_limit], Opts),
+                               Exec#{connection => standard_io,
+                                     args => ["-pa" | [filename:absname(P) || P <- Paths]]})).
 
 %% Helpers: the peer.
 

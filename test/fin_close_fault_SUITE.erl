@@ -766,10 +766,7 @@ nif_purged_without_tls_pins(Config, Cc) ->
                                 "{ (void)f; (void)o; (void)d; return 0; }\n">>),
     Out = os:cmd(Cc ++ " -shared -fPIC -o " ++ Shim ++ " " ++ Src ++ " 2>&1"),
     ?assert(filelib:is_regular(Shim), Out),
-    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
-    {ok, Peer, _} = peer:start_link(#{connection => standard_io,
-                                      env => [{"LD_PRELOAD", Shim}],
-                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    {ok, Peer, _} = fin_close_ct:peer_node(?MODULE, #{env => [{"LD_PRELOAD", Shim}]}),
     Result = try peer:call(Peer, ?MODULE, purge_while_lingering, [5], 30000)
              catch Class:Reason -> {Class, Reason}
              end,
@@ -827,10 +824,7 @@ lingering(Kind, Opts, Size) ->
 %% (no hang on the reactor thread), and each peer sees its connection end
 %% (the kernel closes what the node held: RST, as bytes were unread).
 init_stop_with_lingering_sockets(_Config) ->
-    %% Absolute paths: the peer starts in CT's log folder.
-    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
-    {ok, Peer, _} = peer:start_link(#{connection => standard_io,
-                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    {ok, Peer, _} = fin_close_ct:peer_node(?MODULE, #{}),
     PeerProc = erlang:monitor(process, Peer),
     Port = peer:call(Peer, ?MODULE, lingering_server, [50]),
     Clients = [begin

@@ -247,9 +247,7 @@ send_cut_by_close_is_truncated(Config) ->
 %% A node that halts while its port still writes a reply: the peer gets a
 %% reset, never a truncated reply that ends with FIN.
 halt_mid_flush_resets_the_peer(_Config) ->
-    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
-    {ok, Peer, _} = peer:start_link(#{connection => standard_io,
-                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    {ok, Peer, _} = fin_close_ct:peer_node(?MODULE, #{}),
     PeerProc = erlang:monitor(process, Peer),
     Port = peer:call(Peer, ?MODULE, flushing_server, [16 * ?MiB]),
     {ok, C} = gen_tcp:connect(?LOOP4, Port, [binary, {active, false}, {show_econnreset, true},
@@ -327,12 +325,7 @@ idle_flood_at_the_descriptor_limit(Config) ->
     end.
 
 idle_flood(_Config) ->
-    Erl = os:find_executable("erl"),
-    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))],
-    {ok, Peer, _} = peer:start_link(#{exec => {"/bin/sh", ["-c", "ulimit -n 1024 && exec \"$0\" \"$@\"",
-                                                            Erl]},
-                                      connection => standard_io,
-                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    {ok, Peer, _} = fin_close_ct:peer_node(?MODULE, #{fd_limit => 1024}),
     Port = peer:call(Peer, ?MODULE, flood_server, [start]),
     Self = self(),
     Legit = spawn_link(fun() -> Self ! {legit, legit_clients(Port, 40, [])} end),
@@ -409,13 +402,7 @@ drip_flood(Kind, Ebins, Module, Server, Request) ->
 %% 880 dripping peers, then 150 long-lived clients, against Server on a
 %% node at ulimit -n 1024; what the server and the clients saw.
 drip_flood(Kind, Ebins, Module, Server, Request, Transport) ->
-    Erl = os:find_executable("erl"),
-    Paths = [filename:join(code:lib_dir(fin_close), "ebin"), filename:dirname(code:which(?MODULE))
-             | Ebins],
-    {ok, Peer, _} = peer:start_link(#{exec => {"/bin/sh", ["-c", "ulimit -n 1024 && exec \"$0\" \"$@\"",
-                                                            Erl]},
-                                      connection => standard_io,
-                                      args => ["-pa" | [filename:absname(P) || P <- Paths]]}),
+    {ok, Peer, _} = fin_close_ct:peer_node(?MODULE, #{fd_limit => 1024, ebins => Ebins}),
     Port = peer:call(Peer, Module, Server, [{start, Transport}]),
     Drip = fin_close_ct:in_netns("/usr/bin/python3", ["-c", drip_peers(), host(), integer_to_list(Port),
                                                       "880", binary_to_list(Request)]),
