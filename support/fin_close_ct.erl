@@ -21,6 +21,8 @@
 -export([bytes/1, read_all/2, read_to_closed/1, read_to_closed/2, drip/1, flood/3]).
 %% Another node.
 -export([peer_node/2]).
+%% Programs as clients, and reading a client's answer.
+-export([run_program/3, client_result/2, read_until/2]).
 %% Outcomes and waits.
 -export([outcome/1, wait/1, wait/2, wait_until/2, wait_inq/2]).
 %% What a case leaves behind.
@@ -156,6 +158,58 @@ udp(Config) ->
     case kind(Config) of
         esock -> socket:open(inet, dgram, udp);
         Backend -> gen_udp:open(0, [{inet_backend, Backend}])
+    end.
+
+%% How long a client program may take before `timeout' kills it.
+-define(PROGRAM_TIMEOUT, 60).
+
+%% Runs Exe under `timeout', so that a hung client cannot hang the suite:
+%% its exit status and what it printed (stdout and stderr). Given this
+%% run's root certificate, curl, Python's requests and its ssl trust it
+%% (each by its own environment variable).
+run_program(Exe, Args, CaFile) ->
+    Env = [{Var, CaFile} || CaFile =/= undefined,
+                            Var <- ["CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"]],
+    Port = open_port({spawn_executable, os:find_executable("timeout")},
+                     [{args, ["-k", "5", integer_to_list(?PROGRAM_TIMEOUT), Exe | Args]}, {env, Env},
+                      exit_status, stderr_to_stdout, binary]),
+    collect(Port, []).
+
+collect(Port, Acc) ->
+    receive
+        {Port, {data, Data}} -> collect(Port, [Acc, Data]);
+        {Port, {exit_status, Status}} -> {Status, binary_to_list(iolist_to_binary(Acc))}
+    after (?PROGRAM_TIMEOUT + 10) * 1000 -> error(client_hung)
+    end.
+
+%% {Status, BodyBytes} as a client of the suites' data printed it, or
+%% failed: slow_upload.py and post.py (requests) print their own lines,
+%% curl and the others `result Status Bytes'.
+client_result(Client, Output) ->
+    Re = case Client of
+             slow -> "^status=HTTP/1.1 ([0-9]+) [^=]* body=([0-9]+) end=eof upload=ok$";
+             requests -> "^([0-9]+) ([0-9]+)$";
+             _ -> "^result ([0-9]+) ([0-9]+)$"
+         end,
+    case re:run(Output, Re, [multiline, {capture, all_but_first, list}]) of
+        {match, [Status, Bytes]} -> {list_to_integer(Status), list_to_integer(Bytes)};
+        nomatch -> failed
+    end.
+
+%% Reads from a passive socket until what came ends with Tail, each read
+%% within 5 s: {ok, All} or recv's error.
+read_until(C, Tail) ->
+    read_until(C, Tail, <<>>).
+
+read_until(C, Tail, Got) ->
+    case binary:longest_common_suffix([Got, Tail]) =:= byte_size(Tail) of
+        true ->
+            {ok, Got};
+        false ->
+            case gen_tcp:recv(C, 0, 5000) of
+                {ok, More} -> read_until(C, Tail, <<Got/binary, More/binary>>);
+                Error -> Error
+            end
     end.
 
 %% Another node running fin_close, with these helpers and `Suite' on its

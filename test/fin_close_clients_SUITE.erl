@@ -38,7 +38,6 @@
 -define(LOOP4, {127, 0, 0, 1}).
 -define(MIB, 1048576).
 -define(PYTHON, "/usr/bin/python3").
--define(CLIENT_TIMEOUT, 60).          % seconds, then `timeout' kills the client
 -define(SLOW_RATE, 20000000).         % bytes/s of the raw client's upload
 
 all() ->
@@ -231,25 +230,13 @@ run(Config, Close, {Client, Up, {Status, MiB}} = Run) ->
                 gen_tcp -> not_told
             end,
     ok = Stop(),
-    Whole = Exit =:= 0 andalso got(Client, Output) =:= {Status, MiB * ?MIB},
+    Whole = Exit =:= 0 andalso fin_close_ct:client_result(Client, Output) =:= {Status, MiB * ?MIB},
     Text = lists:flatten(string:replace(string:trim(Output), "\n", " | ", all)),
     Line = io_lib:format("~s upload ~b MiB, answer ~b with ~b MiB: ~s; exit ~b after ~b ms, server ~w, ended ~w: ~s",
                          [Client, Up, Status, MiB, case Whole of true -> "whole"; false -> "NOT whole" end,
                           Exit, Ms, Served, Ended, Text]),
     #{run => Run, whole => Whole, exit => Exit, served => Served, ended => Ended, output => Output, text => Text,
       line => Line}.
-
-%% {Status, BodyBytes} as the client printed it, or failed.
-got(Client, Output) ->
-    Re = case Client of
-             curl -> "^result ([0-9]+) ([0-9]+)$";
-             requests -> "^([0-9]+) ([0-9]+)$";
-             slow -> "^status=HTTP/1.1 ([0-9]+) [^=]* body=([0-9]+) end=eof upload=ok$"
-         end,
-    case re:run(Output, Re, [multiline, {capture, all_but_first, list}]) of
-        {match, [Status, Bytes]} -> {list_to_integer(Status), list_to_integer(Bytes)};
-        nomatch -> failed
-    end.
 
 %% The clients.
 
@@ -271,27 +258,14 @@ url(Config, Port) ->
 
 script(Config, Name) -> filename:join(?config(data_dir, Config), Name).
 
-%% Runs Exe under `timeout', so that a hung client cannot hang the suite;
-%% returns its exit status and what it printed (stdout and stderr). Over
-%% TLS, curl, requests and Python's ssl trust this run's root (each by its
-%% own environment variable).
+%% Runs a client program (fin_close_ct:run_program/3); over TLS, it
+%% trusts this run's root.
 run_program(Config, Exe, Args) ->
-    Env = case ?config(tls, Config) of
-              undefined -> [];
-              #{cafile := CaFile} -> [{Var, CaFile} || Var <- ["CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE",
-                                                              "SSL_CERT_FILE"]]
-          end,
-    Port = open_port({spawn_executable, os:find_executable("timeout")},
-                     [{args, ["-k", "5", integer_to_list(?CLIENT_TIMEOUT), Exe | Args]}, {env, Env},
-                      exit_status, stderr_to_stdout, binary]),
-    collect(Port, []).
-
-collect(Port, Acc) ->
-    receive
-        {Port, {data, Data}} -> collect(Port, [Acc, Data]);
-        {Port, {exit_status, Status}} -> {Status, binary_to_list(iolist_to_binary(Acc))}
-    after (?CLIENT_TIMEOUT + 10) * 1000 -> error(client_hung)
-    end.
+    CaFile = case ?config(tls, Config) of
+                 undefined -> undefined;
+                 #{cafile := File} -> File
+             end,
+    fin_close_ct:run_program(Exe, Args, CaFile).
 
 missing_clients() ->
     [curl || os:find_executable("curl") =:= false]

@@ -26,7 +26,6 @@
 
 -define(MIB, 1048576).
 -define(PYTHON, "/usr/bin/python3").
--define(CLIENT_TIMEOUT, 60).          % seconds, then `timeout' kills the client
 -define(SLOW_RATE, 20000000).         % bytes/s of the slow uploader
 -define(RUNS, 3).                     % runs of each client, each side
 
@@ -130,7 +129,7 @@ keep_alive_is_unaffected(Config) ->
     {ok, C} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
     [begin
          ok = gen_tcp:send(C, <<"GET /hello HTTP/1.1\r\nhost: localhost\r\n\r\n">>),
-         ?assertMatch({ok, <<"HTTP/1.1 200", _/binary>>}, read_until(C, <<"hello">>, <<>>))
+         ?assertMatch({ok, <<"HTTP/1.1 200", _/binary>>}, fin_close_ct:read_until(C, <<"hello">>))
      end || _ <- [1, 2]],
     ?assertEqual({error, timeout}, gen_tcp:recv(C, 0, 200)),
     ok = gen_tcp:close(C),
@@ -144,7 +143,7 @@ websocket_close_is_unaffected(Config) ->
     ok = gen_tcp:send(C, <<"GET /ws HTTP/1.1\r\nhost: localhost\r\nconnection: upgrade\r\n"
                            "upgrade: websocket\r\nsec-websocket-version: 13\r\n"
                            "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n">>),
-    {ok, <<"HTTP/1.1 101", _/binary>>} = read_until(C, <<"\r\n\r\n">>, <<>>),
+    {ok, <<"HTTP/1.1 101", _/binary>>} = fin_close_ct:read_until(C, <<"\r\n\r\n">>),
     ok = gen_tcp:send(C, frame(<<"hi">>)),
     ?assertEqual({ok, <<16#81, 2, "hi">>}, gen_tcp:recv(C, 4, 5000)),
     ok = gen_tcp:send(C, frame(<<"bye">>)),
@@ -229,7 +228,7 @@ record(Config, Side, {Client, _, _} = Run) ->
 
 run(Config, Side, Name, Port, {Client, Up, MiB} = Run) ->
     {Exit, Output} = client(Config, Client, Port, Up, MiB),
-    Whole = Exit =:= 0 andalso got(Client, Output) =:= {413, MiB * ?MIB},
+    Whole = Exit =:= 0 andalso fin_close_ct:client_result(Client, Output) =:= {413, MiB * ?MIB},
     Text = lists:flatten(string:replace(string:trim(Output), "\n", " | ", all)),
     Line = io_lib:format("~s ~s ~s upload ~b MiB, answer ~b MiB: ~s; exit ~b: ~s",
                          [calendar:system_time_to_rfc3339(erlang:system_time(second)), Name, Client,
@@ -239,18 +238,6 @@ run(Config, Side, Name, Port, {Client, Up, MiB} = Run) ->
 short(#{run := {Client, _, _}, line := Line, whole := Whole}) ->
     Server = hd(string:split(tl(string:find(Line, " ")), " ")),
     io_lib:format("~s ~s: ~s", [Server, Client, case Whole of true -> "whole"; false -> "cut" end]).
-
-%% {Status, BodyBytes} as the client printed it, or failed.
-got(Client, Output) ->
-    Re = case Client of
-             slow -> "^status=HTTP/1.1 ([0-9]+) [^=]* body=([0-9]+) end=eof upload=ok$";
-             requests -> "^([0-9]+) ([0-9]+)$";
-             _ -> "^result ([0-9]+) ([0-9]+)$"
-         end,
-    case re:run(Output, Re, [multiline, {capture, all_but_first, list}]) of
-        {match, [Status, Bytes]} -> {list_to_integer(Status), list_to_integer(Bytes)};
-        nomatch -> failed
-    end.
 
 %% The servers: Bandit or Plug.Cowboy serving FinCloseElixirApp, with
 %% fin_close's transport (ours) or the plain one, over the group's scheme.
@@ -340,27 +327,14 @@ scheme_name(Config) ->
 
 script(Config, Name) -> filename:join(?config(clients, Config), Name).
 
-%% Runs Exe under `timeout'; its exit status and what it printed. Over
-%% HTTPS, curl, requests and Python's ssl trust this run's root (nghttp
-%% checks none).
+%% Runs a client program (fin_close_ct:run_program/3); over HTTPS, it
+%% trusts this run's root (nghttp checks none).
 program(Config, Exe, Args) ->
-    Env = case ?config(scheme, Config) of
-              http -> [];
-              https ->
-                  #{cafile := CaFile} = ?config(tls, Config),
-                  [{Var, CaFile} || Var <- ["CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"]]
-          end,
-    Port = open_port({spawn_executable, os:find_executable("timeout")},
-                     [{args, ["-k", "5", integer_to_list(?CLIENT_TIMEOUT), Exe | Args]}, {env, Env},
-                      exit_status, stderr_to_stdout, binary]),
-    collect(Port, []).
-
-collect(Port, Acc) ->
-    receive
-        {Port, {data, Data}} -> collect(Port, [Acc, Data]);
-        {Port, {exit_status, Status}} -> {Status, binary_to_list(iolist_to_binary(Acc))}
-    after (?CLIENT_TIMEOUT + 10) * 1000 -> error(client_hung)
-    end.
+    CaFile = case ?config(scheme, Config) of
+                 http -> undefined;
+                 https -> maps:get(cafile, ?config(tls, Config))
+             end,
+    fin_close_ct:run_program(Exe, Args, CaFile).
 
 missing() ->
     [P || P <- ["curl", "timeout", "nghttp", "elixir", "mix"], os:find_executable(P) =:= false]
@@ -379,18 +353,6 @@ upload_file(Priv, MiB) ->
     ok = file:pwrite(F, MiB * ?MIB - 1, <<0>>),
     ok = file:close(F),
     Path.
-
-%% Reads until what came ends with Tail, within 5 s.
-read_until(C, Tail, Got) ->
-    case binary:longest_common_suffix([Got, Tail]) =:= byte_size(Tail) of
-        true ->
-            {ok, Got};
-        false ->
-            case gen_tcp:recv(C, 0, 5000) of
-                {ok, More} -> read_until(C, Tail, <<Got/binary, More/binary>>);
-                Error -> Error
-            end
-    end.
 
 %% A masked WebSocket text frame, as a client sends it.
 frame(Text) ->

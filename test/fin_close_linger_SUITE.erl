@@ -430,21 +430,9 @@ long_lived_client(Kind, Port) ->
     case gen_tcp:connect(?LOOP4, Port, [binary, {active, false}], 5000) of
         {ok, C} ->
             ok = gen_tcp:send(C, Ask),
-            {read_until(C, Answer, <<>>), C};
+            {case fin_close_ct:read_until(C, Answer) of {ok, _} -> ok; Failed -> Failed end, C};
         Error ->
             {Error, none}
-    end.
-
-%% Reads until what came ends with Tail, within 5 s.
-read_until(C, Tail, Got) ->
-    case binary:longest_common_suffix([Got, Tail]) =:= byte_size(Tail) of
-        true ->
-            ok;
-        false ->
-            case gen_tcp:recv(C, 0, 5000) of
-                {ok, More} -> read_until(C, Tail, <<Got/binary, More/binary>>);
-                Error -> Error
-            end
     end.
 
 %% Python: opens N connections and sends each REQUEST (escapes allowed),
