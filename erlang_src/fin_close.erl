@@ -114,9 +114,9 @@
 -export_type([address/0, socket_kind/0, tcp_state/0, socket_info/0]).
 
 %% Descriptors given back at once when a close or an accept found none left
-%% (at least; more if fewer than 1/16 of the limit are free): enough for a
-%% burst of accepts and closes, while the reactor keeps 1/16 of the limit
-%% free on its own.
+%% (at least; more if the process is short of its headroom): enough for a
+%% burst of accepts and closes, while the reactor keeps that headroom free
+%% on its own (native/src/reactor/relief.rs).
 -define(RECLAIM, 64).
 
 %% @doc Bytes waiting in the kernel's receive queue of `Socket' (SIOCINQ).

@@ -40,8 +40,7 @@
 %% without Ranch.
 -define(TRANSPORT, (transport())).
 
--type transport_opts() :: #{socket_opts => [term()], atom() => term()}.
-%% Ranch's transport options: `ranch:transport_opts()'.
+-type transport_opts() :: fin_close_transport:transport_opts().
 
 %% @doc As the Ranch transport's `listen/1', after taking `{fin_close, Opts}' out of
 %% `socket_opts' (default `#{}': {@link fin_close:close/2}'s defaults).

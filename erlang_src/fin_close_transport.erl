@@ -17,7 +17,9 @@
 -export([shutdown/3]).
 -export([close/2]).
 
+%% Ranch's transport options: `ranch:transport_opts()'.
 -type transport_opts() :: #{socket_opts => [term()], atom() => term()}.
+-export_type([transport_opts/0]).
 
 %% @doc `Transport:listen/1' after taking `{fin_close, Opts}' out of
 %% `socket_opts' (Ranch 2 refuses keys of its own it does not know and hands

@@ -256,7 +256,7 @@ impl<T> Entry<T> {
     /// Looks at the socket when its timer is due: cut off at its deadline;
     /// cut off if idle; its VM side's FIN looked for; a held FIN sent after
     /// a pause. The outcome that ends it, or when to look again.
-    pub(super) fn look(&mut self, now: Instant) -> Result<u32, Outcome> {
+    pub(super) fn on_timer(&mut self, now: Instant) -> Result<u32, Outcome> {
         let now_ms = self.since(now);
         if now_ms >= self.deadline {
             return Err(Outcome::Timeout);

@@ -48,7 +48,7 @@ pub(super) struct Worker<T> {
     /// The next time each socket needs looking at, in order, so the next
     /// wait knows how long it may sleep.
     timers: BTreeSet<(Instant, LingerId)>,
-    /// The process's descriptors (see `relieve`).
+    /// The process's descriptors (see `give_back_descriptors`).
     relief: Relief,
     on_end: OnEnd<T>,
 }
@@ -157,7 +157,7 @@ impl<T> Worker<T> {
                 .due(now, self.entries.len())
                 .is_some_and(|at| now >= at)
             {
-                let _ = catch_unwind(AssertUnwindSafe(|| self.relieve(now, 0)));
+                let _ = catch_unwind(AssertUnwindSafe(|| self.give_back_descriptors(now, 0)));
             }
             if let Some(rest) = (woken + REST).checked_duration_since(Instant::now()) {
                 std::thread::sleep(rest);
@@ -183,7 +183,7 @@ impl<T> Worker<T> {
                 }
                 Command::Reclaim(n, done) => {
                     let now = Instant::now();
-                    let _ = catch_unwind(AssertUnwindSafe(|| self.relieve(now, n)));
+                    let _ = catch_unwind(AssertUnwindSafe(|| self.give_back_descriptors(now, n)));
                     if let Some(done) = done {
                         let _ = done.try_send(());
                     }
@@ -237,7 +237,7 @@ impl<T> Worker<T> {
         let number = entry.as_fd().as_raw_fd();
         self.count_memory();
         if self.relief.short_at(now, number) {
-            self.relieve(now, 0);
+            self.give_back_descriptors(now, 0);
         }
         // Asking for input above made epoll check the socket again, so the
         // next wait reports what is already queued. Reading now all the same
@@ -302,7 +302,7 @@ impl<T> Worker<T> {
             if at > now {
                 break;
             }
-            // Taken out first, so that a socket whose look panics does not
+            // Taken out first, so that a socket whose timer step panics does not
             // come up again at once.
             self.timers.pop_first();
             self.guarded(id, |w| w.check(id, now));
@@ -314,7 +314,7 @@ impl<T> Worker<T> {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
-        match entry.look(now) {
+        match entry.on_timer(now) {
             Err(outcome) => self.finish(id, outcome),
             Ok(next) => {
                 self.timers.remove(&(entry.at(entry.timer), id));
@@ -327,7 +327,7 @@ impl<T> Worker<T> {
 
     /// Gives descriptors back, at least `at_least`, and more should the
     /// process be short (see [`Relief::wanted`]).
-    fn relieve(&mut self, now: Instant, at_least: u64) {
+    fn give_back_descriptors(&mut self, now: Instant, at_least: u64) {
         if self.entries.is_empty() {
             return;
         }
