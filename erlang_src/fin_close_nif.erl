@@ -58,12 +58,12 @@ reserve(_Fd, _Opts) -> erlang:nif_error(nif_not_loaded).
 
 %% The second half, once the caller closed its handle: Fin says who sends
 %% our FIN (now: this call). Every pid in Notify gets {fin_close, Handover,
-%% Result} when the socket ends, passed on by the keeper (in Keeper; [] for
+%% Result} when the socket ends, passed on by the notifier (in Notifier; [] for
 %% none: then the reactor sends it), which logs the end if Log and it is not
 %% clean.
 -spec start(reference(), fin_close_socket:fin(), [pid()], [pid()], boolean()) ->
           ok | {error, atom()}.
-start(_Handover, _Fin, _Notify, _Keeper, _Log) -> erlang:nif_error(nif_not_loaded).
+start(_Handover, _Fin, _Notify, _Notifier, _Log) -> erlang:nif_error(nif_not_loaded).
 
 %% Gives the room back: someone else closed the socket first, or the
 %% descriptor turned out to be another socket's.

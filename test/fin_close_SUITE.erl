@@ -186,7 +186,7 @@ dripping_peer_times_out(Config) ->
 
 %% A peer that never reads is cut off at linger_timeout, also while the
 %% port still holds output: the outcome says timeout, the peer is reset,
-%% and the keeper lets go of the port.
+%% and the port is gone with its queue.
 unread_reply_cut_off_at_timeout(Config) ->
     {Server, Client} = pair(Config, ?LOOP4, [{sndbuf, 65536}]),
     %% What the other backends can send without a reader.

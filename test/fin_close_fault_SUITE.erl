@@ -689,7 +689,7 @@ nif_reload_is_refused_and_harmless(_Config) ->
     ok = gen_tcp:close(C2).
 
 %% Every Erlang module of the library but the NIF loader reloaded (new
-%% code loaded, the old one then purged softly) while the keeper holds a
+%% code loaded, the old one then purged softly) while the notifier holds a
 %% port that is still writing a 4 MiB reply to a reader that has not
 %% started: nothing is killed, the reader gets every byte and a FIN, and
 %% the outcome is clean.
@@ -702,16 +702,16 @@ modules_reloaded_while_port_drains(_Config) ->
     ok = gen_tcp:send(S, bytes(Size)),
     ?assertMatch({queue_size, N} when N > 0, erlang:port_info(S, queue_size)),
     {ok, Ref} = fin_close:close(S, #{notify => self()}),
-    Keeper = whereis(fin_close_notifier),
+    Notifier = whereis(fin_close_notifier),
     Modules = [fin_close, fin_close_closing, fin_close_notifier, fin_close_table, fin_close_app],
     %% Old code left by earlier reloads (fin_close_SUITE reloads the API
     %% module) must go first; nothing may be running it.
     [true = code:soft_purge(M) || M <- Modules],
     [{module, M} = code:load_file(M) || M <- Modules],
-    %% The keeper runs the new code from its next callback on.
+    %% The notifier runs the new code from its next callback on.
     _ = sys:get_state(fin_close_notifier),
     ?assertEqual([true || _ <- Modules], [code:soft_purge(M) || M <- Modules]),
-    ?assertEqual(Keeper, whereis(fin_close_notifier)),
+    ?assertEqual(Notifier, whereis(fin_close_notifier)),
     ?assertEqual({ok, bytes(Size)}, read_to_closed(C)),
     ok = gen_tcp:close(C),
     ?assertMatch(#{outcome := clean, drained := 100}, outcome(Ref)),

@@ -3,7 +3,7 @@
 %% socket}; esock: a socket-module socket): uploads of any size drained,
 %% `clean' only when delivered, our own shutdowns not taken for the peer's,
 %% one close per socket, a closed socket closed for good, nothing that
-%% depends on the keeper process, idle peers cut off.
+%% depends on the notifier process, idle peers cut off.
 -module(fin_close_linger_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -16,7 +16,7 @@
 -export([unread_upload_is_drained_whole/1, slow_upload_is_drained_whole/1,
          idle_peer_is_cut_off/1, clean_only_once_the_peer_has_read_everything/1,
          shut_for_reading_still_ends_with_fin/1, shut_both_ways_waits_for_the_peers_fin/1,
-         port_flush_survives_the_keeper/1, one_close_wins/1,
+         port_flush_survives_the_notifier/1, one_close_wins/1,
          closed_socket_stays_closed/1, send_cut_by_close_is_truncated/1,
          halt_mid_flush_resets_the_peer/1, peer_closed_socket_is_closed/1,
          reset_peer_socket_is_closed/1, reclaim_takes_the_quiet_socket_first/1,
@@ -36,7 +36,7 @@ all() ->
 groups() ->
     Cases = [unread_upload_is_drained_whole, slow_upload_is_drained_whole, idle_peer_is_cut_off,
              clean_only_once_the_peer_has_read_everything, shut_for_reading_still_ends_with_fin,
-             shut_both_ways_waits_for_the_peers_fin, port_flush_survives_the_keeper,
+             shut_both_ways_waits_for_the_peers_fin, port_flush_survives_the_notifier,
              one_close_wins, closed_socket_stays_closed, send_cut_by_close_is_truncated,
              peer_closed_socket_is_closed, reset_peer_socket_is_closed,
              reclaim_takes_the_quiet_socket_first, active_owner_gets_no_closed_message],
@@ -142,16 +142,16 @@ shut_both_ways_waits_for_the_peers_fin(Config) ->
     ok = gen_tcp:close(Client),
     ?assertMatch(#{outcome := clean, lingered_ms := T} when T >= 250, outcome(Ref)).
 
-%% A port still writing a 16 MiB reply when closed: killing the keeper,
+%% A port still writing a 16 MiB reply when closed: killing the notifier,
 %% stopping and restarting the application lose no byte and no FIN; a peer
 %% that never reads is cut off at linger_timeout and the port goes.
-port_flush_survives_the_keeper(Config) ->
+port_flush_survives_the_notifier(Config) ->
     case kind(Config) of
-        inet -> port_flush_survives_the_keeper_(Config);
+        inet -> port_flush_survives_the_notifier_(Config);
         _ -> {skip, "only a port holds output after close"}
     end.
 
-port_flush_survives_the_keeper_(Config) ->
+port_flush_survives_the_notifier_(Config) ->
     {Server, Client} = pair(Config, ?LOOP4, []),
     Size = 16 * ?MiB,
     ok = send(Server, bytes(Size)),

@@ -63,20 +63,20 @@ impl Handover {
 }
 
 /// Who to tell when a socket ends, with the connection's addresses for the
-/// report: the caller's `notify` pids, of every end, and the keeper's log,
+/// report: the caller's `notify` pids, of every end, and the notifier's log,
 /// of the ends that are not clean.
 ///
-/// Both go through the keeper process when it runs: it passes the result
+/// Both go through the notifier process when it runs: it passes the result
 /// on to the `notify` pids as an ordinary Erlang message. A message sent
 /// from the reactor thread itself, taken by an interpreted `receive`
 /// (erl_eval: the shell, IEx, Elixir's `Code.eval_string`), was seen to
 /// corrupt the receiver's heap on OTP 25.2 with Elixir 1.14 (a crash in the
 /// garbage collector soon after); the same message passed on by a process
-/// was not (doc/development.md). Without a keeper, or should it have died,
+/// was not (doc/development.md). Without a notifier, or should it have died,
 /// the reactor sends to the pids itself.
 struct Told {
     pids: Vec<LocalPid>,
-    keeper: Option<LocalPid>,
+    notifier: Option<LocalPid>,
     log: bool,
     /// The reference of the notifications, so only when there are pids to
     /// tell: it holds no reservation any more (taken out at the start).
@@ -94,8 +94,8 @@ impl Told {
         if self.pids.is_empty() && !log {
             return;
         }
-        if let Some(keeper) = &self.keeper {
-            let relayed = env.send_and_clear(keeper, |env| {
+        if let Some(notifier) = &self.notifier {
+            let relayed = env.send_and_clear(notifier, |env| {
                 let result = report_term(env, report, self);
                 let ticket = match &self.ticket {
                     Some(ticket) => ticket.encode(env),
@@ -266,25 +266,25 @@ fn reserve<'a>(
 
 /// Hands the socket over once the caller has closed its handle: our FIN
 /// leaves now if `fin` says so, and every pid in `notify` will be told how
-/// the socket ended, with `handover` as the reference, through `keeper`
+/// the socket ended, with `handover` as the reference, through `notifier`
 /// (an empty list: none), which logs the end if `log` and it is not clean.
 #[rustler::nif]
 fn start(
     handover: ResourceArc<Handover>,
     fin: Fin,
     notify: Vec<LocalPid>,
-    keeper: Vec<LocalPid>,
+    notifier: Vec<LocalPid>,
     log: bool,
 ) -> NifResult<Atom> {
     measured!();
     let reservation = handover.take().ok_or(Error::Closed)?;
-    let keeper = keeper.into_iter().next();
-    let token = (!notify.is_empty() || (log && keeper.is_some())).then(|| {
+    let notifier = notifier.into_iter().next();
+    let token = (!notify.is_empty() || (log && notifier.is_some())).then(|| {
         let socket = SockRef::from(&reservation);
         Box::new(Told {
             ticket: (!notify.is_empty()).then(|| handover.clone()),
             pids: notify,
-            keeper,
+            notifier,
             log,
             local: socket.local_addr().ok().and_then(|a| a.as_socket()),
             peer: socket.peer_addr().ok().and_then(|a| a.as_socket()),
