@@ -233,7 +233,7 @@ notify_peer_closed(Pid) ->
 %% notifications is the hand-over's.
 -spec start(reference(), handle(), limits()) -> ok | {ok, reference()} | {error, atom()}.
 start(Handover, Handle, #{notify := Notify} = Limits) ->
-    case close_handle(Handle, Limits) of
+    case close_handle(Handle, Handover, Limits) of
         {ok, Fin} ->
             Told = [Pid || Pid <- [Notify], Pid =/= undefined],
             {Notifier, Log} = notifier(Told),
@@ -248,24 +248,30 @@ start(Handover, Handle, #{notify := Notify} = Limits) ->
     end.
 
 %% Closes the caller's handle of the socket; the reactor's duplicate keeps
-%% the connection, so this sends nothing. Exactly one of several callers
-%% gets `{ok, Fin}': the one whose close of the handle took.
--spec close_handle(handle(), limits()) -> {ok, fin()} | {error, closed | timeout}.
-close_handle({port, Port}, _) ->
-    %% Most ports have written everything: closed, they let go of their
-    %% descriptor at once, and the reactor sends FIN. A port that still
-    %% holds output the kernel could not take yet (megabytes for a slow
-    %% reader) is shut down for writing first, so that the driver sends FIN
-    %% once it has written it, and then closed: the runtime writes the rest
-    %% out before it lets go of the descriptor, and the port is nobody's to
-    %% write to or to disturb any more.
+%% the connection. Exactly one of several callers gets `{ok, Fin}': the one
+%% whose close of the handle took.
+-spec close_handle(handle(), reference() | none, limits()) -> {ok, fin()} | {error, closed | timeout}.
+close_handle({port, Port}, Handover, _) ->
+    %% Most ports have written everything: shut down for writing, they send
+    %% our FIN at once, in order with any send of another process (one
+    %% after it fails), and before the close, which costs the peer's wait
+    %% for it as much again. A port that still holds output the kernel
+    %% could not take yet (megabytes for a slow reader) is shut down for
+    %% writing too, so that the driver sends FIN once it has written it,
+    %% and then closed: the runtime writes the rest out before it lets go
+    %% of the descriptor, and the port is nobody's to write to or to
+    %% disturb any more. A socket shut for reading keeps its FIN for the
+    %% hand-over (fin_close_nif:fin_due/1).
     Queued = erlang:port_info(Port, queue_size) =/= {queue_size, 0},
-    _ = Queued andalso fin_after_queue(Port),
+    Fin = case Queued of
+              true -> fin_after_queue(Port), port;
+              false -> fin_before_close(Port, Handover)
+          end,
     case close_port(Port) of
-        ok -> {ok, fin_sender(Port, Queued)};
+        ok -> {ok, fin_sender(Port, Fin)};
         {error, closed} = Error -> Error
     end;
-close_handle({gen_tcp_socket, Socket, ESock}, _) ->
+close_handle({gen_tcp_socket, Socket, ESock}, _, _) ->
     %% Closed under it, the gen_tcp_socket process would tell an active
     %% owner {tcp_closed, Socket}, which gen_tcp:close/1 never does.
     ok = make_passive(Socket),
@@ -278,9 +284,9 @@ close_handle({gen_tcp_socket, Socket, ESock}, _) ->
         {error, closed} = Error ->
             Error
     end;
-close_handle({socket, ESock}, _) ->
+close_handle({socket, ESock}, _, _) ->
     close_esock(ESock);
-close_handle({tls, Inner, Ssl}, Limits) ->
+close_handle({tls, Inner, Ssl}, _, Limits) ->
     %% From the claim on, the TLS close runs in a process of its own, which
     %% always lets the TLS process go again: the caller may die at any point
     %% without leaving it suspended. The caller waits only for the claim
@@ -374,7 +380,8 @@ end_session(Inner, Ssl, Timeout) ->
 %% process is stopped, and closes its socket itself, first.
 -spec close_under_tls(tcp_handle(), limits()) -> {ok, fin()}.
 close_under_tls({port, _} = Inner, Limits) ->
-    case close_handle(Inner, Limits) of
+    %% No FIN before the close: the TLS closer's own, if any, went first.
+    case close_handle(Inner, none, Limits) of
         {ok, _} = Closed -> Closed;
         {error, _} -> {ok, now}
     end;
@@ -410,16 +417,29 @@ passive_without_linger(Port) ->
     _ = inet:setopts(Port, [{active, false}, {exit_on_close, false}, {linger, {false, 0}}]),
     ok.
 
+%% Our FIN through the port before it is closed, when it may leave: `sent',
+%% else `now' (the hand-over sends or holds it). The port orders it after
+%% what it queued meanwhile for another process, whose send after it fails.
+-spec fin_before_close(port(), reference() | none) -> sent | now.
+fin_before_close(_Port, none) ->
+    now;
+fin_before_close(Port, Handover) ->
+    case fin_close_nif:fin_due(Handover) andalso gen_tcp:shutdown(Port, write) =:= ok of
+        true -> sent;
+        false -> now
+    end.
+
 %% Who sends FIN. A send that raced the close may have queued output after
 %% all: the closing port still writes it, and its driver must send FIN
-%% after it (OTP still takes the driver's controls on a closing port).
--spec fin_sender(port(), boolean()) -> port | now.
-fin_sender(_Port, true) ->
+%% after it (OTP still takes the driver's controls on a closing port; a
+%% FIN asked for before the close waits for that output too).
+-spec fin_sender(port(), fin()) -> fin().
+fin_sender(_Port, port) ->
     port;
-fin_sender(Port, false) ->
+fin_sender(Port, Fin) ->
     case erlang:port_info(Port, queue_size) of
         {queue_size, N} when N > 0 -> fin_after_queue(Port), port;
-        _ -> now
+        _ -> Fin
     end.
 
 %% socket:close/1 succeeds once. A send waiting in another process is cut

@@ -9,6 +9,7 @@
 -export([check_tcp/1]).
 -export([reserve/2]).
 -export([start/5]).
+-export([fin_due/1]).
 -export([cancel/1]).
 -export([reclaim/1]).
 -export([info/1]).
@@ -55,6 +56,11 @@ check_tcp(_Fd) -> erlang:nif_error(nif_not_loaded).
 %% reclaims one once this one is in). Opts: close/2's options, checked.
 -spec reserve(fd(), #{atom() => term()}) -> {ok, reference()} | {error, atom()}.
 reserve(_Fd, _Opts) -> erlang:nif_error(nif_not_loaded).
+
+%% Whether our FIN may leave before the caller's handle is closed: not
+%% while the socket is shut for reading and the peer's FIN has not come.
+-spec fin_due(reference()) -> boolean().
+fin_due(_Handover) -> erlang:nif_error(nif_not_loaded).
 
 %% The second half, once the caller closed its handle: Fin says who sends
 %% our FIN (now: this call). Every pid in Notify gets {fin_close, Handover,

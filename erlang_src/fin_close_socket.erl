@@ -31,11 +31,12 @@
 
 -type tcp_handle() :: {port, port()} | {gen_tcp_socket, gen_tcp:socket(), socket:socket()}.
 
--type fin() :: now | port | never.
+-type fin() :: now | sent | port | never.
 %% Who sends our FIN once the caller's handle is closed: the hand-over, at
-%% once (nothing of ours queued in the VM); the VM (a port writing out its
-%% queue, or the closer of a TLS connection after its close_notify); or
-%% nobody, as a send was cut short and the socket is reset.
+%% once (nothing of ours queued in the VM); nobody any more, as the port
+%% sent it before it was closed; the VM (a port writing out its queue, or
+%% the closer of a TLS connection after its close_notify); or nobody, as a
+%% send was cut short and the socket is reset.
 
 %% The native calls on a borrowed descriptor; a queue's says whether the
 %% socket must be checked to be TCP first.

@@ -306,6 +306,16 @@ fn start(
     }
 }
 
+/// Whether our FIN may leave before the caller closes its handle: not
+/// while the socket is shut for reading and the peer's FIN has not come.
+/// `false` for a hand-over started or cancelled.
+#[rustler::nif]
+fn fin_due(handover: ResourceArc<Handover>) -> bool {
+    measured!();
+    let reservation = handover.0.lock().unwrap_or_else(|p| p.into_inner());
+    reservation.as_ref().is_some_and(Reservation::fin_due)
+}
+
 /// Gives the room back: another caller closed the socket first, or the
 /// duplicate turned out to be of another socket.
 #[rustler::nif]

@@ -26,18 +26,25 @@ pub(super) const QUIET: Duration = Duration::from_secs(1);
 /// apart from our own SHUT_RD by the state. The caller closed its handle
 /// already, so nothing can shut the socket for reading after the look.
 pub(super) fn fin_at_close(fd: BorrowedFd<'_>) -> OurFin {
-    let peer_fin =
-        || sys::tcp_state(fd).is_ok_and(|state| TcpState::from_kernel(state).peer_fin_arrived());
-    match sys::read_shut(fd) {
-        Ok(false) => {}
-        Ok(true) if peer_fin() => {}
-        // A failed look (it cannot fail on a live socket) holds it too: at
-        // worst the FIN waits for a pause, never a reset.
-        Ok(true) | Err(_) => return OurFin::Held,
+    if !fin_due(fd) {
+        return OurFin::Held;
     }
     // Fails only on a connection already gone, which needs no FIN.
     let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Write);
     OurFin::Sent
+}
+
+/// Whether our FIN may leave now: the socket is not shut for reading, or
+/// the peer's FIN came. A failed look (it cannot fail on a live socket)
+/// says no: at worst the FIN waits for a pause, never a reset.
+pub(super) fn fin_due(fd: BorrowedFd<'_>) -> bool {
+    let peer_fin =
+        || sys::tcp_state(fd).is_ok_and(|state| TcpState::from_kernel(state).peer_fin_arrived());
+    match sys::read_shut(fd) {
+        Ok(false) => true,
+        Ok(true) => peer_fin(),
+        Err(_) => false,
+    }
 }
 
 /// How far the connection has got when it is adopted, and our SYN in

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::fin::fin_at_close;
+use super::fin::{fin_at_close, fin_due};
 use super::inbox::{Adoption, Command};
 use super::shared::Shared;
 use super::types::{Counters, Fin, Limits, LingerId, Lingering, OurFin, Report, StatsSnapshot};
@@ -58,6 +58,15 @@ struct Room {
 }
 
 impl<T: Send + 'static> Reservation<T> {
+    /// Whether our FIN may leave before the caller closes its handle (see
+    /// [`Fin::Sent`]): the socket is not shut for reading, or the peer's FIN
+    /// came. Reads the duplicate only.
+    pub fn fin_due(&self) -> bool {
+        self.room
+            .as_ref()
+            .is_some_and(|room| fin_due(room.dup.as_fd()))
+    }
+
     /// Hands the socket over, once the caller has closed its own handle:
     /// sends our FIN now if `fin` says so ([`Fin::Now`], on this thread,
     /// a few system calls), and queues the socket for the thread, which
@@ -70,6 +79,7 @@ impl<T: Send + 'static> Reservation<T> {
         let started = Instant::now();
         let fin = match fin {
             Fin::Now => fin_at_close(room.dup.as_fd()),
+            Fin::Sent => OurFin::Sent,
             Fin::Port => OurFin::Port,
             Fin::Never => OurFin::Never,
         };

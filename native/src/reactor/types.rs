@@ -115,7 +115,8 @@ pub struct Lingering {
 pub type ListReply = Box<dyn FnOnce(Vec<Lingering>) + Send>;
 
 /// Who sends our FIN, as the caller's close of its own handle decided it;
-/// the Erlang side names it with the same atoms (`now`, `port`, `never`).
+/// the Erlang side names it with the same atoms (`now`, `sent`, `port`,
+/// `never`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "nif", derive(rustler::NifUnitEnum))]
 pub enum Fin {
@@ -125,6 +126,12 @@ pub enum Fin {
     /// pause in what the peer sends (Linux resets a connection that gets
     /// data after our FIN once it is shut for reading).
     Now,
+    /// Sent already by the caller, through the VM's own handle before it
+    /// closed it (when [`Reservation::fin_due`] said it may leave): a port's
+    /// shutdown for writing, in order with its sends, with nothing queued.
+    ///
+    /// [`Reservation::fin_due`]: super::Reservation::fin_due
+    Sent,
     /// A port shut down for writing with output queued: its driver sends it
     /// once it has written the rest; the reactor watches for it.
     Port,
