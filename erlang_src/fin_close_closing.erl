@@ -424,7 +424,12 @@ passive_without_linger(Port) ->
 fin_before_close(_Port, none) ->
     now;
 fin_before_close(Port, Handover) ->
-    case fin_close_nif:fin_due(Handover) andalso gen_tcp:shutdown(Port, write) =:= ok of
+    %% The peer's FIN, an answer to ours, must not make an active port
+    %% close itself (exit_on_close) before this caller does: the close
+    %% would then be another's.
+    case fin_close_nif:fin_due(Handover) andalso
+         inet:setopts(Port, [{exit_on_close, false}]) =:= ok andalso
+         gen_tcp:shutdown(Port, write) =:= ok of
         true -> sent;
         false -> now
     end.

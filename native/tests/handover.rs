@@ -186,3 +186,36 @@ fn a_dropped_reservation_gives_everything_back_and_sends_nothing() {
     thread::sleep(Duration::from_millis(50));
     assert!(reports.try_recv().is_err());
 }
+
+#[test]
+fn our_fin_is_due_unless_shut_for_reading_before_the_peers_fin() {
+    let (reactor, reports) = reactor();
+    let (server, client) = pair();
+    let reservation = reactor
+        .reserve(Duplicate::of(server.as_fd()).unwrap(), limits(None))
+        .unwrap();
+    assert!(reservation.fin_due(), "an open connection");
+    server.shutdown(Shutdown::Read).unwrap();
+    assert!(
+        !reservation.fin_due(),
+        "shut for reading, no FIN from the peer"
+    );
+    client.shutdown(Shutdown::Write).unwrap();
+    eventually("the peer's FIN", || reservation.fin_due());
+
+    // The caller sent our FIN through its own handle before closing it
+    // (a port's shutdown): the hand-over sends nothing more, and the
+    // socket ends clean once the peer has it.
+    server.shutdown(Shutdown::Write).unwrap();
+    drop(server);
+    reservation
+        .start(Fin::Sent, 3)
+        .ok()
+        .expect("the reactor runs");
+    client.set_read_timeout(Some(WAIT)).unwrap();
+    let mut rest = Vec::new();
+    (&client).read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let (token, report) = reports.recv_timeout(WAIT).unwrap();
+    assert_eq!((token, report.outcome), (3, Outcome::Clean));
+}
