@@ -18,16 +18,13 @@ use crate::faults::{self, Fault};
 use crate::sys::{self, Event};
 
 /// How long the thread rests after each wake-up before it waits again, so
-/// that it wakes at most a hundred times a second: under load the closes
-/// and their peers' FINs of 10 ms are then taken in one round, as a
+/// that it wakes at most a thousand times a second: under load the closes
+/// and their peers' FINs of a millisecond are then taken in one round, as a
 /// wake-up of a thread costs more (on a virtual machine, much more) than
-/// the work on one socket, and the closer whose push wakes it pays for the
-/// wake-up (the tail of the close call's time). Nothing a peer sees waits
-/// for it (our FIN leaves at the close); only the draining and the final
-/// close of a socket may come this much later, a small share of the
-/// shortest bound a user sets in practice. An idle reactor does not wake
-/// at all.
-const REST: Duration = Duration::from_millis(10);
+/// the work on one socket. Nothing a peer sees waits for it (our FIN leaves
+/// at the close); only the draining and the final close of a socket may
+/// come this much later. An idle reactor does not wake at all.
+const REST: Duration = Duration::from_millis(1);
 
 /// Events taken from epoll at a time: the kernel holds the epoll set's lock
 /// while it collects them, and a caller registering a socket (a scheduler)
