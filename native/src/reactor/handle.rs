@@ -102,7 +102,7 @@ fn push_adoption<T>(shared: &Shared<T>, adoption: Box<Adoption<T>>) -> Result<Li
     match shared.inbox.push(Command::Adopt(adoption)) {
         Ok(()) => Ok(id),
         Err(Command::Adopt(adoption)) => {
-            let _ = shared.epoll.delete(adoption.dup.as_fd());
+            shared.give_back_room(adoption.dup.as_fd());
             Err(Orphan {
                 adoption,
                 stats: Arc::clone(&shared.stats),
@@ -125,7 +125,7 @@ impl<T: Send + 'static> Drop for Reservation<T> {
         if let Some(room) = self.room.take() {
             // The caller's descriptor may keep the file open, and with it
             // this registration: remove it before the duplicate goes.
-            let _ = self.shared.epoll.delete(room.dup.as_fd());
+            self.shared.give_back_room(room.dup.as_fd());
             self.shared.stats.lingering.fetch_sub(1, Ordering::Relaxed);
             room.dup.dispose();
         }
@@ -170,9 +170,7 @@ impl<T: Send + 'static> Reactor<T> {
         let before = lingering.fetch_add(1, Ordering::Relaxed);
         let make_room = limits.max_lingering.is_some_and(|max| before >= max);
         let id = shared.next_id();
-        // The room in the epoll set is taken now, so that a full set
-        // refuses the close while the socket is still the caller's.
-        if let Err(e) = shared.watch(dup.as_fd(), id) {
+        if let Err(e) = shared.reserve_room(dup.as_fd(), id) {
             lingering.fetch_sub(1, Ordering::Relaxed);
             dup.dispose();
             return Err(e.into());
@@ -205,7 +203,7 @@ impl<T: Send + 'static> Reactor<T> {
         adoption.id = self.shared.next_id();
         if self
             .shared
-            .watch(adoption.dup.as_fd(), adoption.id)
+            .reserve_room(adoption.dup.as_fd(), adoption.id)
             .is_err()
         {
             return Err(Orphan { adoption, stats });

@@ -19,8 +19,9 @@
 //! reservation. Our FIN leaves in `start`, on the caller's thread, as it
 //! would inside `close()` ([`Fin`]); the thread only drains and ends. Nothing
 //! here makes the caller wait on a peer or on the reactor's work: the only
-//! waits possible are two short critical sections shared with the thread,
-//! the inbox's lock and the kernel's lock of the epoll set.
+//! wait possible is a short critical section shared with the thread, the
+//! inbox's lock; the callers touch only the epoll set that holds reserved
+//! sockets, which the thread never waits on.
 
 mod entry;
 mod fin;

@@ -1,5 +1,5 @@
 //! What the callers, on schedulers, and the reactor thread share: the epoll
-//! set, the inbox, the ids and the counters.
+//! sets, the inbox, the ids and the counters.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -14,8 +14,12 @@ use crate::sys::Epoll;
 pub(super) const WAKE: u64 = 0;
 
 pub(super) struct Shared<T> {
-    /// Written by callers (registration) and waited on by the thread.
+    /// The lingering sockets and the inbox's eventfd, waited on by the
+    /// thread.
     pub(super) epoll: Epoll,
+    /// The reserved sockets: an epoll set nobody waits on (see
+    /// [`Shared::reserve_room`]).
+    rooms: Epoll,
     pub(super) inbox: Inbox<T>,
     next_id: AtomicU64,
     pub(super) stats: Arc<Counters>,
@@ -26,6 +30,7 @@ impl<T> Shared<T> {
     pub(super) fn new(stats: Arc<Counters>) -> io::Result<Shared<T>> {
         let shared = Shared {
             epoll: Epoll::new()?,
+            rooms: Epoll::new()?,
             inbox: Inbox::new()?,
             next_id: AtomicU64::new(WAKE + 1),
             stats,
@@ -41,13 +46,29 @@ impl<T> Shared<T> {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Takes room in the epoll set for a socket the thread does not read
-    /// yet: registered for nothing but what epoll always reports, hang-ups
-    /// and errors, and those edge-triggered, so that a socket already reset
-    /// is reported once, not on every wait until it is adopted. The thread
-    /// asks for input when it adopts the socket: registering for input a
-    /// socket that is already readable would wake it before the hand-over.
-    pub(super) fn watch(&self, fd: BorrowedFd<'_>, id: LingerId) -> io::Result<()> {
-        self.epoll.add(fd, libc::EPOLLET as u32, id)
+    /// Takes room for a socket the thread does not read yet, so that a
+    /// want of epoll room (ENOSPC at `fs.epoll.max_user_watches`, ENOMEM)
+    /// refuses the close while the socket is still the caller's. The room
+    /// is in a set nobody waits on: a socket's state changes (our FIN, its
+    /// acknowledgment) wake every epoll waiter on it whatever it watches,
+    /// and a wake-up of the thread would run inside the caller's system
+    /// call, on a VM scheduler.
+    pub(super) fn reserve_room(&self, fd: BorrowedFd<'_>, id: LingerId) -> io::Result<()> {
+        self.rooms.add(fd, 0, id)
+    }
+
+    /// Gives a reserved socket's room back.
+    pub(super) fn give_back_room(&self, fd: BorrowedFd<'_>) {
+        // ENOENT for a socket whose room was given back already (an orphan
+        // adopted by another reactor).
+        let _ = self.rooms.delete(fd);
+    }
+
+    /// Moves a reserved socket into the set the thread waits on, watched for
+    /// `events`: its room given back first, so that the move never needs
+    /// two rooms at once.
+    pub(super) fn watch(&self, fd: BorrowedFd<'_>, events: u32, id: LingerId) -> io::Result<()> {
+        self.give_back_room(fd);
+        self.epoll.add(fd, events, id)
     }
 }

@@ -26,9 +26,8 @@ use crate::sys::{self, Event};
 /// come this much later. An idle reactor does not wake at all.
 const REST: Duration = Duration::from_millis(1);
 
-/// Events taken from epoll at a time: the kernel holds the epoll set's lock
-/// while it collects them, and a caller registering a socket (a scheduler)
-/// waits for that lock meanwhile.
+/// Events taken from epoll per call: a full batch is followed at once by
+/// another (see `serve`), so this only sizes the buffer.
 const EVENTS_PER_WAIT: usize = 64;
 
 /// The epoll events of a lingering socket: edge-triggered, so a socket
@@ -231,7 +230,7 @@ impl<T> Worker<T> {
         if let Err(outcome) = entry.arm() {
             return self.finish(id, outcome);
         }
-        if let Err(e) = self.shared.epoll.modify(entry.as_fd(), EVENTS, id) {
+        if let Err(e) = self.shared.watch(entry.as_fd(), EVENTS, id) {
             return self.finish(id, os_outcome(&e));
         }
         let number = entry.as_fd().as_raw_fd();
@@ -354,6 +353,7 @@ impl<T> Worker<T> {
         // and the close removes it.
         if entry.fin == OurFin::Port {
             let _ = self.shared.epoll.delete(entry.as_fd());
+            self.shared.give_back_room(entry.as_fd());
         }
         let (token, report) = entry.close(outcome);
         let stats = &self.shared.stats;

@@ -41,11 +41,6 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), events, token)
     }
 
-    /// Changes what `fd` is watched for.
-    pub fn modify(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd.as_raw_fd(), events, token)
-    }
-
     /// Stops watching `fd`. Needed before closing a descriptor whose open
     /// file may outlive it (another descriptor of the same socket), since
     /// epoll only forgets a file on its last close.
