@@ -100,26 +100,22 @@ abort(Socket) ->
     end.
 
 %% The options with the defaults of those not given; a key the table does
-%% not have, or a value its check refuses, raises badarg with Args.
+%% not have, or a value its check refuses, raises badarg with Args. Only
+%% the options given are looked at: most closes give none.
 -spec limits(term(), [term()]) -> limits().
 limits(Opts, Args) when is_map(Opts) ->
     Table = option_table(),
-    Unknown = maps:without([Key || {Key, _, _} <- Table], Opts),
-    _ = map_size(Unknown) =:= 0 orelse erlang:error(badarg, Args),
-    maps:from_list([{Key, option(Opts, Key, Default, Check, Args)}
-                    || {Key, Default, Check} <- Table]);
+    maps:fold(fun(Key, Value, Limits) ->
+                      case lists:keyfind(Key, 1, Table) of
+                          {Key, _, Check} ->
+                              _ = valid(Check, Value) orelse erlang:error(badarg, Args),
+                              Limits#{Key := Value};
+                          false ->
+                              erlang:error(badarg, Args)
+                      end
+              end, maps:from_list([{Key, Default} || {Key, Default, _} <- Table]), Opts);
 limits(_, Args) ->
     erlang:error(badarg, Args).
-
--spec option(map(), atom(), term(), check(), [term()]) -> term().
-option(Opts, Key, Default, Check, Args) ->
-    case Opts of
-        #{Key := Value} ->
-            _ = valid(Check, Value) orelse erlang:error(badarg, Args),
-            Value;
-        _ ->
-            Default
-    end.
 
 -spec valid(check(), term()) -> boolean().
 valid({up_to, Max}, N) -> is_integer(N) andalso N >= 0 andalso N =< Max;
