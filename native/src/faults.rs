@@ -1,6 +1,6 @@
 //! Faults a test injects into the reactor thread (feature `diagnostics`):
 //! a panic at a chosen point, once, to show what the reactor does with a
-//! bug of its own. A user's build has none of it: [`trip`] is then empty.
+//! bug of its own. A user's build has none of it: `trip` is then empty.
 
 #[cfg(feature = "diagnostics")]
 use std::sync::atomic::{AtomicU8, Ordering};

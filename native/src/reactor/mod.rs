@@ -19,9 +19,10 @@
 //! reservation. Our FIN leaves in `start`, on the caller's thread, as it
 //! would inside `close()` ([`Fin`]); the thread only drains and ends. Nothing
 //! here makes the caller wait on a peer or on the reactor's work: the only
-//! wait possible is a short critical section shared with the thread, the
-//! inbox's lock; the callers touch only the epoll set that holds reserved
-//! sockets, which the thread never waits on.
+//! waits possible are two short critical sections shared with the thread:
+//! the inbox's lock, and the kernel's lock of the epoll set that holds the
+//! reserved sockets, which the thread takes only to move one out (its wait
+//! is on another set).
 
 mod entry;
 mod fin;

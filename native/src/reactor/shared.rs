@@ -59,8 +59,7 @@ impl<T> Shared<T> {
 
     /// Gives a reserved socket's room back.
     pub(super) fn give_back_room(&self, fd: BorrowedFd<'_>) {
-        // ENOENT for a socket whose room was given back already (an orphan
-        // adopted by another reactor).
+        // ENOENT for a socket moved into the thread's set already.
         let _ = self.rooms.delete(fd);
     }
 
