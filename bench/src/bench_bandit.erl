@@ -4,7 +4,8 @@
 %% clients that upload before they read (curl without Expect, Python
 %% requests, a client uploading 64 MiB at 20 MB/s), runs served whole; and
 %% requests/s on short connections (`connection: close', read to the
-%% end) with 1 and 4 clients, rounds interleaved.
+%% end) with 1 and 4 clients, rounds interleaved, beside a floor: the bare
+%% steps of a hand-over without the rest (bench_handover_floor).
 -module(bench_bandit).
 
 -include("bench.hrl").
@@ -53,7 +54,8 @@ bandit_row(Root) ->
                      Side =:= plain orelse N =:= Runs)
              end || Client <- [curl, requests, slow], {Side, Transport} <- Transports],
     ok = file:delete(Upload),
-    Servers = [{Side, bandit(Transport)} || {Side, Transport} <- Transports],
+    Servers = [{Side, bandit(Transport)}
+               || {Side, Transport} <- Transports ++ [{floor, bench_handover_floor}]],
     Rates = [{C, Side, short_bandit(Port, C)} || _ <- lists:seq(1, ?SHORT_ROUNDS), C <- [1, 4],
                                                  {Side, {Port, _}} <- Servers],
     [Stop() || {_, {_, Stop}} <- Servers],
@@ -66,12 +68,15 @@ bandit_row(Root) ->
                    [row(14, Measure, bandit_name(plain), Get(plain), "req/s", "", "", none),
                     row(14, Measure, bandit_name(ours), Get(ours), "req/s",
                         ratio(median(Get(ours)), median(Get(plain)), "plain"), ">= 0.95x",
-                        median(Get(ours)) >= 0.95 * median(Get(plain)))]
+                        median(Get(ours)) >= 0.95 * median(Get(plain))),
+                    row(14, Measure, bandit_name(floor), Get(floor), "req/s",
+                        ratio(median(Get(floor)), median(Get(plain)), "plain"), "", none)]
                end || C <- [1, 4]]),
     Whole ++ Short.
 
 bandit_name(plain) -> "Bandit, ThousandIsland's TCP";
-bandit_name(ours) -> "Bandit, fin_close_thousand_island".
+bandit_name(ours) -> "Bandit, fin_close_thousand_island";
+bandit_name(floor) -> "Bandit, a hand-over's bare steps".
 
 %% A Bandit listener serving test/elixir_app's Plug, in a process of its own
 %% (Bandit links to its starter); its port and a fun that stops it.
