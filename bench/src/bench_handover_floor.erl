@@ -16,10 +16,15 @@
 
 close(Socket) ->
     Limits = maps:from_list([{Key, Default} || {Key, Default, _} <- fin_close_closing:option_table()]),
-    {ok, Handover} = fin_close_socket:borrowed({port, Socket}, {reserve, Limits}),
-    ok = gen_tcp:shutdown(Socket, write),
-    true = erlang:port_close(Socket),
-    fin_close_nif:cancel(Handover).
+    case fin_close_socket:borrowed({port, Socket}, {reserve, Limits}) of
+        {ok, Handover} ->
+            ok = gen_tcp:shutdown(Socket, write),
+            true = erlang:port_close(Socket),
+            fin_close_nif:cancel(Handover);
+        {error, _} ->
+            %% Closed by its driver already (the peer's FIN in passive mode).
+            ?TCP:close(Socket)
+    end.
 
 listen(Port, Options) -> ?TCP:listen(Port, Options).
 accept(LSocket) -> ?TCP:accept(LSocket).
