@@ -35,7 +35,8 @@ pre_init_per_testcase(_Suite, _Case, Config, State) ->
 %% included.
 post_end_per_testcase(_Suite, _Case, Config, ok, State) ->
     try check_nothing_left(?config(fds, Config)) of
-        _ -> {ok, State}
+        ok -> {ok, State};
+        {fail, Reason} -> {{fail, Reason}, State}
     catch
         error:Reason -> {{fail, Reason}, State}
     end;
