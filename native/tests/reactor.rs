@@ -664,6 +664,50 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     assert_eq!(reactor.stats().reclaimed, 2);
 }
 
+#[test]
+fn quiet_sockets_are_reclaimed_in_the_order_they_were_handed_over() {
+    let (reactor, reports) = reactor();
+    let cap = Limits {
+        max_lingering: Some(2),
+        ..limits(10_000, None)
+    };
+    let close = |server: TcpStream, token: u32| {
+        let dup = Duplicate::of(server.as_fd()).unwrap();
+        drop(server);
+        hand_over(&reactor, dup, cap, Fin::Now, token);
+    };
+    // Two handed over under a millisecond apart while the thread is busy,
+    // so that it adopts them at once: the first one's peer has been quiet
+    // the longer, whatever the adoption's time in whole milliseconds.
+    for round in 0..10u32 {
+        hold_busy(&reactor, Duration::from_millis(3));
+        let (first, first_peer) = pair();
+        close(first, round * 3);
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_micros(800) {}
+        let (second, second_peer) = pair();
+        close(second, round * 3 + 1);
+        for peer in [&first_peer, &second_peer] {
+            let (n, ended) = read_to_end(peer, Duration::ZERO);
+            assert!(n == 0 && ended.is_ok(), "our FIN, nothing else");
+        }
+        let (third, third_peer) = pair();
+        close(third, round * 3 + 2);
+        let (token, report) = reports.recv_timeout(WAIT).unwrap();
+        assert_eq!(
+            (token, report.outcome),
+            (round * 3, Outcome::Reclaimed),
+            "round {round}"
+        );
+        for peer in [second_peer, third_peer] {
+            peer.shutdown(Shutdown::Write).unwrap();
+        }
+        for _ in 0..2 {
+            assert_eq!(next_outcome(&reports), Outcome::Clean);
+        }
+    }
+}
+
 /// The reactor thread runs under SCHED_BATCH, so that its wake-ups never
 /// preempt a thread of the VM.
 #[test]

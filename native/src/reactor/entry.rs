@@ -43,7 +43,7 @@ pub(super) struct Entry<T> {
     idle_check: u32,
     /// When its timer in the worker's timers is due.
     pub(super) timer: u32,
-    /// When the peer last sent a byte.
+    /// When the peer last sent a byte, or 0 (the hand-over) if never since.
     last_rx: u32,
     /// How far both sides had got at the last look (bytes acknowledged and
     /// received, which only grow, summed).
@@ -83,7 +83,11 @@ impl<T> Entry<T> {
             idle,
             idle_check,
             timer: deadline.min(idle_check).min(first_poll),
-            last_rx: now_ms,
+            // The hand-over, not the adoption: of two peers quiet since,
+            // the one handed over first has been quiet the longer (the
+            // reclaim's order), however late and in whatever milliseconds
+            // the thread adopts them.
+            last_rx: 0,
             seen: 0,
             drained: 0,
             // u64::MAX bytes are never discarded: no bound either.
