@@ -19,5 +19,17 @@ status=$?
 passed=$(sed -n 's/.*All \([0-9]*\) tests passed.*/\1/p; s/.*Passed \([0-9]*\) tests.*/\1/p' "$log" | tail -n 1)
 failed=$(sed -n 's/.*Failed \([0-9]*\) tests.*/\1/p' "$log" | tail -n 1)
 skipped=$(sed -n 's/.*Skipped \([0-9]*\) .*/\1/p' "$log" | tail -n 1)
+# rebar3 passes a run where a suite could not be loaded, or where an
+# init_per_suite/group crashed and its cases were skipped automatically
+# ("Skipped N (user, auto)"): none of those cases ran, so the run fails.
+auto=$(sed -n 's/.*Skipped [0-9]* ([0-9]*, \([0-9]*\)).*/\1/p' "$log" | tail -n 1)
+if grep -q "error_in_suite" "$log"; then
+    echo "ct: a suite could not be loaded (error_in_suite above)" >&2
+    status=1
+fi
+if [ "${auto:-0}" -ne 0 ]; then
+    echo "ct: ${auto} cases skipped automatically: they did not run" >&2
+    status=1
+fi
 echo "ct: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit $status
