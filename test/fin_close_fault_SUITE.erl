@@ -556,6 +556,11 @@ max_lingering_reclaims_the_oldest(Config) ->
                  end || _ <- [1, 2]],
     wait(fun() -> lists:all(fun({C, _}) -> gen_tcp:recv(C, 0, 0) =:= {error, closed} end,
                             Lingering) end),
+    %% The peers may delay their acknowledgment of our FIN (tens of ms):
+    %% until it comes, a socket has something to lose and is not the
+    %% reclaim's first choice.
+    wait(fun() -> length([L || #{kind := lingering, state := fin_wait2, send_q := 0} = L
+                                   <- fin_close:sockets()]) =:= 2 end),
     #{lingering := Now, reclaimed := Reclaimed0} = fin_close:stats(),
     ?assertEqual(2, Now),
     {S, C} = pair(Config, ?LOOP4, []),

@@ -635,7 +635,11 @@ reclaim_takes_the_quiet_socket_first(Config) ->
     {ok, R2} = fin_close:close(S2, #{notify => self()}),
     ?assertEqual({ok, <<"all of it">>}, gen_tcp:recv(Quiet, 9, 5000)),
     ?assertEqual({error, closed}, gen_tcp:recv(Quiet, 0, 5000)),
-    timer:sleep(100),
+    %% Its peer may delay the acknowledgment of our FIN (tens of ms): until
+    %% it comes, the quiet socket too has something to lose.
+    {ok, QuietEnd} = inet:sockname(Quiet),
+    wait(fun() -> [L || #{kind := lingering, peer := P, state := fin_wait2, send_q := 0} = L
+                            <- fin_close:sockets(), P =:= QuietEnd] =/= [] end),
     {S3, Third} = pair(Config, ?LOOP4, []),
     #{lingering := Now} = fin_close:stats(),
     {ok, R3} = fin_close:close(S3, #{notify => self(), max_lingering => Now}),

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::{eventually, hand_over, pair, reactor, WAIT};
 use fin_close_nif::duplicate::Duplicate;
 use fin_close_nif::error::Error;
+use fin_close_nif::info::TcpState;
 use fin_close_nif::reactor::{Fin, Limits, Outcome, Reactor, Report};
 use fin_close_nif::sys;
 use socket2::SockRef;
@@ -602,6 +603,23 @@ fn many_sockets_linger_on_one_thread_and_all_end() {
     assert_eq!(reactor.stats().lingering, 0);
 }
 
+/// Waits until `n` lingering sockets have nothing left to lose: all of
+/// ours acknowledged, our FIN too. A peer may delay its acknowledgment of a
+/// FIN (pingpong mode, tens of milliseconds); until then a reclaim would
+/// not take the socket first.
+fn acknowledged(reactor: &Reactor<u32>, n: usize) {
+    eventually("our FINs acknowledged", || {
+        let (tx, rx) = channel();
+        reactor.lingering(move |l| tx.send(l).unwrap()).unwrap();
+        let acked = rx.recv_timeout(WAIT).unwrap().into_iter().filter(|l| {
+            l.now
+                .as_ref()
+                .is_ok_and(|i| i.state == TcpState::FinWait2 && i.send_q == Some(0))
+        });
+        acked.count() >= n
+    });
+}
+
 #[test]
 fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     let (reactor, reports) = reactor();
@@ -625,7 +643,7 @@ fn at_max_lingering_the_cheapest_socket_is_reclaimed() {
     eventually("the second to have everything", || {
         sys::inq(quiet.as_fd()).unwrap() == 9
     });
-    thread::sleep(Duration::from_millis(50));
+    acknowledged(&reactor, 1);
     // A third, whose reply is unread too: the one with nothing left to
     // lose goes first, quietly.
     let (server, third) = pair();
@@ -691,6 +709,7 @@ fn quiet_sockets_are_reclaimed_in_the_order_they_were_handed_over() {
             let (n, ended) = read_to_end(peer, Duration::ZERO);
             assert!(n == 0 && ended.is_ok(), "our FIN, nothing else");
         }
+        acknowledged(&reactor, 2);
         let (third, third_peer) = pair();
         close(third, round * 3 + 2);
         let (token, report) = reports.recv_timeout(WAIT).unwrap();
