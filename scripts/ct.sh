@@ -19,9 +19,10 @@ status=$?
 passed=$(sed -n 's/.*All \([0-9]*\) tests passed.*/\1/p; s/.*Passed \([0-9]*\) tests.*/\1/p' "$log" | tail -n 1)
 failed=$(sed -n 's/.*Failed \([0-9]*\) tests.*/\1/p' "$log" | tail -n 1)
 skipped=$(sed -n 's/.*Skipped \([0-9]*\) .*/\1/p' "$log" | tail -n 1)
-# rebar3 passes a run where a suite could not be loaded, or where an
-# init_per_suite/group crashed and its cases were skipped automatically
-# ("Skipped N (user, auto)"): none of those cases ran, so the run fails.
+# rebar3 ends a run with 0 where a suite could not be loaded
+# (error_in_suite); its cases, like any skipped automatically ("Skipped N
+# (user, auto)", after a crash in an init_per_* callback), did not run, so
+# the run fails.
 auto=$(sed -n 's/.*Skipped [0-9]* ([0-9]*, \([0-9]*\)).*/\1/p' "$log" | tail -n 1)
 if grep -q "error_in_suite" "$log"; then
     echo "ct: a suite could not be loaded (error_in_suite above)" >&2
